@@ -144,9 +144,9 @@ def _advance_one(y, feed, coolant, dt, h, p, rtol, atol, stages, table, f0, f, j
             for k in range(1, j + 1):
                 ratio = (j + 1.0) / (j + 1.0 - k) - 1.0
                 for r in range(5):
-                    table[j, k, r] = table[j, k - 1, r] + (
-                        table[j, k - 1, r] - table[j - 1, k - 1, r]
-                    ) / ratio
+                    table[j, k, r] = (
+                        table[j, k - 1, r] + (table[j, k - 1, r] - table[j - 1, k - 1, r]) / ratio
+                    )
         last = stages - 1
         err = 0.0
         finite = True
@@ -191,8 +191,22 @@ def _advance_batch(states, inputs, dt, step_guess, p, rtol, atol, stages):
         for r in range(5):
             y[r] = states[b, r]
         h, s, k = _advance_one(
-            y, inputs[b, 0], inputs[b, 1], dt, step_guess[b], p, rtol, atol, stages,
-            table, f0, f, jac, mat, piv, work,
+            y,
+            inputs[b, 0],
+            inputs[b, 1],
+            dt,
+            step_guess[b],
+            p,
+            rtol,
+            atol,
+            stages,
+            table,
+            f0,
+            f,
+            jac,
+            mat,
+            piv,
+            work,
         )
         for r in range(5):
             out[b, r] = y[r]
@@ -248,8 +262,14 @@ def advance(
         step_guess = np.full(states.shape[0], float(dt))
     atol = rtol * _ABS_FLOOR * STATE_SCALE
     out, guess, status, steps = _advance_batch(
-        states, inputs, float(dt), np.asarray(step_guess, dtype=np.float64),
-        params.as_array(), float(rtol), atol, int(stages),
+        states,
+        inputs,
+        float(dt),
+        np.asarray(step_guess, dtype=np.float64),
+        params.as_array(),
+        float(rtol),
+        atol,
+        int(stages),
     )
     if status.any():
         bad = np.flatnonzero(status)
@@ -266,7 +286,12 @@ def rhs_compiled(state: np.ndarray, inputs: np.ndarray, params: ReactorParams | 
     f = np.empty(5)
     jac = np.empty((5, 5))
     _rhs_and_jac(
-        np.asarray(state, dtype=np.float64), float(inputs[0]), float(inputs[1]),
-        params.as_array(), f, jac, True,
+        np.asarray(state, dtype=np.float64),
+        float(inputs[0]),
+        float(inputs[1]),
+        params.as_array(),
+        f,
+        jac,
+        True,
     )
     return f, jac

@@ -52,8 +52,12 @@ class PIController:
     """A batch of independent two-loop PI controllers that emits env actions.
 
     Args:
-        gains: ``(N, 4)`` gains ``[Kp_P, Ki_P, Kp_T, Ki_T]``, one row per episode.
+        gains: ``(N, 4)`` gains ``[Kp_P, Ki_P, Kp_T, Ki_T]``, one row per episode, or
+            ``(4,)``: one tuning for any batch size (set at :meth:`reset`).
         params: reactor constants (for the input bounds).
+
+    The controller is itself a policy for :func:`polycstr_lib.rollout.rollout`: calling it
+    is :meth:`act`.
 
     Call :meth:`reset` with the first observations, then :meth:`act` once per step. Actions
     are the rate-limited increments divided by :data:`ACTION_SCALE` (float64, so the env
@@ -62,9 +66,10 @@ class PIController:
 
     def __init__(self, gains: np.ndarray, params: ReactorParams | None = None):
         gains = np.asarray(gains, dtype=np.float64)
-        if gains.ndim != 2 or gains.shape[1] != 4:
-            raise ValueError(f"gains must have shape (N, 4), got {gains.shape}")
-        self.gains = gains
+        if gains.shape[-1:] != (4,) or gains.ndim not in (1, 2):
+            raise ValueError(f"gains must have shape (N, 4) or (4,), got {gains.shape}")
+        self._shared = gains.ndim == 1
+        self.gains = np.atleast_2d(gains)
         self.params = params or ReactorParams()
         self.integral = np.zeros((len(gains), 2))
         self.bias = np.zeros((len(gains), 2))
@@ -73,8 +78,13 @@ class PIController:
     def reset(self, observations: np.ndarray) -> None:
         """Start new episodes: bias = current inputs (bumpless), integrals = 0."""
         obs = np.asarray(observations, dtype=np.float64)
+        if self._shared:
+            self.gains = np.repeat(self.gains[:1], len(obs), axis=0)
+        elif len(obs) != len(self.gains):
+            raise ValueError(f"{len(obs)} observations for {len(self.gains)} controllers")
         self.bias = obs[:, _INPUTS].copy()
         self.integral = np.zeros_like(self.bias)
+        self.rate_limited = np.zeros_like(self.bias, dtype=bool)
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Float64 actions in [-1, 1] for ``(N, 9)`` observations; updates the integrals.
@@ -98,3 +108,5 @@ class PIController:
         winding = limited & (np.sign(errors) == np.sign(command - applied))
         self.integral = np.where(winding, self.integral, trial_integral)
         return (applied - previous) / ACTION_SCALE
+
+    __call__ = act

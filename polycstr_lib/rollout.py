@@ -94,6 +94,14 @@ def rollout(
         violations[:, t] = info["constraint_violation"]
         states[:, t + 1], inputs[:, t + 1] = info["state"], info["inputs"]
     return Trajectories(
-        scenario, seeds, observations, actions, rewards, costs, violations, states, inputs,
+        scenario,
+        seeds,
+        observations,
+        actions,
+        rewards,
+        costs,
+        violations,
+        states,
+        inputs,
         setpoints,
     )

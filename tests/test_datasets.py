@@ -59,7 +59,7 @@ def test_gain_sampling_respects_ranges_and_rejects_bad_shapes():
     for j, (lo, hi) in enumerate(ranges._ranges()):
         assert lo <= g[:, j].min() and g[:, j].max() <= hi
     with pytest.raises(ValueError, match="shape"):
-        PIController(np.zeros(4))
+        PIController(np.zeros((2, 5)))
 
 
 def test_data_and_eval_seeds_are_disjoint():
@@ -81,8 +81,10 @@ def test_datasets_load_with_minari_and_as_tensors(minari_store, scenario):
     assert data.actions.abs().max() <= 1.0
     assert data.terminals.sum() == 0 and data.timeouts.sum() == 100
     # next_observations are the following observations within each episode
-    torch.testing.assert_close(data.next_observations[:-1][data.timeouts[:-1] == 0],
-                               data.observations[1:][data.timeouts[:-1] == 0])
+    torch.testing.assert_close(
+        data.next_observations[:-1][data.timeouts[:-1] == 0],
+        data.observations[1:][data.timeouts[:-1] == 0],
+    )
     e_p, e_t = data.next_observations[:, 5].double(), data.next_observations[:, 6].double()
     torch.testing.assert_close(data.costs.double(), e_p.abs() + e_t.abs(), rtol=1e-5, atol=1e-3)
     traj, side = load_trajectories(scenario)
@@ -155,3 +157,13 @@ def test_sidecar_records_config_and_checksum(minari_store):
     assert side["config"]["episodes"] == 100 and len(side["sha256"]) == 64
     assert side["dataset_id"] == "polycstr/startup/pi-v0"
     assert np.isclose(ACTION_SCALE, [0.5, 5.0]).all()
+
+
+def test_shared_pi_tuning_fits_any_batch_and_checks_sizes():
+    obs = np.array([[440, 0, 0, 0, 350, 10.0, 1.0, 1.0, 345.0]] * 3)
+    shared = PIController(GainRanges().nominal())
+    shared.reset(obs)
+    assert shared(obs).shape == (3, 2)
+    per_episode = PIController(np.ones((2, 4)) * 1e-4)
+    with pytest.raises(ValueError, match="3 observations for 2 controllers"):
+        per_episode.reset(obs)

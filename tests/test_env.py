@@ -37,13 +37,13 @@ def test_unknown_scenario_lists_valid_ones():
 
 def test_seeding_is_reproducible_and_leaves_global_rngs_alone():
     actions = np.random.default_rng(1).uniform(-1, 1, (10, 2))
-    np_state = np.random.get_state()[1].copy()
+    np_state = np.random.get_state()[1].copy()  # noqa: NPY002  (checking the legacy global RNG)
     a = run(PolyCSTREnv("startup"), 3, actions)
     b = run(PolyCSTREnv("startup"), 3, actions)
     c = run(PolyCSTREnv("startup"), 4, actions)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
 
 
 def test_out_of_bounds_action_acts_like_the_bound():

@@ -21,8 +21,12 @@ def relative_error(x, ref):
 
 def radau_step(state, inputs, params):
     sol = solve_ivp(
-        lambda t, y: reactor_rhs(y, inputs, params), (0.0, CONTROL_INTERVAL), state,
-        method="Radau", rtol=1e-10, atol=1e-10 * REL_FLOOR * STATE_SCALE,
+        lambda t, y: reactor_rhs(y, inputs, params),
+        (0.0, CONTROL_INTERVAL),
+        state,
+        method="Radau",
+        rtol=1e-10,
+        atol=1e-10 * REL_FLOOR * STATE_SCALE,
     )
     assert sol.success
     return sol.y[:, -1]
@@ -45,12 +49,12 @@ def test_closed_loop_trajectory_matches_radau(scenario):
         guess = None
         traj = []
 
-        def obs():
+        def obs(state, inputs):
             return np.concatenate([state, setpoint - state[[3, 4]], inputs])[None]
 
-        ctrl.reset(obs())
+        ctrl.reset(obs(state, inputs))
         for _ in range(200):
-            action = np.clip(ctrl.act(obs())[0], -1, 1)
+            action = np.clip(ctrl.act(obs(state, inputs))[0], -1, 1)
             inputs = np.clip(inputs + action * ACTION_SCALE, params.input_low, params.input_high)
             if name == "batched":
                 out, guess = advance(state[None], inputs[None], CONTROL_INTERVAL, params, guess)
@@ -78,7 +82,9 @@ def test_runaway_is_integrated_accurately():
 
 def test_batch_equals_single_runs_bit_for_bit():
     rng = np.random.default_rng(0)
-    states = np.array([[440.0, 0, 0, 0, 350.0]]) * np.array([rng.uniform(0.8, 1.2, 5) for _ in range(7)])
+    states = np.array([[440.0, 0, 0, 0, 350.0]]) * np.array(
+        [rng.uniform(0.8, 1.2, 5) for _ in range(7)]
+    )
     inputs = np.column_stack([rng.uniform(0, 2.5, 7), rng.uniform(300, 350, 7)])
     batched, _ = advance(states, inputs, CONTROL_INTERVAL)
     for i in range(7):

@@ -53,6 +53,8 @@ def test_compiled_rhs_and_jacobian_agree_with_reference():
             h = 1e-6 * STATE_SCALE[j]
             e = np.zeros(5)
             e[j] = h
-            fd[:, j] = (reactor_rhs(state + e, inputs, params) - reactor_rhs(state - e, inputs, params)) / (2 * h)
+            fd[:, j] = (
+                reactor_rhs(state + e, inputs, params) - reactor_rhs(state - e, inputs, params)
+            ) / (2 * h)
         scale = np.abs(fd) + 1e-8 * np.abs(fd).max(axis=1, keepdims=True)
         assert np.max(np.abs(jac - fd) / scale) < 1e-4  # an error in a term would be O(1)

@@ -1,0 +1,56 @@
+# PolyCSTR companion. The README's two commands are `make book` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+STAMP := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+# one torch/BLAS thread per process: two threads are slower than one on a 2-core machine
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: venv data notebooks mathjax book test unit nbval bench lint lab clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[book,test]' 2>&1 \
+		| grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import polycstr_lib, torch, jupyter_book" # fails loudly if the install did
+	touch $(STAMP)
+
+data: venv
+	$(BIN)/python -m polycstr_lib data
+
+mathjax:
+	bash scripts/install_mathjax.sh
+
+notebooks: venv data
+	$(BIN)/python -m polycstr_lib notebooks --profile $(PROFILE)
+
+book: notebooks mathjax
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo "book built: _build/html/index.html (profile $(PROFILE))"
+
+unit: venv
+	$(BIN)/python -m pytest tests -q
+
+nbval: venv data
+	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+test: unit nbval book
+
+bench: venv data
+	$(BIN)/python benchmarks/simulator.py
+
+lint: venv
+	$(BIN)/ruff check polycstr_lib tests benchmarks
+	$(BIN)/ruff format --check polycstr_lib tests benchmarks
+
+lab: venv
+	$(BIN)/python -m ipykernel install --user --name polycstr --display-name "PolyCSTR (.venv)"
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf _build book/executed

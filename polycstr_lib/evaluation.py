@@ -1,0 +1,119 @@
+"""Evaluation as pure functions over arrays (shapes documented), plus a batched runner.
+
+Shapes: ``E`` episodes, ``T`` steps. All metrics are per episode, so tables and intervals
+are computed from them by the caller (or :func:`summary_table`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from polycstr_lib.datasets import eval_seeds, normalised_reward
+from polycstr_lib.env import CONTROL_INTERVAL
+from polycstr_lib.rollout import Policy, Trajectories, rollout
+
+STEADY_WINDOW_HOURS = 10.0  # the steady-state offset is the mean |e_P| over the last 10 h
+SETTLING_BAND = 0.05  # settled: |e_P| within 5 % of the polymer setpoint for good
+
+
+def steady_state_offset(polymer_error: np.ndarray, window_hours: float = STEADY_WINDOW_HOURS):
+    """Mean ``|e_P|`` over the last ``window_hours``.
+
+    Args:
+        polymer_error: ``(E, T)`` polymer errors after each step, kg/m^3.
+        window_hours: length of the final window, h.
+
+    Returns:
+        ``(E,)`` offsets, kg/m^3.
+    """
+    steps = max(1, int(round(window_hours * 3600 / CONTROL_INTERVAL)))
+    return np.abs(np.asarray(polymer_error)[:, -steps:]).mean(axis=1)
+
+
+def settling_time(polymer_error: np.ndarray, band: np.ndarray | float) -> np.ndarray:
+    """Hours until ``|e_P|`` enters ``band`` and stays there to the end of the episode.
+
+    Args:
+        polymer_error: ``(E, T)`` polymer errors after steps 1..T.
+        band: half-width of the band, kg/m^3, scalar or ``(E,)``.
+
+    Returns:
+        ``(E,)`` settling times in hours; ``inf`` where an episode never settles.
+    """
+    err = np.abs(np.asarray(polymer_error))
+    inside = err <= np.broadcast_to(np.asarray(band, dtype=float), err.shape[:1])[:, None]
+    # last step outside the band; settled from the step after it
+    outside_any = ~inside
+    last_out = np.where(
+        outside_any.any(axis=1), err.shape[1] - 1 - np.argmax(outside_any[:, ::-1], axis=1), -1
+    )
+    hours = (last_out + 2) * CONTROL_INTERVAL / 3600  # step k (0-based) ends at (k+1) dt
+    hours = hours.astype(float)
+    hours[last_out == err.shape[1] - 1] = np.inf
+    return hours
+
+
+def episode_metrics(traj: Trajectories, return_min: float, return_max: float) -> pd.DataFrame:
+    """Per-episode metrics of ``traj``.
+
+    Returns:
+        DataFrame with E rows: ``return``, ``normalised_reward``, ``violations`` (steps
+        above the 370 K limit), ``offset`` (kg/m^3), ``settling_h`` (h, inf if never).
+    """
+    polymer_error = traj.setpoints[:, None, 0] - traj.states[:, 1:, 3]
+    returns = traj.returns
+    return pd.DataFrame(
+        {
+            "return": returns,
+            "normalised_reward": normalised_reward(returns, return_min, return_max),
+            "violations": traj.violations.sum(axis=1),
+            "offset": steady_state_offset(polymer_error),
+            "settling_h": settling_time(polymer_error, SETTLING_BAND * traj.setpoints[:, 0]),
+        }
+    )
+
+
+def evaluate_policy(
+    policy: Policy,
+    scenario: str,
+    episodes: int,
+    return_min: float,
+    return_max: float,
+    seed_offset: int = 0,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, Trajectories]:
+    """Run ``policy`` on ``episodes`` test episodes (seeds disjoint from the data).
+
+    Returns:
+        The per-episode metrics (:func:`episode_metrics`) and the trajectories.
+    """
+    traj = rollout(policy, scenario, eval_seeds(episodes, seed_offset), progress=progress)
+    return episode_metrics(traj, return_min, return_max), traj
+
+
+def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per method: mean/min/max normalised reward, violations, offset, settling.
+
+    Args:
+        metrics: method name -> per-episode metrics.
+
+    Returns:
+        DataFrame indexed by method. ``settled %`` is the share of episodes that settle;
+        ``settling h`` the median settling time of those that do.
+    """
+    rows = {}
+    for name, m in metrics.items():
+        settled = np.isfinite(m["settling_h"])
+        rows[name] = {
+            "mean": m["normalised_reward"].mean(),
+            "min": m["normalised_reward"].min(),
+            "max": m["normalised_reward"].max(),
+            "violations": int(m["violations"].sum()),
+            "offset": m["offset"].mean(),
+            "settled %": 100.0 * settled.mean(),
+            "settling h": float(np.median(m["settling_h"][settled])) if settled.any() else np.inf,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -74,6 +74,7 @@ def execute_notebooks(
     import papermill
 
     EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
+    write_parameters_table()
     timings = []
     for run in runs_for(profile):
         if only and run.page not in only:
@@ -99,3 +100,14 @@ def execute_notebooks(
         os.replace(partial, target)
         timings.append((run.page, time.perf_counter() - start))
     return timings
+
+
+def write_parameters_table() -> Path:
+    """Write ``book/executed/parameters.md``: every notebook's parameters (for the book)."""
+    from polycstr_lib.provenance import parameters_markdown
+
+    EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
+    path = EXECUTED_DIR / "parameters.md"
+    sources = [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in dict.fromkeys(r.notebook for r in RUNS)]
+    path.write_text(parameters_markdown(sources))
+    return path

@@ -31,6 +31,7 @@ class NotebookRun:
 RUNS: tuple[NotebookRun, ...] = (
     NotebookRun("01_environment", "01_environment"),
     NotebookRun("02_dataset", "02_dataset"),
+    NotebookRun("04_cost_models", "04_cost_models"),
 )
 
 #: Overrides per profile and notebook. "quick" is every notebook's own defaults.
@@ -39,6 +40,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     "paper": {
         "01_environment": {"grade_points": 41},
         "02_dataset": {},
+        "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
     },
 }
 

@@ -1,0 +1,220 @@
+"""Gradient steps per second of the offline agents (2×256 nets, batch 256, one torch thread).
+
+Measures BC, IQL and CQL on a synthetic dataset of the real shape (20,000 transitions,
+9-dimensional observations, 2-dimensional actions): one process with one thread, then two
+processes with one thread each running at the same time (the machine's total). Optionally
+times d3rlpy 2.8.1 the same way in its own virtual environment and prints the ratio
+ours/d3rlpy for IQL as the last line.
+
+The d3rlpy environment is kept apart from the project's ``.venv`` (it must never be installed
+there). Create it once with ``--install-d3rlpy`` or by hand::
+
+    python3 -m venv .venv-d3rlpy
+    .venv-d3rlpy/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl d3rlpy==2.8.1
+
+Usage::
+
+    .venv/bin/python benchmarks/training.py [--seconds 5] [--algos bc iql cql]
+        [--no-two-process] [--no-d3rlpy] [--install-d3rlpy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+D3RLPY_VENV = REPO / ".venv-d3rlpy"
+N, OBS_DIM, ACT_DIM, EPISODE_LENGTH = 20_000, 9, 2, 200
+BATCH_SIZE = 256
+#: d3rlpy 2.8.1 IQL steps/s measured earlier on this project's machines (SPEC.md §4); the
+#: fallback reference when d3rlpy cannot be run here.
+SPEC_D3RLPY_IQL = 69.0
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """Random data with the shape and scales of one scenario's PI dataset."""
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    terminals: torch.Tensor
+    timeouts: torch.Tensor
+    return_min: float
+    return_max: float
+
+
+def synthetic_data(seed: int = 0) -> SyntheticData:
+    """Builds the synthetic dataset (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([450.0, 10.0, 1.5e-6, 100.0, 350.0, 10.0, 5.0, 1.5, 340.0])
+    obs = scale * (1 + 0.1 * torch.randn(N, OBS_DIM, generator=g))
+    next_obs = scale * (1 + 0.1 * torch.randn(N, OBS_DIM, generator=g))
+    rewards = -(next_obs[:, 5] ** 2 + next_obs[:, 6] ** 2)
+    timeouts = (torch.arange(N) % EPISODE_LENGTH == EPISODE_LENGTH - 1).float()
+    returns = rewards.view(-1, EPISODE_LENGTH).sum(1)
+    return SyntheticData(
+        observations=obs.float().contiguous(),
+        actions=torch.rand(N, ACT_DIM, generator=g) * 2 - 1,
+        rewards=rewards.float(),
+        next_observations=next_obs.float().contiguous(),
+        terminals=torch.zeros(N),
+        timeouts=timeouts,
+        return_min=float(returns.min()),
+        return_max=float(returns.max()),
+    )
+
+
+def measure(algo: str, seconds: float, barrier=None) -> float:
+    """Gradient steps per second of ``algo`` (batch sampling included), one torch thread."""
+    torch.set_num_threads(1)
+    from polycstr_lib.agents import Scalers, make_agent, sample_batch
+
+    data = synthetic_data()
+    agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):  # warm-up
+        agent.update(sample_batch(data, BATCH_SIZE, g))
+    if barrier is not None:
+        barrier.wait()
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        agent.update(sample_batch(data, BATCH_SIZE, g))
+        steps += 1
+    return steps / elapsed
+
+
+def _child(algo: str, seconds: float, barrier, queue) -> None:
+    queue.put(measure(algo, seconds, barrier))
+
+
+def measure_two_processes(algo: str, seconds: float) -> float:
+    """Total steps/s of two simultaneous single-thread processes (spawn)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(algo, seconds, barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+_D3RLPY_SCRIPT = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+import d3rlpy
+algos, seconds = sys.argv[1].split(","), float(sys.argv[2])
+rng = np.random.default_rng(0)
+n, length = 20000, 200
+scale = np.array([450.0, 10.0, 1.5e-6, 100.0, 350.0, 10.0, 5.0, 1.5, 340.0], np.float32)
+obs = (scale * (1 + 0.1 * rng.standard_normal((n, 9)))).astype(np.float32)
+actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+rewards = -(obs[:, 5] ** 2 + obs[:, 6] ** 2).astype(np.float32)
+timeouts = (np.arange(n) % length == length - 1).astype(np.float32)
+dataset = d3rlpy.dataset.MDPDataset(obs, actions, rewards, np.zeros(n, np.float32), timeouts)
+configs = {
+    "bc": lambda: d3rlpy.algos.BCConfig(batch_size=256),
+    "iql": lambda: d3rlpy.algos.IQLConfig(batch_size=256, expectile=0.9, weight_temp=3.0),
+    "cql": lambda: d3rlpy.algos.CQLConfig(batch_size=256),
+}
+out = {"version": d3rlpy.__version__}
+for name in algos:
+    algo = configs[name]().create(device="cpu:0")
+    algo.build_with_dataset(dataset)
+    for _ in range(3):
+        algo.update(dataset.sample_transition_batch(256))
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        algo.update(dataset.sample_transition_batch(256))
+        steps += 1
+    out[name] = steps / elapsed
+print("RESULT " + json.dumps(out))
+"""
+
+
+def install_d3rlpy() -> None:
+    """Creates ``.venv-d3rlpy`` with the local CPU torch wheel and d3rlpy 2.8.1."""
+    wheels = sorted(glob.glob("/opt/wheels/torch-2.13.0+cpu-*.whl"))
+    subprocess.run([sys.executable, "-m", "venv", str(D3RLPY_VENV)], check=True)
+    pip = str(D3RLPY_VENV / "bin" / "pip")
+    subprocess.run([pip, "install", "-q", *(wheels or ["torch==2.13.0"])], check=True)
+    subprocess.run([pip, "install", "-q", "d3rlpy==2.8.1"], check=True)
+
+
+def measure_d3rlpy(algos: list[str], seconds: float) -> dict[str, float] | str:
+    """d3rlpy steps/s per algorithm, or a sentence saying why it could not be measured."""
+    python = D3RLPY_VENV / "bin" / "python"
+    if not python.exists():
+        return f"d3rlpy not measured: {D3RLPY_VENV} does not exist (see --install-d3rlpy)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(python), "-c", _D3RLPY_SCRIPT, ",".join(algos), str(seconds)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    return f"d3rlpy run failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing window per cell")
+    parser.add_argument("--algos", nargs="+", default=["bc", "iql", "cql"])
+    parser.add_argument("--no-two-process", action="store_true")
+    parser.add_argument("--no-d3rlpy", action="store_true")
+    parser.add_argument("--install-d3rlpy", action="store_true")
+    args = parser.parse_args()
+    if args.install_d3rlpy and not (D3RLPY_VENV / "bin" / "python").exists():
+        install_d3rlpy()
+
+    rows = {}
+    for algo in args.algos:
+        one = measure(algo, args.seconds)
+        two = None if args.no_two_process else measure_two_processes(algo, args.seconds)
+        rows[algo] = (one, two)
+    d3 = "d3rlpy not measured (--no-d3rlpy)" if args.no_d3rlpy else None
+    if d3 is None:
+        d3 = measure_d3rlpy(args.algos, args.seconds)
+
+    print(f"torch {torch.__version__}, 2x256 nets, batch {BATCH_SIZE}, {os.cpu_count()} CPUs")
+    header = f"{'algo':<6}{'1 proc (steps/s)':>18}{'2 procs total':>16}{'d3rlpy 1 proc':>16}"
+    print(header)
+    print("-" * len(header))
+    for algo, (one, two) in rows.items():
+        two_s = f"{two:16.1f}" if two is not None else f"{'-':>16}"
+        d3_s = f"{d3[algo]:16.1f}" if isinstance(d3, dict) and algo in d3 else f"{'-':>16}"
+        print(f"{algo:<6}{one:18.1f}{two_s}{d3_s}")
+    if isinstance(d3, str):
+        print(d3)
+    if "iql" in rows:
+        ours = rows["iql"][0]
+        if isinstance(d3, dict) and "iql" in d3:
+            print(f"IQL steps/s ours/d3rlpy {d3['version']}: {ours / d3['iql']:.2f}")
+        else:
+            print(
+                f"IQL steps/s ours/d3rlpy (SPEC reference {SPEC_D3RLPY_IQL:.0f} steps/s, "
+                f"d3rlpy not run here): {ours / SPEC_D3RLPY_IQL:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Implicit Q-Learning (Kostrikov, Nair & Levine, 2021), following CORL's single-file version.
+
+V is fitted by expectile regression on min(Q1', Q2') (target critics), the twin Q by TD on
+r + γ V(s'), and the actor by advantage-weighted regression with weights
+min(exp(β (Q − V)), max_weight). Unlike CORL, the actor learning rate is constant (no cosine
+schedule), so that the agent does not depend on the total number of steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polycstr_lib.agents.nets import (
+    Batch,
+    GaussianActor,
+    QNetwork,
+    Scalers,
+    as_obs_tensor,
+    check_state,
+    mlp,
+    soft_update,
+)
+
+__all__ = ["IQL", "IQLConfig", "advantage_weights", "expectile_loss"]
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """Hyperparameters of IQL (defaults: the paper's and CORL's)."""
+
+    hidden_dims: tuple[int, ...] = (256, 256)  # hidden sizes of Q1, Q2, V and the actor
+    lr: float = 3e-4  # Adam learning rate of the critics, the value net and the actor
+    expectile: float = 0.9  # τ of the expectile regression of V on Q
+    beta: float = 3.0  # inverse temperature of the advantage weights
+    max_weight: float = 100.0  # clip of the exponentiated advantage
+    gamma: float = 0.99  # discount factor
+    polyak: float = 0.005  # target-critic update rate
+
+
+def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """Asymmetric squared loss ``mean(|τ − 1[diff < 0]| · diff²)``.
+
+    Args:
+        diff: Residuals ``target − prediction``.
+        tau: Expectile in (0, 1); τ > 0.5 penalises under-estimation more.
+
+    Returns:
+        The scalar mean loss.
+    """
+    weight = torch.abs(tau - (diff < 0).to(diff.dtype))
+    return (weight * diff.pow(2)).mean()
+
+
+def advantage_weights(adv: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """Advantage-weighted-regression weights ``min(exp(β · adv), max_weight)``.
+
+    Args:
+        adv: Advantages (no gradient needed).
+        beta: Inverse temperature.
+        max_weight: Upper clip of the weights.
+
+    Returns:
+        Weights with the shape of ``adv``.
+    """
+    return torch.exp(beta * adv).clamp(max=max_weight)
+
+
+class IQL:
+    """Implicit Q-Learning agent.
+
+    Args:
+        obs_dim: Observation size.
+        act_dim: Action size.
+        config: Hyperparameters.
+        scalers: Observation/reward scalers fitted on the data (identity if None).
+        seed: Seed of the weight initialisation (the global torch RNG is left untouched).
+    """
+
+    name = "iql"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        config: IQLConfig = IQLConfig(),  # noqa: B008 (frozen, hence safe as a default)
+        scalers: Scalers | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.obs_dim, self.act_dim, self.config = obs_dim, act_dim, config
+        self.scalers = scalers if scalers is not None else Scalers.identity(obs_dim)
+        hidden = config.hidden_dims
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.q1 = QNetwork(obs_dim, act_dim, hidden)
+            self.q2 = QNetwork(obs_dim, act_dim, hidden)
+            self.v = mlp(obs_dim, 1, hidden)
+            self.actor = GaussianActor(obs_dim, act_dim, hidden)
+        self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
+        self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
+        self.q_optimizer = torch.optim.Adam(
+            [*self.q1.parameters(), *self.q2.parameters()], lr=config.lr
+        )
+        self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=config.lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of V, Q and the actor on a raw batch; returns the losses."""
+        cfg = self.config
+        obs = self.scalers.normalize_obs(batch.observations)
+        next_obs = self.scalers.normalize_obs(batch.next_observations)
+        rewards = self.scalers.scale_reward(batch.rewards)
+        actions = batch.actions
+
+        with torch.no_grad():
+            target_q = torch.minimum(self.q1_target(obs, actions), self.q2_target(obs, actions))
+            next_v = self.v(next_obs).squeeze(-1)
+            td_target = rewards + cfg.gamma * (1.0 - batch.dones) * next_v
+
+        # Value: expectile regression towards the target critics.
+        v = self.v(obs).squeeze(-1)
+        adv = target_q - v
+        v_loss = expectile_loss(adv, cfg.expectile)
+        self.v_optimizer.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.v_optimizer.step()
+
+        # Critics: TD towards r + γ V(s').
+        q1, q2 = self.q1(obs, actions), self.q2(obs, actions)
+        q_loss = 0.5 * ((q1 - td_target).pow(2).mean() + (q2 - td_target).pow(2).mean())
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+        soft_update(self.q1_target, self.q1, cfg.polyak)
+        soft_update(self.q2_target, self.q2, cfg.polyak)
+
+        # Actor: advantage-weighted regression (advantage from the V before its step, as CORL).
+        weights = advantage_weights(adv.detach(), cfg.beta, cfg.max_weight)
+        actor_loss = -(weights * self.actor.log_prob(obs, actions)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        return {
+            "v_loss": v_loss.item(),
+            "q_loss": q_loss.item(),
+            "actor_loss": actor_loss.item(),
+            "mean_q": q1.detach().mean().item(),
+            "mean_adv": adv.detach().mean().item(),
+        }
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions (tanh-squashed mean) in [-1, 1] for raw observations."""
+        x, single = as_obs_tensor(obs, self.obs_dim)
+        action = self.actor.deterministic(self.scalers.normalize_obs(x)).clamp(-1.0, 1.0)
+        action = action.numpy()
+        return action[0] if single else action
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks by name (targets included)."""
+        return {
+            "q1": self.q1,
+            "q2": self.q2,
+            "q1_target": self.q1_target,
+            "q2_target": self.q2_target,
+            "v": self.v,
+            "actor": self.actor,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, scalers and configuration (optimiser state is not included)."""
+        return {
+            "algorithm": self.name,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "config": dataclasses.asdict(self.config),
+            "scalers": self.scalers.state_dict(),
+            "nets": {k: m.state_dict() for k, m in self.modules().items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Loads the output of :meth:`state_dict` (same algorithm and sizes)."""
+        check_state(state, self.name, self.obs_dim, self.act_dim)
+        self.scalers = Scalers.from_state_dict(state["scalers"])
+        for k, m in self.modules().items():
+            m.load_state_dict(state["nets"][k])

@@ -1,0 +1,242 @@
+"""Tests of the training loop, its cache, the artifact helpers and the two-process runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_agents import make_tiny_data
+
+from polycstr_lib import artifacts
+from polycstr_lib.agents import BC, BCConfig, CQLConfig, IQLConfig
+from polycstr_lib.artifacts import artifact_dir, atomic_torch_save, atomic_write_bytes, config_key
+from polycstr_lib.training import (
+    TrainConfig,
+    data_fingerprint,
+    run_directory,
+    train_agent,
+    train_many,
+    validate_offline_data,
+)
+
+torch.set_num_threads(1)
+
+SMALL = {
+    "bc": BCConfig(hidden_dims=(32, 32)),
+    "iql": IQLConfig(hidden_dims=(32, 32)),
+    "cql": CQLConfig(hidden_dims=(32, 32), n_action_samples=4),
+}
+
+
+def tiny_config(name: str = "bc", seed: int = 0, steps: int = 6) -> TrainConfig:
+    return TrainConfig(
+        algorithm=name,
+        scenario="startup",
+        steps=steps,
+        seed=seed,
+        batch_size=16,
+        agent=SMALL[name],
+        log_interval=3,
+    )
+
+
+@pytest.fixture(autouse=True)
+def tmp_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "artifacts"))
+    return tmp_path / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_tiny_data()
+
+
+def weights(agent) -> dict[str, torch.Tensor]:
+    return {
+        f"{m}.{k}": v for m, mod in agent.modules().items() for k, v in mod.state_dict().items()
+    }
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- training and cache ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql"])
+def test_train_agent_trains_logs_and_saves(name: str, data, tmp_artifacts: Path) -> None:
+    agent, log = train_agent(tiny_config(name), data=data, progress=False)
+    assert list(log["step"]) == [3, 6]
+    assert "time_s" in log.columns and np.isfinite(log.drop(columns="step").to_numpy()).all()
+    assert log.attrs["cached"] is False
+    run_dir = Path(log.attrs["run_dir"])
+    assert run_dir.parent == tmp_artifacts / "agents"
+    assert run_dir.name.startswith(f"{name}-startup-")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["agent.pt", "config.json", "log.csv"]
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["train_config"]["agent"]["hidden_dims"] == [32, 32]
+    assert meta["data_fingerprint"] == data_fingerprint(data)
+    actions = agent.act(data.observations.numpy())
+    assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1)
+
+
+def test_second_call_loads_instead_of_training(data, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = BC.update
+
+    def counting_update(self, batch):
+        calls["n"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(BC, "update", counting_update)
+    config = tiny_config("bc")
+    agent1, log1 = train_agent(config, data=data, progress=False)
+    assert calls["n"] == 6
+    mtime = (Path(log1.attrs["run_dir"]) / "agent.pt").stat().st_mtime_ns
+    agent2, log2 = train_agent(config, data=data, progress=False)
+    assert calls["n"] == 6  # no gradient step the second time
+    assert log2.attrs["cached"] is True
+    assert (Path(log2.attrs["run_dir"]) / "agent.pt").stat().st_mtime_ns == mtime
+    assert_same_weights(agent1, agent2)
+    np.testing.assert_allclose(log2.to_numpy(), log1.to_numpy())
+    # Without data the cached run is loaded too (no dataset is needed).
+    _, log3 = train_agent(config, progress=False)
+    assert log3.attrs["cached"] is True and calls["n"] == 6
+    # force=True retrains; other data retrains with a warning.
+    train_agent(config, data=data, progress=False, force=True)
+    assert calls["n"] == 12
+    with pytest.warns(UserWarning, match="other data"):
+        train_agent(config, data=make_tiny_data(seed=1), progress=False)
+    assert calls["n"] == 18
+
+
+def test_cache_key_depends_on_config() -> None:
+    a = run_directory(tiny_config("iql"))
+    assert a == run_directory(dataclasses.replace(tiny_config("iql")))
+    assert a != run_directory(tiny_config("iql", seed=1))
+    assert a != run_directory(tiny_config("iql", steps=7))
+    # None means the default agent config: same key as spelling the defaults out.
+    default = TrainConfig(algorithm="iql")
+    assert run_directory(default) == run_directory(dataclasses.replace(default, agent=IQLConfig()))
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql"])
+def test_same_seed_gives_bit_identical_weights(name: str, data) -> None:
+    a, log_a = train_agent(tiny_config(name, seed=3), data=data, progress=False)
+    b, log_b = train_agent(tiny_config(name, seed=3), data=data, progress=False, force=True)
+    assert log_b.attrs["cached"] is False
+    assert_same_weights(a, b)
+    c, _ = train_agent(tiny_config(name, seed=4), data=data, progress=False)
+    assert not all(
+        torch.equal(x, y) for x, y in zip(weights(a).values(), weights(c).values(), strict=True)
+    )
+
+
+def test_training_leaves_global_rng_and_threads_untouched(data) -> None:
+    torch.manual_seed(123)
+    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global RNG is what we check)
+    torch_state = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    train_agent(tiny_config("cql"), data=data, progress=False, num_threads=2)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()  # noqa: NPY002
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1])
+    assert after[2:] == np_state[2:]
+    assert torch.get_num_threads() == threads
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_wrong_observation_size_is_rejected(data) -> None:
+    bad = dataclasses.replace(
+        data,
+        observations=data.observations[:, :8].contiguous(),
+        next_observations=data.next_observations[:, :8].contiguous(),
+    )
+    with pytest.raises(ValueError, match=r"observations must have shape \(N, 9\); got \(64, 8\)"):
+        train_agent(tiny_config(), data=bad, progress=False)
+
+
+@pytest.mark.parametrize("field", ["observations", "rewards", "actions", "next_observations"])
+def test_nan_in_data_is_rejected(data, field: str) -> None:
+    values = getattr(data, field).clone()
+    values.view(-1)[5] = float("nan")
+    bad = dataclasses.replace(data, **{field: values})
+    with pytest.raises(ValueError, match=f"{field} contain 1 non-finite"):
+        train_agent(tiny_config(), data=bad, progress=False)
+
+
+def test_other_malformed_data_is_rejected(data) -> None:
+    with pytest.raises(ValueError, match="actions must lie in"):
+        validate_offline_data(dataclasses.replace(data, actions=data.actions * 3))
+    with pytest.raises(ValueError, match=r"rewards must have shape \(64,\)"):
+        validate_offline_data(dataclasses.replace(data, rewards=data.rewards[:10]))
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        train_agent(dataclasses.replace(tiny_config(), algorithm="ppo", agent=None), data=data)
+    with pytest.raises(TypeError, match="BCConfig"):
+        train_agent(dataclasses.replace(tiny_config(), agent=IQLConfig()), data=data)
+
+
+# --- artifact helpers ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeyProbe:
+    b: int = 2  # field order must not matter (keys are sorted)
+    a: tuple[int, ...] = (1, 2)
+    c: float = 0.5
+
+
+def test_config_key_is_stable_and_short() -> None:
+    key = config_key(_KeyProbe())
+    assert len(key) == 12 and all(ch in "0123456789abcdef" for ch in key)
+    assert key == config_key(_KeyProbe())
+    assert key != config_key(_KeyProbe(c=0.25))
+    # Pinned: a change of this value invalidates every cached artifact.
+    assert key == "9e3d5fb2f317"
+
+
+def test_artifact_dir_follows_environment(tmp_artifacts: Path, monkeypatch) -> None:
+    assert artifact_dir() == tmp_artifacts and tmp_artifacts.is_dir()
+    monkeypatch.delenv("POLYCSTR_ARTIFACTS")
+    assert artifact_dir() == Path(artifacts.__file__).resolve().parent.parent / "artifacts"
+
+
+def test_atomic_write_leaves_no_temp_file_on_error(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "out" / "file.bin"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert sorted(os.listdir(target.parent)) == ["file.bin"]
+    assert target.read_bytes() == b"old"
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(artifacts.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"x": torch.ones(3)}, target)
+    assert sorted(os.listdir(target.parent)) == ["file.bin"]
+    assert target.read_bytes() == b"old"
+
+
+# --- two processes ---------------------------------------------------------------------------
+
+
+def test_train_many_in_two_processes_matches_single_process(data) -> None:
+    configs = [tiny_config("bc", seed=0), tiny_config("iql", seed=1), tiny_config("bc", seed=0)]
+    results = train_many(configs, processes=2, data={"startup": data})
+    assert len(results) == 3
+    assert all(log.attrs["cached"] for _, log in results)  # loaded from the children's files
+    single, _ = train_agent(configs[1], data=data, progress=False, force=True)
+    assert_same_weights(results[1][0], single)
+    assert_same_weights(results[0][0], results[2][0])

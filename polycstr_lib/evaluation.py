@@ -101,8 +101,9 @@ def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         metrics: method name -> per-episode metrics.
 
     Returns:
-        DataFrame indexed by method. ``settled %`` is the share of episodes that settle;
-        ``settling h`` the median settling time of those that do.
+        DataFrame indexed by method (normalised reward ``mean``, ``min``, ``max``,
+        ``std`` over episodes, then the other metrics). ``settled %`` is the share of
+        episodes that settle; ``settling h`` the median settling time of those that do.
     """
     rows = {}
     for name, m in metrics.items():
@@ -111,9 +112,40 @@ def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             "mean": m["normalised_reward"].mean(),
             "min": m["normalised_reward"].min(),
             "max": m["normalised_reward"].max(),
+            "std": m["normalised_reward"].std(ddof=0),
             "violations": int(m["violations"].sum()),
             "offset": m["offset"].mean(),
             "settled %": 100.0 * settled.mean(),
             "settling h": float(np.median(m["settling_h"][settled])) if settled.any() else np.inf,
         }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def seed_summary(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Summary over training seeds: each seed's :func:`summary_table` row, then the mean
+    across seeds and a Student-t 95 % half-width (NaN with one seed).
+
+    Args:
+        per_seed: method -> seed -> per-episode metrics.
+
+    Returns:
+        DataFrame indexed by method with ``mean``, ``min``, ``max``, ``violations``,
+        ``std``, ``offset``, ``settled %``, ``settling h`` (means over seeds), ``mean ± 95 %`` and
+        ``min ± 95 %``, and ``seeds``.
+    """
+    from scipy import stats
+
+    rows = {}
+    for method, runs in per_seed.items():
+        table = summary_table({seed: m for seed, m in runs.items()})
+        row = table.mean(axis=0).to_dict()
+        n = len(table)
+        for col in ("mean", "min"):
+            if n > 1:
+                sem = table[col].std(ddof=1) / np.sqrt(n)
+                row[f"{col} ± 95 %"] = float(stats.t.ppf(0.975, n - 1) * sem)
+            else:
+                row[f"{col} ± 95 %"] = np.nan
+        row["seeds"] = n
+        rows[method] = row
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -41,5 +41,39 @@ def test_metrics_and_table_for_pi(minari_store):
     table = summary_table({"PI": metrics})
     assert table.loc["PI", "mean"] == pytest.approx(metrics["normalised_reward"].mean())
     assert list(table.columns) == [
-        "mean", "min", "max", "violations", "offset", "settled %", "settling h",
+        "mean",
+        "min",
+        "max",
+        "std",
+        "violations",
+        "offset",
+        "settled %",
+        "settling h",
     ]
+
+
+def test_seed_summary_averages_seeds_with_t_intervals():
+    import pandas as pd
+    from scipy import stats
+
+    from polycstr_lib.evaluation import seed_summary
+
+    def metrics(values):
+        n = len(values)
+        return pd.DataFrame(
+            {
+                "return": values,
+                "normalised_reward": values,
+                "violations": [0] * n,
+                "offset": [1.0] * n,
+                "settling_h": [2.0] * n,
+            }
+        )
+
+    per_seed = {"A": {0: metrics([10.0, 20.0]), 1: metrics([30.0, 40.0])}, "B": {0: metrics([5.0])}}
+    table = seed_summary(per_seed)
+    assert table.loc["A", "mean"] == pytest.approx(25.0)  # seed means 15 and 35
+    assert table.loc["A", "min"] == pytest.approx(20.0)
+    half = stats.t.ppf(0.975, 1) * np.std([15.0, 35.0], ddof=1) / np.sqrt(2)
+    assert table.loc["A", "mean ± 95 %"] == pytest.approx(half)
+    assert np.isnan(table.loc["B", "mean ± 95 %"]) and table.loc["B", "seeds"] == 1

@@ -156,6 +156,24 @@ class IQL:
         }
 
     @torch.no_grad()
+    def advantage_weights(self, observations: Any, actions: Any) -> np.ndarray:
+        """The actor's AWR weights ``min(exp(β (Q − V)), max_weight)`` on raw transitions.
+
+        Args:
+            observations: ``(B, obs_dim)`` raw observations.
+            actions: ``(B, act_dim)`` actions.
+
+        Returns:
+            ``(B,)`` float64 weights (target critics, as in :meth:`update`).
+        """
+        obs = self.scalers.normalize_obs(torch.as_tensor(observations, dtype=torch.float32))
+        act = torch.as_tensor(actions, dtype=torch.float32)
+        q = torch.minimum(self.q1_target(obs, act), self.q2_target(obs, act))
+        adv = q - self.v(obs).squeeze(-1)
+        cfg = self.config
+        return advantage_weights(adv, cfg.beta, cfg.max_weight).double().numpy()
+
+    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions (tanh-squashed mean) in [-1, 1] for raw observations."""
         x, single = as_obs_tensor(obs, self.obs_dim)

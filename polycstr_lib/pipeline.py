@@ -31,7 +31,13 @@ class NotebookRun:
 RUNS: tuple[NotebookRun, ...] = (
     NotebookRun("01_environment", "01_environment"),
     NotebookRun("02_dataset", "02_dataset"),
+    NotebookRun("03_iql_theory", "03_iql_theory"),
     NotebookRun("04_cost_models", "04_cost_models"),
+    *(
+        NotebookRun("05_results", f"05_results_{scenario}", {"scenario": scenario})
+        for scenario in ("startup", "grade_down", "grade_up")
+    ),
+    NotebookRun("07_claims", "07_claims"),
 )
 
 #: Overrides per profile and notebook. "quick" is every notebook's own defaults.
@@ -40,7 +46,16 @@ PROFILES: dict[str, dict[str, dict]] = {
     "paper": {
         "01_environment": {"grade_points": 41},
         "02_dataset": {},
+        "03_iql_theory": {"bc_steps": 10_000, "iql_steps": 10_000, "test_episodes": 50},
         "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
+        "05_results": {
+            "seeds": [0, 1, 2, 3, 4],
+            "bc_steps": 5000,
+            "iql_steps": 5000,
+            "cql_steps": 500,
+            "cost_steps": 10_000,
+            "test_episodes": 50,
+        },
     },
 }
 

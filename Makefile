@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: venv data notebooks mathjax book test unit nbval bench lint lab clean
+.PHONY: venv data notebooks mathjax book test unit nbval postbuild bench lint lab clean
 
 venv: $(STAMP)
 
@@ -34,12 +34,16 @@ book: notebooks mathjax
 	@echo "book built: _build/html/index.html (profile $(PROFILE))"
 
 unit: venv
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --ignore=tests/postbuild --ignore=tests/browser
+
+# checks of the built book (claims page consistency); run after `book`
+postbuild: venv
+	$(BIN)/python -m pytest tests/postbuild -q -p no:cacheprovider
 
 nbval: venv data
 	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
-test: unit nbval book
+test: unit nbval book postbuild
 
 bench: venv data
 	$(BIN)/python benchmarks/simulator.py

@@ -109,3 +109,11 @@ def test_read_glue_parses_myst_nb_outputs(tmp_path):
     path.write_text(json.dumps(nb))
     with pytest.raises(ValueError, match="cannot parse glued d"):
         read_glue(path)
+
+
+def test_small_r2_gaps_are_not_a_partial_reproduction():
+    base = {"r2_mlp_startup": 0.99, "r2_mlp_grade_up": 0.99}
+    noise = dict(base, r2_picnn_startup=0.9895, r2_picnn_grade_up=0.995)
+    assert assess_claims({}, noise).loc["C4", "verdict"] == FAILS
+    some = dict(base, r2_picnn_startup=0.97, r2_picnn_grade_up=0.995)
+    assert assess_claims({}, some).loc["C4", "verdict"] == PARTLY

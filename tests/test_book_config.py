@@ -91,13 +91,13 @@ def test_toc_parses_and_static_pages_exist():
     assert len(files) == len(set(files)), "duplicate toc entries"
     missing = [f for f in files if not f.startswith(EXECUTED) and not _page_exists(f)]
     assert not missing, f"toc entries without a page: {missing}"
-    # Executed notebooks are papermill copies of notebooks/<same name>.ipynb.
-    for f in files:
-        if f.startswith(EXECUTED):
-            name = f[len(EXECUTED) :]
-            src = ROOT / "notebooks" / f"{name}.ipynb"
-            if any((ROOT / "notebooks").glob("*.ipynb")) and not src.exists():
-                pytest.fail(f"{f} has no source notebook {src.relative_to(ROOT)}")
+    # Executed pages are exactly the pipeline's runs, and each run has its source notebook.
+    from polycstr_lib.pipeline import RUNS
+
+    executed = [f[len(EXECUTED) :] for f in files if f.startswith(EXECUTED)]
+    assert sorted(executed) == sorted(run.page for run in RUNS)
+    for run in RUNS:
+        assert (ROOT / "notebooks" / f"{run.notebook}.ipynb").exists(), run.notebook
 
 
 def test_each_notebook_has_one_parameters_cell():

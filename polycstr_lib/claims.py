@@ -172,11 +172,9 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
             f"IQL beats PI in {beats_pi} of {n}; IQL+ best in {best} of {n}",
             _verdict(beats_pi == n and best == n, beats_pi == n or best == n),
         )
+    columns = ["claim", "paper", "this build", "verdict", "rule"]
     table = pd.DataFrame(
-        [
-            {"claim": c, "paper": PAPER[c], "this build": v[0], "verdict": v[1], "rule": RULES[c]}
-            for c, v in sorted(rows.items())
-        ]
+        [[c, PAPER[c], v[0], v[1], RULES[c]] for c, v in sorted(rows.items())], columns=columns
     ).set_index("claim")
     return table
 

@@ -117,3 +117,9 @@ def test_small_r2_gaps_are_not_a_partial_reproduction():
     assert assess_claims({}, noise).loc["C4", "verdict"] == FAILS
     some = dict(base, r2_picnn_startup=0.97, r2_picnn_grade_up=0.995)
     assert assess_claims({}, some).loc["C4", "verdict"] == PARTLY
+
+
+def test_no_result_pages_give_an_empty_table():
+    table = assess_claims({}, {})
+    assert table.empty and list(table.columns) == ["paper", "this build", "verdict", "rule"]
+    assert verdict_counts(table) == {HOLDS: 0, PARTLY: 0, FAILS: 0}

@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: venv data notebooks mathjax book test unit nbval postbuild bench lint lab clean
+.PHONY: venv data notebooks mathjax book test unit nbval postbuild browser bench lint lab clean
 
 venv: $(STAMP)
 
@@ -43,7 +43,11 @@ postbuild: venv
 nbval: venv data
 	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
-test: unit nbval book postbuild
+# the built book in headless Chromium (skipped, with the reason, without chromium)
+browser: venv
+	$(BIN)/python -m pytest tests/browser -q -p no:cacheprovider
+
+test: unit nbval book postbuild browser
 
 bench: venv data
 	$(BIN)/python benchmarks/simulator.py

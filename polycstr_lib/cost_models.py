@@ -646,7 +646,7 @@ def train_cost_model(
     history: list[list[float]] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=config.steps, desc=f"cost model ({config.kind})", leave=False)
     model.train()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from polycstr_lib.env import EPISODE_STEPS, PolyCSTRVectorEnv
 from polycstr_lib.model import ReactorParams

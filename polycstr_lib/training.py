@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from polycstr_lib.agents import (
     AGENTS,

@@ -1,0 +1,197 @@
+"""Fixtures for checking the built book in headless Chromium.
+
+The checks need a built site (``make book`` -> ``_build/html``) and a Chromium binary
+(Debian's ``chromium``; ``.ci/run`` installs it when it can). Without either, every test
+here is skipped with the reason. Chromium is driven only through its command-line modes
+(``--dump-dom``, ``--screenshot``), against a local ``http.server`` on 127.0.0.1, with every
+host other than 127.0.0.1 unresolvable, so the pages must render without the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+SUMMARY: dict = {}
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    # network off: only the local server resolves; any CDN fetch fails
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    # virtual time runs until the page is idle, so MathJax finishes typesetting
+    "--virtual-time-budget=10000",
+)
+
+# Appended to a page served with ``?probe=1``: once the page has loaded and MathJax (if
+# any) has typeset, it writes what the browser sees into <pre id="__probe__"> for
+# --dump-dom. Images are switched to eager loading so lazy ones below the fold load too.
+PROBE_ID = "__probe__"
+PROBE_SCRIPT = """
+<script>
+(function () {
+  function eager() {
+    Array.prototype.forEach.call(document.images, function (i) { i.loading = "eager"; });
+  }
+  function settled(img) {
+    if (img.complete) { return Promise.resolve(); }
+    return new Promise(function (ok) {
+      img.addEventListener("load", ok); img.addEventListener("error", ok);
+    });
+  }
+  function report(error) {
+    var out = {
+      images: Array.prototype.map.call(document.images, function (i) {
+        return {src: i.getAttribute("src"), complete: i.complete,
+                width: i.naturalWidth, height: i.naturalHeight};
+      }),
+      mjx: document.querySelectorAll("mjx-container").length,
+      mathjax: !!(window.MathJax && window.MathJax.startup),
+      error: error ? String(error) : null
+    };
+    var pre = document.createElement("pre");
+    pre.id = "__probe__";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }
+  document.addEventListener("DOMContentLoaded", eager);
+  window.addEventListener("load", function () {
+    eager();
+    var mj = (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise)
+      || Promise.resolve();
+    Promise.all([mj].concat(Array.prototype.map.call(document.images, settled)))
+      .then(function () { report(null); }, report);
+  });
+})();
+</script>
+"""
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files from the site; ``*.html?probe=1`` gets the probe script appended."""
+
+    def log_message(self, format, *args):  # noqa: A002 - keep the test output quiet
+        pass
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if "probe=1" not in url.query or not url.path.endswith(".html"):
+            return super().do_GET()
+        path = Path(self.translate_path(url.path))
+        if not path.is_file():
+            return self.send_error(404)
+        html = path.read_text(encoding="utf-8")
+        cut = html.rfind("</body>")
+        cut = len(html) if cut < 0 else cut
+        body = (html[:cut] + PROBE_SCRIPT + html[cut:]).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    if not (SITE / "index.html").is_file():
+        pytest.skip(f"{SITE / 'index.html'} does not exist: run `make book` first")
+    return SITE
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip(
+        "no headless browser (chromium, chromium-browser or google-chrome) on PATH: "
+        "`apt-get install chromium` to run the browser checks"
+    )
+
+
+@pytest.fixture(scope="session")
+def server(site):
+    """Base URL of the built site served on a random free port of 127.0.0.1."""
+    handler = functools.partial(_Handler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browse(chromium, server, tmp_path_factory):
+    """``browse(page, *args)``: run headless Chromium on a site page, return its stdout."""
+
+    def run(page: str, *args: str, timeout: float = 60) -> str:
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, server + page]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"chromium exited {proc.returncode} on {page}:\n{proc.stderr[-2000:]}"
+            )
+        return proc.stdout
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def summary(site):
+    """Counts of what was checked: _build/screenshots/summary.json and pytest's summary."""
+    yield SUMMARY
+    if SUMMARY:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(SUMMARY, indent=2, sort_keys=True) + "\n"
+        (SCREENSHOTS / "summary.json").write_text(text)
+
+
+def pytest_terminal_summary(terminalreporter):
+    s = SUMMARY
+    parts = []
+    if "pages" in s:
+        parts.append(f"{s['pages']} pages")
+    if "images_checked" in s:
+        parts.append(f"{s['images_checked']} images")
+    if "images_loaded_in_browser" in s:
+        parts.append(f"{s['images_loaded_in_browser']} loaded in Chromium")
+    if "links_checked" in s:
+        parts.append(
+            f"{s['links_checked']} internal links ({s['link_fragments_checked']} with #fragment)"
+        )
+    if "math_pages" in s:
+        parts.append(
+            f"maths typeset on {len(s['math_pages'])} pages ({s['mjx_containers']} mjx-container)"
+        )
+    if "screenshots" in s:
+        parts.append(f"{len(s['screenshots'])} screenshots")
+    if parts:
+        where = (SCREENSHOTS / "summary.json").relative_to(ROOT)
+        terminalreporter.write_line(f"book site checked: {', '.join(parts)}; see {where}")

@@ -1,0 +1,321 @@
+"""The built book (``_build/html``) checked statically and in headless Chromium.
+
+* every internal ``<a href>`` (and the root's redirect) points to an existing file, and
+  its ``#fragment`` to an id in that file;
+* every ``<img>`` resolves to an existing file, and loads in the browser (naturalWidth > 0);
+* nothing needed to render comes from the network: no external script, stylesheet or
+  image, MathJax served from ``_static/mathjax``; the browser runs with every host but
+  127.0.0.1 unresolvable;
+* maths is typeset by MathJax on every page that has maths (``mjx-container`` elements,
+  no raw TeX left in the text);
+* screenshots of the home page and a results page (``_build/screenshots``).
+
+Counts go to ``_build/screenshots/summary.json`` and to pytest's terminal summary.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+# sphinx-thebe writes this constant into every page; thebe is off (_config.yml
+# launch_buttons.thebe: false), so thebe's loader, the only reader, never fetches it.
+ALLOWED_INLINE_URLS = {"https://unpkg.com/thebe@0.8.2/lib/index.js"}
+MATHJAX_ENTRY = "_static/mathjax/tex-chtml-full.js"
+RESULTS_PAGES = ("book/executed/04_cost_models.html", "book/executed/01_environment.html")
+SKIP_DIRS = {"_static", "_sources", "_images", "reports"}
+RAW_TEX = ("$$", "\\begin{", "\\[", "\\(")
+MIN_PNG_BYTES = 10_000
+WINDOW = (1280, 1600)
+PROBE_ID = "__probe__"
+
+EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+CSS_REMOTE = re.compile(r"(?:@import\s+(?:url\()?|url\()\s*[\"']?\s*(?:https?:)?//", re.I)
+INLINE_URL = re.compile(r"https?://[^\s\"'<>`)]+")
+NO_TEXT_TAGS = {"script", "style", "code", "pre", "kbd", "samp", "textarea", "noscript"}
+
+
+class Page(HTMLParser):
+    """What a built page links to, loads and shows."""
+
+    def __init__(self, source: str):
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
+        self.preloads: list[str] = []
+        self.inline_scripts: list[str] = []
+        self.refresh: str | None = None
+        self.math = 0
+        self.text: list[str] = []
+        self._skip = 0
+        self._in_script = False
+        self.feed(source)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and "name" in a:
+            self.ids.add(a["name"])
+        if "math" in a.get("class", "").split():
+            self.math += 1
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        elif tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag == "script":
+            if a.get("src"):
+                self.scripts.append(a["src"])
+            else:
+                self._in_script = True
+        elif tag == "link":
+            rel = a.get("rel", "").lower().split()
+            if "stylesheet" in rel:
+                self.stylesheets.append(a.get("href", ""))
+            elif {"preload", "modulepreload"} & set(rel):
+                self.preloads.append(a.get("href", ""))
+        elif tag == "meta" and a.get("http-equiv", "").lower() == "refresh":
+            match = re.search(r"url\s*=\s*(\S+)", a.get("content", ""), re.I)
+            self.refresh = match.group(1).strip("'\"") if match else None
+        if tag in NO_TEXT_TAGS or tag.startswith("mjx-") or a.get("id") == PROBE_ID:
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+        if (tag in NO_TEXT_TAGS or tag.startswith("mjx-")) and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.inline_scripts.append(data)
+        elif not self._skip:
+            self.text.append(data)
+
+
+@cache
+def parse(path: Path) -> Page:
+    return Page(path.read_text(encoding="utf-8"))
+
+
+def resolve(site: Path, page: Path, ref: str) -> tuple[Path, str]:
+    """The file a relative reference of ``page`` points to, and its fragment."""
+    parts = urlsplit(ref)
+    target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    return target, unquote(parts.fragment)
+
+
+def rel(site: Path, path: Path) -> str:
+    try:
+        return path.relative_to(site).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@pytest.fixture(scope="module")
+def pages(site) -> dict[str, Path]:
+    found = {
+        p.relative_to(site).as_posix(): p.resolve()
+        for p in sorted(site.rglob("*.html"))
+        if not SKIP_DIRS & set(p.relative_to(site).parts[:-1])
+    }
+    assert "index.html" in found
+    return found
+
+
+def results_page(pages: dict[str, Path]) -> str:
+    for name in RESULTS_PAGES:
+        if name in pages:
+            return name
+    pytest.fail(f"none of {RESULTS_PAGES} was built")
+
+
+def home_page(pages: dict[str, Path]) -> str:
+    """The root page, or where its redirect points (jupyter-book writes one to the root)."""
+    site = pages["index.html"].parent
+    target = parse(pages["index.html"]).refresh
+    return rel(site, resolve(site, pages["index.html"], target)[0]) if target else "index.html"
+
+
+def test_internal_links_resolve(site, pages, summary):
+    problems, checked, fragments = [], 0, 0
+    for name, path in pages.items():
+        page = parse(path)
+        refs = page.links + ([page.refresh] if page.refresh else [])
+        for href in refs:
+            if not href or EXTERNAL.match(href):
+                continue  # http(s), mailto, javascript, data: ... are not ours
+            checked += 1
+            target, fragment = resolve(site, path, href)
+            if not target.is_file():
+                problems.append(f"{name}: {href} -> missing {rel(site, target)}")
+                continue
+            if fragment and target.suffix == ".html":
+                fragments += 1
+                if fragment not in parse(target).ids:
+                    problems.append(f"{name}: {href} -> no id {fragment!r} in {target.name}")
+    summary.update(pages=len(pages), links_checked=checked, link_fragments_checked=fragments)
+    assert checked > len(pages), "suspiciously few internal links"
+    assert not problems, f"{len(problems)} broken internal links:\n" + "\n".join(problems[:40])
+
+
+def test_images_exist(site, pages, summary):
+    problems, checked = [], 0
+    for name, path in pages.items():
+        for src in parse(path).images:
+            if src.startswith("data:"):
+                continue
+            checked += 1
+            if EXTERNAL.match(src):
+                problems.append(f"{name}: remote image {src} (the site must render offline)")
+            elif not resolve(site, path, src)[0].is_file():
+                problems.append(f"{name}: missing image {src}")
+    summary["images_checked"] = checked
+    assert checked, "no images in the built book"
+    assert not problems, "\n".join(problems[:40])
+
+
+def test_renders_without_network(site, pages, summary):
+    """No remote scripts, stylesheets or preloads; MathJax from _static/mathjax."""
+    problems, mathjax_pages = [], 0
+    mathjax = (site / MATHJAX_ENTRY).resolve()  # absent without npm: then maths stays TeX
+    for name, path in pages.items():
+        page = parse(path)
+        for kind, refs in (
+            ("script", page.scripts),
+            ("stylesheet", page.stylesheets),
+            ("preload", page.preloads),
+        ):
+            for ref in refs:
+                if EXTERNAL.match(ref):
+                    problems.append(f"{name}: remote {kind} {ref}")
+                    continue
+                target = resolve(site, path, ref)[0]
+                if kind == "stylesheet" and target.is_file():
+                    if CSS_REMOTE.search(target.read_text(encoding="utf-8", errors="replace")):
+                        problems.append(f"{name}: {rel(site, target)} imports a remote resource")
+        for script in page.inline_scripts:
+            for url in set(INLINE_URL.findall(script)) - ALLOWED_INLINE_URLS:
+                problems.append(f"{name}: inline script refers to {url}")
+        loaders = [s for s in page.scripts if "mathjax" in s.lower() or "tex-" in s.lower()]
+        if page.math:
+            mathjax_pages += 1
+            if not loaders:
+                problems.append(f"{name}: has maths but loads no MathJax")
+        for src in loaders:
+            if resolve(site, path, src)[0] != mathjax:
+                problems.append(f"{name}: MathJax from {src}, not {MATHJAX_ENTRY}")
+    summary["mathjax_pages"] = mathjax_pages
+    assert not problems, "\n".join(problems[:40])
+
+
+@pytest.fixture(scope="module")
+def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
+    """Each page after its JavaScript ran in Chromium: (probe report, text outside code)."""
+    names = [n for n in pages if n != "index.html"]  # the root only redirects
+
+    def dump(name: str) -> str:
+        return browse(name + "?probe=1", "--dump-dom")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        doms = dict(zip(names, pool.map(dump, names), strict=True))
+    out = {}
+    for name, dom in doms.items():
+        match = re.search(rf'<pre id="{PROBE_ID}"[^>]*>(.*?)</pre>', dom, re.S)
+        probe = json.loads(html.unescape(match[1])) if match else None
+        out[name] = (probe, "".join(Page(dom).text))
+    return out
+
+
+def test_browser_loads_images(pages, rendered, summary):
+    """Every <img> of every page loads in Chromium (naturalWidth > 0); figures are shown."""
+    problems, loaded = [], 0
+    for name, (probe, _) in rendered.items():
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        if probe["error"]:
+            problems.append(f"{name}: {probe['error']}")
+        for img in probe["images"]:
+            if img["complete"] and img["width"] > 0:
+                loaded += 1
+            else:
+                problems.append(f"{name}: image did not load in the browser: {img['src']}")
+    res = results_page(pages)
+    probe = rendered[res][0] or {"images": []}
+    figures = [i for i in probe["images"] if "_images/" in i["src"] and i["width"] > 0]
+    summary.update(
+        browser_pages=len(rendered),
+        images_loaded_in_browser=loaded,
+        results_page=res,
+        results_figures_loaded=len(figures),
+    )
+    assert not problems, "\n".join(problems[:40])
+    assert figures, f"{res} shows no figures in the browser"
+
+
+def test_browser_typesets_math(site, pages, rendered, summary):
+    """Pages with maths: MathJax typeset every formula, no raw TeX is left in the text."""
+    if not (site / MATHJAX_ENTRY).is_file():
+        pytest.skip(f"{MATHJAX_ENTRY} not in the site: scripts/install_mathjax.sh found no npm")
+    problems, math_pages, containers = [], [], 0
+    for name, (probe, text) in rendered.items():
+        expected = parse(pages[name]).math
+        if not expected:
+            continue
+        math_pages.append(name)
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        containers += probe["mjx"]
+        if not probe["mathjax"] or probe["mjx"] < expected:
+            problems.append(
+                f"{name}: {probe['mjx']} mjx-container for {expected} maths "
+                f"(MathJax loaded: {probe['mathjax']})"
+            )
+        for tex in RAW_TEX:
+            at = text.find(tex)
+            if at >= 0:
+                problems.append(f"{name}: raw TeX left: ...{text[at : at + 60]!r}")
+    summary.update(math_pages=math_pages, mjx_containers=containers)
+    assert math_pages, 'no page with class="math": nothing to typeset'
+    assert not problems, "\n".join(problems[:40])
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_screenshots(site, pages, browse, summary):
+    out = site.parent / "screenshots"  # _build/screenshots
+    out.mkdir(parents=True, exist_ok=True)
+    res = results_page(pages)
+    shots = {"home.png": (home_page(pages), WINDOW), "results.png": (res, WINDOW)}
+    # the results page down to its first figures (a #fragment screenshot does not scroll)
+    shots["results_full.png"] = (res, (WINDOW[0], 3 * WINDOW[1]))
+    for file, (page, window) in shots.items():
+        path = out / file
+        path.unlink(missing_ok=True)
+        browse(page, f"--window-size={window[0]},{window[1]}", f"--screenshot={path}")
+        assert path.is_file(), f"no screenshot of {page}"
+        size = path.stat().st_size
+        assert size > MIN_PNG_BYTES, f"{path} is only {size} bytes"
+        assert png_size(path) == window, f"{path} is {png_size(path)}, not {window}"
+    summary["screenshots"] = {f: p for f, (p, _) in shots.items()}

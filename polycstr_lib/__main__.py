@@ -1,4 +1,4 @@
-"""Command line: ``python -m polycstr_lib {data,notebooks,book} --help``."""
+"""Command line: ``python -m polycstr_lib {data,train,evaluate,notebooks,book} --help``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,58 @@ def _cmd_data(args: argparse.Namespace) -> int:
         path, generated = ensure_dataset(name, regenerate=args.regenerate, config=config)
         verb = "generated" if generated else "valid, kept"
         print(f"[data] {name}: {verb} {path} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from polycstr_lib.training import TrainConfig
+
+    return TrainConfig(
+        algorithm=args.algorithm, scenario=args.scenario, steps=args.steps, seed=args.seed
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from polycstr_lib.datasets import ensure_dataset
+    from polycstr_lib.training import run_directory, train_agent
+
+    ensure_dataset(args.scenario)
+    config = _train_config(args)
+    _, log = train_agent(config, progress=True, force=args.force)
+    state = "loaded from cache" if log.attrs.get("cached") else "trained"
+    print(f"[train] {config.algorithm} on {config.scenario}: {state} -> {run_directory(config)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from polycstr_lib.cost_models import CostModelConfig, train_cost_model
+    from polycstr_lib.datasets import ensure_dataset, load_offline_data, read_sidecar
+    from polycstr_lib.evaluation import evaluate_policy, summary_table
+    from polycstr_lib.pi import GainRanges, PIController
+    from polycstr_lib.safety import CorrectedPolicy
+    from polycstr_lib.training import train_agent
+
+    ensure_dataset(args.scenario)
+    side = read_sidecar(args.scenario)
+    refs = (side["return_min"], side["return_max"])
+    policies = {"PI": PIController(GainRanges().nominal())}
+    if args.algorithm != "pi":
+        agent, _ = train_agent(_train_config(args), progress=True)
+        name = args.algorithm.upper()
+        policies[name] = agent.act
+        if args.corrected:
+            cost_model, _ = train_cost_model(load_offline_data(args.scenario), CostModelConfig())
+            policies[name + "+"] = CorrectedPolicy(
+                agent, cost_model, steps=args.correction_steps, step_size=args.step_size
+            ).act
+    metrics = {
+        name: evaluate_policy(policy, args.scenario, args.episodes, *refs, progress=True)[0]
+        for name, policy in policies.items()
+    }
+    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
+        print(summary_table(metrics))
     return 0
 
 
@@ -54,6 +106,16 @@ def _scenario(value: str) -> str:
     return value
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m polycstr_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,10 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="scenario (repeatable; default: all three)",
     )
-    data.add_argument("--episodes", type=int, default=100, help="episodes per dataset")
+    data.add_argument("--episodes", type=_positive, default=100, help="episodes per dataset")
     data.add_argument("--seed", type=int, default=0, help="generation seed")
     data.add_argument("--regenerate", action="store_true", help="regenerate even if valid")
     data.set_defaults(func=_cmd_data)
+
+    train = sub.add_parser("train", help="train (or load) one agent on a scenario's dataset")
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate PI and one agent on test episodes (table of metrics)"
+    )
+    for p in (train, evaluate):
+        choices = ["bc", "iql", "cql"] + (["pi"] if p is evaluate else [])
+        p.add_argument("--algorithm", choices=choices, default="iql", help="agent (default iql)")
+        p.add_argument("--scenario", type=_scenario, default="startup", help="scenario")
+        p.add_argument("--steps", type=_positive, default=2000, help="gradient steps")
+        p.add_argument("--seed", type=int, default=0, help="training seed")
+    train.add_argument("--force", action="store_true", help="retrain even if cached")
+    train.set_defaults(func=_cmd_train)
+    evaluate.add_argument("--episodes", type=_positive, default=20, help="test episodes")
+    evaluate.add_argument("--corrected", action="store_true", help="also the '+' version")
+    evaluate.add_argument("--correction-steps", type=_positive, default=3, help="safety K")
+    evaluate.add_argument("--step-size", type=float, default=0.001, help="safety eta")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     for name, func, text in (
         ("notebooks", _cmd_notebooks, "execute the notebooks into book/executed/"),
@@ -88,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "episodes", 1) < 1:
-        build_parser().error("--episodes must be >= 1")
     return args.func(args)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.agents.nets import Batch, Scalers, as_obs_tensor, check_state, mlp
+from polycstr_lib.agents.nets import (
+    Batch,
+    Scalers,
+    act_deterministic,
+    agent_state,
+    load_agent_state,
+    mlp,
+)
 
 __all__ = ["BC", "BCConfig"]
 
@@ -60,12 +66,9 @@ class BC:
         self.optimizer.step()
         return {"actor_loss": loss.item()}
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions in [-1, 1] for raw observations ``(B, obs_dim)``."""
-        x, single = as_obs_tensor(obs, self.obs_dim)
-        action = self.actor(self.scalers.normalize_obs(x)).clamp(-1.0, 1.0).numpy()
-        return action[0] if single else action
+        return act_deterministic(self.actor, self.scalers, obs, self.obs_dim)
 
     def modules(self) -> dict[str, nn.Module]:
         """The networks by name."""
@@ -73,18 +76,8 @@ class BC:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, scalers and configuration (optimiser state is not included)."""
-        return {
-            "algorithm": self.name,
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
-            "config": dataclasses.asdict(self.config),
-            "scalers": self.scalers.state_dict(),
-            "nets": {k: m.state_dict() for k, m in self.modules().items()},
-        }
+        return agent_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Loads the output of :meth:`state_dict` (same algorithm and sizes)."""
-        check_state(state, self.name, self.obs_dim, self.act_dim)
-        self.scalers = Scalers.from_state_dict(state["scalers"])
-        for k, m in self.modules().items():
-            m.load_state_dict(state["nets"][k])
+        load_agent_state(self, state)

@@ -10,7 +10,6 @@ Lagrangian tuning of the conservative weight, no entropy term in the TD backup (
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,9 @@ from polycstr_lib.agents.nets import (
     QNetwork,
     Scalers,
     TanhGaussianActor,
-    as_obs_tensor,
-    check_state,
+    act_deterministic,
+    agent_state,
+    load_agent_state,
     soft_update,
 )
 
@@ -193,13 +193,9 @@ class CQL:
             "mean_q": q_data_mean,
         }
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions tanh(μ(s)) in [-1, 1] for raw observations."""
-        x, single = as_obs_tensor(obs, self.obs_dim)
-        action = self.actor.deterministic(self.scalers.normalize_obs(x)).clamp(-1.0, 1.0)
-        action = action.numpy()
-        return action[0] if single else action
+        return act_deterministic(self.actor.deterministic, self.scalers, obs, self.obs_dim)
 
     def modules(self) -> dict[str, nn.Module]:
         """The networks by name (targets included)."""
@@ -213,21 +209,10 @@ class CQL:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, α, scalers and configuration (optimiser state is not included)."""
-        return {
-            "algorithm": self.name,
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
-            "config": dataclasses.asdict(self.config),
-            "scalers": self.scalers.state_dict(),
-            "nets": {k: m.state_dict() for k, m in self.modules().items()},
-            "log_alpha": self.log_alpha.detach().clone(),
-        }
+        return agent_state(self, log_alpha=self.log_alpha.detach().clone())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Loads the output of :meth:`state_dict` (same algorithm and sizes)."""
-        check_state(state, self.name, self.obs_dim, self.act_dim)
-        self.scalers = Scalers.from_state_dict(state["scalers"])
-        for k, m in self.modules().items():
-            m.load_state_dict(state["nets"][k])
+        load_agent_state(self, state)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

@@ -9,7 +9,6 @@ schedule), so that the agent does not depend on the total number of steps.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,9 @@ from polycstr_lib.agents.nets import (
     GaussianActor,
     QNetwork,
     Scalers,
-    as_obs_tensor,
-    check_state,
+    act_deterministic,
+    agent_state,
+    load_agent_state,
     mlp,
     soft_update,
 )
@@ -173,13 +173,9 @@ class IQL:
         cfg = self.config
         return advantage_weights(adv, cfg.beta, cfg.max_weight).double().numpy()
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions (tanh-squashed mean) in [-1, 1] for raw observations."""
-        x, single = as_obs_tensor(obs, self.obs_dim)
-        action = self.actor.deterministic(self.scalers.normalize_obs(x)).clamp(-1.0, 1.0)
-        action = action.numpy()
-        return action[0] if single else action
+        return act_deterministic(self.actor.deterministic, self.scalers, obs, self.obs_dim)
 
     def modules(self) -> dict[str, nn.Module]:
         """The networks by name (targets included)."""
@@ -194,18 +190,8 @@ class IQL:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, scalers and configuration (optimiser state is not included)."""
-        return {
-            "algorithm": self.name,
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
-            "config": dataclasses.asdict(self.config),
-            "scalers": self.scalers.state_dict(),
-            "nets": {k: m.state_dict() for k, m in self.modules().items()},
-        }
+        return agent_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Loads the output of :meth:`state_dict` (same algorithm and sizes)."""
-        check_state(state, self.name, self.obs_dim, self.act_dim)
-        self.scalers = Scalers.from_state_dict(state["scalers"])
-        for k, m in self.modules().items():
-            m.load_state_dict(state["nets"][k])
+        load_agent_state(self, state)

@@ -328,3 +328,49 @@ def check_state(state: dict[str, Any], name: str, obs_dim: int, act_dim: int) ->
         raise ValueError(
             f"state is for (algorithm, obs_dim, act_dim) = {got}, not {(name, obs_dim, act_dim)}"
         )
+
+
+@torch.no_grad()
+def act_deterministic(policy: nn.Module | Any, scalers: Scalers, obs: Any, obs_dim: int):
+    """Shared ``act``: z-score raw observations, apply ``policy``, clamp to [-1, 1].
+
+    Args:
+        policy: callable mapping normalised ``(B, obs_dim)`` tensors to actions.
+        scalers: the agent's scalers.
+        obs: ``(B, obs_dim)`` or ``(obs_dim,)`` raw observations.
+        obs_dim: expected observation size.
+
+    Returns:
+        float32 NumPy actions of shape ``(B, act_dim)`` or ``(act_dim,)``.
+    """
+    x, single = as_obs_tensor(obs, obs_dim)
+    action = policy(scalers.normalize_obs(x)).clamp(-1.0, 1.0).numpy()
+    return action[0] if single else action
+
+
+def agent_state(agent: Any, **extra: Any) -> dict[str, Any]:
+    """Shared ``state_dict``: algorithm, sizes, config, scalers and every network's weights
+    (``agent.modules()``), plus ``extra`` entries (optimiser state is not included)."""
+    import dataclasses
+
+    return {
+        "algorithm": agent.name,
+        "obs_dim": agent.obs_dim,
+        "act_dim": agent.act_dim,
+        "config": dataclasses.asdict(agent.config),
+        "scalers": agent.scalers.state_dict(),
+        "nets": {k: m.state_dict() for k, m in agent.modules().items()},
+        **extra,
+    }
+
+
+def load_agent_state(agent: Any, state: dict[str, Any]) -> None:
+    """Shared ``load_state_dict`` for the output of :func:`agent_state`.
+
+    Raises:
+        ValueError: if the state is for another algorithm or other sizes.
+    """
+    check_state(state, agent.name, agent.obs_dim, agent.act_dim)
+    agent.scalers = Scalers.from_state_dict(state["scalers"])
+    for k, m in agent.modules().items():
+        m.load_state_dict(state["nets"][k])

@@ -10,7 +10,7 @@ The d3rlpy environment is kept apart from the project's ``.venv`` (it must never
 there). Create it once with ``--install-d3rlpy`` or by hand::
 
     python3 -m venv .venv-d3rlpy
-    .venv-d3rlpy/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl d3rlpy==2.8.1
+    .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy==2.8.1
 
 Usage::
 
@@ -21,17 +21,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from polycstr_lib.datasets import OfflineData
 
 REPO = Path(__file__).resolve().parent.parent
 D3RLPY_VENV = REPO / ".venv-d3rlpy"
@@ -42,21 +42,7 @@ BATCH_SIZE = 256
 SPEC_D3RLPY_IQL = 69.0
 
 
-@dataclass(frozen=True)
-class SyntheticData:
-    """Random data with the shape and scales of one scenario's PI dataset."""
-
-    observations: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_observations: torch.Tensor
-    terminals: torch.Tensor
-    timeouts: torch.Tensor
-    return_min: float
-    return_max: float
-
-
-def synthetic_data(seed: int = 0) -> SyntheticData:
+def synthetic_data(seed: int = 0) -> OfflineData:
     """Builds the synthetic dataset (deterministic)."""
     g = torch.Generator().manual_seed(seed)
     scale = torch.tensor([450.0, 10.0, 1.5e-6, 100.0, 350.0, 10.0, 5.0, 1.5, 340.0])
@@ -65,13 +51,16 @@ def synthetic_data(seed: int = 0) -> SyntheticData:
     rewards = -(next_obs[:, 5] ** 2 + next_obs[:, 6] ** 2)
     timeouts = (torch.arange(N) % EPISODE_LENGTH == EPISODE_LENGTH - 1).float()
     returns = rewards.view(-1, EPISODE_LENGTH).sum(1)
-    return SyntheticData(
+    return OfflineData(
+        scenario="synthetic",
         observations=obs.float().contiguous(),
         actions=torch.rand(N, ACT_DIM, generator=g) * 2 - 1,
         rewards=rewards.float(),
         next_observations=next_obs.float().contiguous(),
+        costs=(next_obs[:, 5].abs() + next_obs[:, 6].abs()).float(),
         terminals=torch.zeros(N),
         timeouts=timeouts,
+        episode_ids=torch.arange(N) // EPISODE_LENGTH,
         return_min=float(returns.min()),
         return_max=float(returns.max()),
     )
@@ -148,11 +137,10 @@ print("RESULT " + json.dumps(out))
 
 
 def install_d3rlpy() -> None:
-    """Creates ``.venv-d3rlpy`` with the local CPU torch wheel and d3rlpy 2.8.1."""
-    wheels = sorted(glob.glob("/opt/wheels/torch-2.13.0+cpu-*.whl"))
+    """Creates ``.venv-d3rlpy`` with torch 2.13.0 (the pinned CPU build) and d3rlpy 2.8.1."""
     subprocess.run([sys.executable, "-m", "venv", str(D3RLPY_VENV)], check=True)
     pip = str(D3RLPY_VENV / "bin" / "pip")
-    subprocess.run([pip, "install", "-q", *(wheels or ["torch==2.13.0"])], check=True)
+    subprocess.run([pip, "install", "-q", "torch==2.13.0"], check=True)
     subprocess.run([pip, "install", "-q", "d3rlpy==2.8.1"], check=True)
 
 

@@ -66,34 +66,52 @@ def synthetic_data(seed: int = 0) -> OfflineData:
     )
 
 
-def measure(algo: str, seconds: float, barrier=None) -> float:
-    """Gradient steps per second of ``algo`` (batch sampling included), one torch thread."""
+def measure(algo: str, seconds: float, barrier=None, precision: str = "float32") -> float:
+    """Gradient steps per second of ``algo`` (batch sampling included), one torch thread.
+
+    ``precision='bfloat16'`` runs each update under bfloat16 autocast, exactly as
+    ``train_agent`` does for ``TrainConfig(precision='bfloat16')``.
+    """
+    import contextlib
+
     torch.set_num_threads(1)
     from polycstr_lib.agents import Scalers, make_agent, sample_batch
 
     data = synthetic_data()
     agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=0)
     g = torch.Generator().manual_seed(0)
+
+    def autocast():
+        if precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
     for _ in range(3):  # warm-up
-        agent.update(sample_batch(data, BATCH_SIZE, g))
+        with autocast():
+            agent.update(sample_batch(data, BATCH_SIZE, g))
     if barrier is not None:
         barrier.wait()
     steps, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        agent.update(sample_batch(data, BATCH_SIZE, g))
+        batch = sample_batch(data, BATCH_SIZE, g)
+        with autocast():
+            agent.update(batch)
         steps += 1
     return steps / elapsed
 
 
-def _child(algo: str, seconds: float, barrier, queue) -> None:
-    queue.put(measure(algo, seconds, barrier))
+def _child(algo: str, seconds: float, barrier, queue, precision: str) -> None:
+    queue.put(measure(algo, seconds, barrier, precision))
 
 
-def measure_two_processes(algo: str, seconds: float) -> float:
+def measure_two_processes(algo: str, seconds: float, precision: str = "float32") -> float:
     """Total steps/s of two simultaneous single-thread processes (spawn)."""
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(algo, seconds, barrier, queue)) for _ in range(2)]
+    procs = [
+        ctx.Process(target=_child, args=(algo, seconds, barrier, queue, precision))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     rates = [queue.get() for _ in procs]
@@ -144,23 +162,34 @@ def install_d3rlpy() -> None:
     subprocess.run([pip, "install", "-q", "d3rlpy==2.8.1"], check=True)
 
 
-def measure_d3rlpy(algos: list[str], seconds: float) -> dict[str, float] | str:
-    """d3rlpy steps/s per algorithm, or a sentence saying why it could not be measured."""
+def measure_d3rlpy(algos: list[str], seconds: float, processes: int = 1) -> dict[str, float] | str:
+    """d3rlpy steps/s per algorithm, or a sentence saying why it could not be measured.
+
+    With ``processes=2`` two copies run at the same time (one thread each) and their rates are
+    summed, the same "per machine" figure as :func:`measure_two_processes`.
+    """
     python = D3RLPY_VENV / "bin" / "python"
     if not python.exists():
         return f"d3rlpy not measured: {D3RLPY_VENV} does not exist (see --install-d3rlpy)"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [str(python), "-c", _D3RLPY_SCRIPT, ",".join(algos), str(seconds)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    return f"d3rlpy run failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+    command = [str(python), "-c", _D3RLPY_SCRIPT, ",".join(algos), str(seconds)]
+    procs = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(processes)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        lines = [x for x in out.splitlines() if x.startswith("RESULT ")]
+        if not lines:
+            return f"d3rlpy run failed (exit {proc.returncode}): {err.strip()[-500:]}"
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    total = {"version": results[0]["version"]}
+    for algo in algos:
+        total[algo] = sum(r[algo] for r in results)
+    return total
 
 
 def main() -> None:
@@ -174,34 +203,48 @@ def main() -> None:
     if args.install_d3rlpy and not (D3RLPY_VENV / "bin" / "python").exists():
         install_d3rlpy()
 
+    two_procs = not args.no_two_process
     rows = {}
     for algo in args.algos:
-        one = measure(algo, args.seconds)
-        two = None if args.no_two_process else measure_two_processes(algo, args.seconds)
-        rows[algo] = (one, two)
-    d3 = "d3rlpy not measured (--no-d3rlpy)" if args.no_d3rlpy else None
-    if d3 is None:
-        d3 = measure_d3rlpy(args.algos, args.seconds)
+        rows[algo] = {}
+        for precision in ("float32", "bfloat16"):
+            rows[algo][f"{precision} 1p"] = measure(algo, args.seconds, precision=precision)
+            if two_procs:
+                rows[algo][f"{precision} 2p"] = measure_two_processes(algo, args.seconds, precision)
+    d3: dict[str, dict[str, float] | str] = {}
+    for n in (1, 2) if two_procs else (1,):
+        d3[f"d3rlpy {n}p"] = (
+            "d3rlpy not measured (--no-d3rlpy)"
+            if args.no_d3rlpy
+            else measure_d3rlpy(args.algos, args.seconds, processes=n)
+        )
 
     print(f"torch {torch.__version__}, 2x256 nets, batch {BATCH_SIZE}, {os.cpu_count()} CPUs")
-    header = f"{'algo':<6}{'1 proc (steps/s)':>18}{'2 procs total':>16}{'d3rlpy 1 proc':>16}"
+    print("steps/s; 1p = one process, 2p = two single-thread processes together (per machine)")
+    columns = [*next(iter(rows.values())), *d3]
+    header = f"{'algo':<6}" + "".join(f"{c:>15}" for c in columns)
     print(header)
     print("-" * len(header))
-    for algo, (one, two) in rows.items():
-        two_s = f"{two:16.1f}" if two is not None else f"{'-':>16}"
-        d3_s = f"{d3[algo]:16.1f}" if isinstance(d3, dict) and algo in d3 else f"{'-':>16}"
-        print(f"{algo:<6}{one:18.1f}{two_s}{d3_s}")
-    if isinstance(d3, str):
-        print(d3)
+    for algo, ours in rows.items():
+        cells = [f"{v:15.1f}" for v in ours.values()]
+        for res in d3.values():
+            cells.append(f"{res[algo]:15.1f}" if isinstance(res, dict) else f"{'-':>15}")
+        print(f"{algo:<6}" + "".join(cells))
+    for name, res in d3.items():
+        if isinstance(res, str):
+            print(f"{name}: {res}")
     if "iql" in rows:
-        ours = rows["iql"][0]
-        if isinstance(d3, dict) and "iql" in d3:
-            print(f"IQL steps/s ours/d3rlpy {d3['version']}: {ours / d3['iql']:.2f}")
+        key = "2p" if two_procs else "1p"
+        ref = d3[f"d3rlpy {key}"]
+        if isinstance(ref, dict):
+            base, what = ref["iql"], f"d3rlpy {ref['version']}"
         else:
-            print(
-                f"IQL steps/s ours/d3rlpy (SPEC reference {SPEC_D3RLPY_IQL:.0f} steps/s, "
-                f"d3rlpy not run here): {ours / SPEC_D3RLPY_IQL:.2f}"
-            )
+            base, what = SPEC_D3RLPY_IQL * (2 if two_procs else 1), "SPEC reference, not run here"
+        fp32, bf16 = rows["iql"][f"float32 {key}"], rows["iql"][f"bfloat16 {key}"]
+        print(
+            f"IQL steps/s per machine ({key}) ours/{what}: float32 {fp32 / base:.2f}x, "
+            f"bfloat16 autocast {bf16 / base:.2f}x (target 3x)"
+        )
 
 
 if __name__ == "__main__":

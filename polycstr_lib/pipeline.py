@@ -37,6 +37,7 @@ RUNS: tuple[NotebookRun, ...] = (
         NotebookRun("05_results", f"05_results_{scenario}", {"scenario": scenario})
         for scenario in ("startup", "grade_down", "grade_up")
     ),
+    NotebookRun("06_ablations", "06_ablations"),
     NotebookRun("07_claims", "07_claims"),
 )
 
@@ -55,6 +56,12 @@ PROFILES: dict[str, dict[str, dict]] = {
             "cql_steps": 500,
             "cost_steps": 10_000,
             "test_episodes": 50,
+        },
+        "06_ablations": {
+            "agent_steps": 5000,
+            "cost_steps": 10_000,
+            "test_episodes": 50,
+            "expectiles": [0.5, 0.7, 0.9, 0.95],
         },
     },
 }

@@ -51,6 +51,7 @@ from polycstr_lib.artifacts import (
 __all__ = [
     "ACT_DIM",
     "OBS_DIM",
+    "PRECISIONS",
     "TrainConfig",
     "data_fingerprint",
     "load_trained",
@@ -62,6 +63,9 @@ __all__ = [
 
 OBS_DIM = 9  # [C_A, C_I, C_R, C_P, T, e_P, e_T, F_I, T_c]
 ACT_DIM = 2  # changes of F_I and T_c, scaled to [-1, 1]
+
+#: Accepted values of ``TrainConfig.precision``.
+PRECISIONS = ("float32", "bfloat16")
 
 _TENSOR_FIELDS = (
     "observations",
@@ -85,6 +89,10 @@ class TrainConfig:
     agent: AgentConfig | None = None  # algorithm hyperparameters; None → its defaults
     log_interval: int = 1000  # the log holds the mean losses of every this many steps
     reward_scaling: str = "return_range"  # 'return_range' | 'std' | 'none' (see Scalers)
+    # 'float32', or 'bfloat16': mixed precision (matmuls in bfloat16 under torch.autocast;
+    # weights, optimiser state and evaluation stay float32). Faster only on CPUs with native
+    # bfloat16 (AVX512-BF16 or AMX); elsewhere slower. See PRECISIONS.
+    precision: str = "float32"
 
     def resolved(self) -> TrainConfig:
         """Returns a checked copy with the agent config filled in (used for the cache key).
@@ -103,6 +111,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown reward_scaling {self.reward_scaling!r}; expected one of {REWARD_SCALINGS}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
         config_cls = AGENTS[self.algorithm][1]
         agent = config_cls() if self.agent is None else self.agent
         if not isinstance(agent, config_cls):
@@ -326,8 +336,11 @@ def _train(
             disable=not progress,
             mininterval=1.0,
         )
+        low_precision = config.precision == "bfloat16"
         for step in bar:
-            losses = agent.update(sample_batch(data, config.batch_size, generator))
+            batch = sample_batch(data, config.batch_size, generator)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+                losses = agent.update(batch)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1

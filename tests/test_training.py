@@ -240,3 +240,29 @@ def test_train_many_in_two_processes_matches_single_process(data) -> None:
     single, _ = train_agent(configs[1], data=data, progress=False, force=True)
     assert_same_weights(results[1][0], single)
     assert_same_weights(results[0][0], results[2][0])
+
+
+# --- mixed precision -------------------------------------------------------------------------
+
+
+def test_unknown_precision_is_rejected() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="float16").resolved()
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql"])
+def test_bfloat16_training_is_seeded_and_differs_from_float32(name: str, data) -> None:
+    bf16 = dataclasses.replace(tiny_config(name, seed=2), precision="bfloat16")
+    assert run_directory(bf16) != run_directory(tiny_config(name, seed=2))
+    a, log = train_agent(bf16, data=data, progress=False)
+    b, _ = train_agent(bf16, data=data, progress=False, force=True)
+    assert_same_weights(a, b)
+    # The weights stay float32 and the losses finite; the bf16 matmuls change the result.
+    assert all(w.dtype == torch.float32 for w in weights(a).values())
+    assert np.isfinite(log.drop(columns=["step", "time_s"]).to_numpy()).all()
+    c, _ = train_agent(tiny_config(name, seed=2), data=data, progress=False)
+    assert not all(
+        torch.equal(x, y) for x, y in zip(weights(a).values(), weights(c).values(), strict=True)
+    )
+    # Evaluation runs outside autocast: actions are float32.
+    assert a.act(data.observations[:4].numpy()).dtype == np.float32

@@ -13,6 +13,7 @@ from polycstr_lib.agents.nets import (
     Batch,
     Scalers,
     act_deterministic,
+    adam,
     agent_state,
     load_agent_state,
     mlp,
@@ -55,7 +56,7 @@ class BC:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.actor = mlp(obs_dim, act_dim, config.hidden_dims, output_activation=nn.Tanh)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.optimizer = adam(self.actor.parameters(), lr=config.lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on a raw batch; returns the losses."""

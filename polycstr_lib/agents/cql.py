@@ -24,6 +24,7 @@ from polycstr_lib.agents.nets import (
     Scalers,
     TanhGaussianActor,
     act_deterministic,
+    adam,
     agent_state,
     load_agent_state,
     soft_update,
@@ -113,9 +114,9 @@ class CQL:
         )
         self.generator = torch.Generator().manual_seed(seed + 1_000_003)
         self._critic_params = [*self.q1.parameters(), *self.q2.parameters()]
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=config.critic_lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = adam(self._critic_params, lr=config.critic_lr)
+        self.alpha_optimizer = adam([self.log_alpha], lr=config.alpha_lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step of the actor, α and the critics on a raw batch."""

@@ -22,6 +22,7 @@ from polycstr_lib.agents.nets import (
     QNetwork,
     Scalers,
     act_deterministic,
+    adam,
     agent_state,
     load_agent_state,
     mlp,
@@ -104,11 +105,9 @@ class IQL:
             self.actor = GaussianActor(obs_dim, act_dim, hidden)
         self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
         self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
-        self.q_optimizer = torch.optim.Adam(
-            [*self.q1.parameters(), *self.q2.parameters()], lr=config.lr
-        )
-        self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=config.lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.q_optimizer = adam([*self.q1.parameters(), *self.q2.parameters()], lr=config.lr)
+        self.v_optimizer = adam(self.v.parameters(), lr=config.lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=config.lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step of V, Q and the actor on a raw batch; returns the losses."""

@@ -24,6 +24,7 @@ __all__ = [
     "Scalers",
     "TanhGaussianActor",
     "TransitionData",
+    "adam",
     "as_obs_tensor",
     "check_state",
     "mlp",
@@ -225,6 +226,16 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Returns Q values of shape ``obs.shape[:-1]``."""
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def adam(params: Any, lr: float) -> torch.optim.Adam:
+    """The agents' optimiser: Adam with PyTorch's fused CPU kernel.
+
+    The fused kernel updates all tensors in one call instead of a dozen small ops per tensor;
+    on the 2x256 networks it removes about a quarter of an IQL step's time in bfloat16
+    training (``benchmarks/training.py``). It is deterministic on the CPU.
+    """
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 @torch.no_grad()

@@ -20,8 +20,10 @@ R2_GAP = 0.1  # R² gap that makes "PICNN clearly below NN"
 R2_SMALL_GAP = 0.01  # smaller gaps are noise between two training runs
 
 RULES = {
-    "C1": f"holds if IQL's mean exceeds BC's by >= {MARGIN:g} points; partly if by > 0",
-    "C2": f"holds if BC+'s mean exceeds BC's by >= {MARGIN:g} points; partly if by > 0",
+    "C1": f"holds if IQL's mean exceeds BC's by >= {MARGIN:g} points and is >= 0 (no worse "
+    "than the data's worst episode); partly if it exceeds BC's at all",
+    "C2": f"holds if BC+'s mean exceeds BC's by >= {MARGIN:g} points and is >= 0 (no worse "
+    "than the data's worst episode); partly if it exceeds BC's at all",
     "C3": "holds if IQL+'s minimum exceeds IQL's by > 1 point; partly if within 1 point",
     "C4": f"holds if the PICNN's held-out R² is below the NN's by >= {R2_GAP:g} in every "
     f"scenario; partly if below by >= {R2_SMALL_GAP:g} in at least one",
@@ -83,6 +85,17 @@ def _verdict(full: bool, some: bool) -> str:
     return HOLDS if full else PARTLY if some else FAILS
 
 
+def _much_better(better: float, worse: float) -> str:
+    """Verdict of "better ≫ worse" on mean normalised rewards.
+
+    A margin alone is not enough: two failing policies can differ by hundreds of points, so
+    "≫" also needs the better one to be a working controller (mean >= 0, i.e. no worse than
+    the data's worst episode).
+    """
+    gap = better - worse
+    return _verdict(gap >= MARGIN and better >= 0, gap > 0)
+
+
 def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
     """Verdicts of claims C1-C9.
 
@@ -101,10 +114,9 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
         return float(results[scenario][key])
 
     if "startup" in results:
-        d = get("startup", "IQL_mean") - get("startup", "BC_mean")
         rows["C1"] = (
             f"startup: IQL {get('startup', 'IQL_mean'):.1f} vs BC {get('startup', 'BC_mean'):.1f}",
-            _verdict(d >= MARGIN, d > 0),
+            _much_better(get("startup", "IQL_mean"), get("startup", "BC_mean")),
         )
         d = get("startup", "IQL+_min") - get("startup", "IQL_min")
         rows["C3"] = (
@@ -113,11 +125,10 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
             _verdict(d > 1, d >= -1),
         )
     if "grade_up" in results:
-        d = get("grade_up", "BC+_mean") - get("grade_up", "BC_mean")
         rows["C2"] = (
             f"grade up: BC+ {get('grade_up', 'BC+_mean'):.1f} vs BC "
             f"{get('grade_up', 'BC_mean'):.1f}",
-            _verdict(d >= MARGIN, d > 0),
+            _much_better(get("grade_up", "BC+_mean"), get("grade_up", "BC_mean")),
         )
     scen = [s for s in SCENARIO_NAMES if f"r2_picnn_{s}" in cost]
     if scen:

@@ -67,6 +67,17 @@ def test_verdicts_follow_the_numbers():
     assert sum(verdict_counts(table).values()) == len(table) == 9
 
 
+def test_a_large_gap_between_two_failing_policies_is_only_partly():
+    # Both fail (means far below the data's worst episode): 157 points apart is not "≫".
+    results = {"grade_up": scenario_values(**{"BC+_mean": -837.8, "BC_mean": -995.0})}
+    results["startup"] = scenario_values(**{"IQL_mean": -10.0, "BC_mean": -500.0})
+    table = assess_claims(results, COST)
+    assert table.loc["C2", "verdict"] == PARTLY
+    assert table.loc["C1", "verdict"] == PARTLY
+    results["grade_up"]["BC+_mean"] = 0.0  # a working controller 995 points above BC
+    assert assess_claims(results, COST).loc["C2", "verdict"] == HOLDS
+
+
 def test_iql_plus_best_everywhere_and_cql_rules():
     results = {s: scenario_values() for s in ("startup", "grade_down", "grade_up")}
     table = assess_claims(results, COST)

@@ -181,16 +181,19 @@ def provenance_text(record: dict) -> str:
     return "\n".join(lines)
 
 
-def show_banner(profile: str, parameters: dict | None = None) -> dict:
-    """Display the provenance banner of this run (HTML in a notebook, plain text
-    elsewhere) and return the :func:`provenance` record."""
+def show_banner(profile: str, parameters: dict | None = None) -> None:
+    """Display the provenance banner of this run (HTML in a notebook, plain text elsewhere).
+
+    Returns None, so that a notebook cell ending with this call shows the banner only (the
+    record itself is :func:`provenance`).
+    """
     record = provenance(profile, parameters)
     try:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # pragma: no cover - IPython ships with every notebook kernel
         print(provenance_text(record))
-        return record
+        return
     if get_ipython() is None:
         print(provenance_text(record))
     else:
@@ -198,7 +201,6 @@ def show_banner(profile: str, parameters: dict | None = None) -> dict:
             {"text/html": provenance_html(record), "text/plain": provenance_text(record)},
             raw=True,
         )
-    return record
 
 
 # ------------------------------------------------------------------ parameters cells

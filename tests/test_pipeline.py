@@ -32,3 +32,11 @@ def test_integrator_check_reports_speedup_and_accuracy():
     assert np.all(table["max_rel_error"] < 1e-4)
     with pytest.raises(ValueError, match="reference_episodes"):
         compare_integrators(steps=1, scipy_episodes=1)
+
+
+def test_show_banner_prints_and_returns_nothing(capsys) -> None:
+    from polycstr_lib.provenance import show_banner
+
+    assert show_banner("quick", {"seed": 3}) is None
+    out = capsys.readouterr().out
+    assert "quick" in out and "seed" in out

@@ -72,29 +72,23 @@ def measure(algo: str, seconds: float, barrier=None, precision: str = "float32")
     ``precision='bfloat16'`` runs each update under bfloat16 autocast, exactly as
     ``train_agent`` does for ``TrainConfig(precision='bfloat16')``.
     """
-    import contextlib
-
     torch.set_num_threads(1)
     from polycstr_lib.agents import Scalers, make_agent, sample_batch
 
     data = synthetic_data()
     agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=0)
+    from polycstr_lib.training import precision_context
+
     g = torch.Generator().manual_seed(0)
-
-    def autocast():
-        if precision == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-
     for _ in range(3):  # warm-up
-        with autocast():
+        with precision_context(precision):
             agent.update(sample_batch(data, BATCH_SIZE, g))
     if barrier is not None:
         barrier.wait()
     steps, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         batch = sample_batch(data, BATCH_SIZE, g)
-        with autocast():
+        with precision_context(precision):
             agent.update(batch)
         steps += 1
     return steps / elapsed

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from polycstr_lib.evaluation import evaluate_policy
+from polycstr_lib.evaluation import evaluate_policy, summary_table
 from polycstr_lib.safety import CorrectedPolicy, correct_actions, default_step_size
 
 __all__ = [
@@ -169,9 +169,10 @@ def evaluate_corrections(
         progress: show a progress bar over the settings.
 
     Returns:
-        One row per setting: the setting's fields, ``step_size`` resolved, ``mean``, ``min``,
-        ``max`` and ``std`` of the normalised reward over the episodes, ``violations`` (mean
-        per episode), ``offset`` (mean steady-state offset) and ``latency_ms``.
+        One row per setting: the setting's fields, ``step_size`` resolved, the columns of
+        :func:`~polycstr_lib.evaluation.summary_table` (normalised reward ``mean``, ``min``,
+        ``max``, ``std``; ``violations`` summed over the episodes; ``offset``, ``settled %``,
+        ``settling h``), and ``latency_ms``.
 
     Raises:
         KeyError: a setting names a model that is not in ``models``.
@@ -191,21 +192,16 @@ def evaluate_corrections(
             step_size=setting.resolved_step_size(),
         )
         metrics, _ = evaluate_policy(corrected.act, scenario, episodes, return_min, return_max)
-        reward = metrics["normalised_reward"].to_numpy()
         latency = float("nan")
         if latency_states is not None:
             with torch.no_grad():
                 latency = correction_latency(model, *latency_states, setting)
+        summary = summary_table({setting.sweep: metrics}).iloc[0].to_dict()
         rows.append(
             {
                 **asdict(setting),
                 "step_size": setting.resolved_step_size(),
-                "mean": float(reward.mean()),
-                "min": float(reward.min()),
-                "max": float(reward.max()),
-                "std": float(reward.std(ddof=1)) if len(reward) > 1 else 0.0,
-                "violations": float(metrics["violations"].mean()),
-                "offset": float(metrics["offset"].mean()),
+                **summary,
                 "latency_ms": latency,
             }
         )

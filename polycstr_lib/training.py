@@ -14,6 +14,7 @@ torch thread, private generators; the global torch and NumPy RNG states are left
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,6 +55,7 @@ __all__ = [
     "PRECISIONS",
     "TrainConfig",
     "data_fingerprint",
+    "precision_context",
     "load_trained",
     "run_directory",
     "train_agent",
@@ -314,6 +316,19 @@ def train_agent(
     return agent, log
 
 
+def precision_context(precision: str) -> contextlib.AbstractContextManager:
+    """The context one gradient step runs in: bfloat16 CPU autocast, or nothing for float32.
+
+    Raises:
+        ValueError: for a precision not in :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 def _train(
     config: TrainConfig, data: _TrainingTensors, progress: bool
 ) -> tuple[Agent, pd.DataFrame, float]:
@@ -336,10 +351,9 @@ def _train(
             disable=not progress,
             mininterval=1.0,
         )
-        low_precision = config.precision == "bfloat16"
         for step in bar:
             batch = sample_batch(data, config.batch_size, generator)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            with precision_context(config.precision):
                 losses = agent.update(batch)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v

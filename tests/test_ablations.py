@@ -122,6 +122,9 @@ def test_evaluate_corrections_rows_and_zero_steps_equal_the_base_policy(minari_s
     direct, _ = evaluate_policy(base.act, "grade_up", 2, r_min, r_max)
     assert table.loc[0, "mean"] == pytest.approx(direct["normalised_reward"].mean(), abs=1e-9)
     assert table.loc[0, "latency_ms"] == 0.0 and table.loc[1, "latency_ms"] > 0.0
+    # Same definitions as the results pages: violations summed over episodes, population std.
+    assert table.loc[0, "violations"] == direct["violations"].sum()
+    assert table.loc[0, "std"] == pytest.approx(direct["normalised_reward"].std(ddof=0))
     assert table.loc[2, "step_size"] == 1.0
     # Different corrections give different closed loops.
     assert table.loc[1, "mean"] != table.loc[0, "mean"]

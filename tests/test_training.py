@@ -266,3 +266,15 @@ def test_bfloat16_training_is_seeded_and_differs_from_float32(name: str, data) -
     )
     # Evaluation runs outside autocast: actions are float32.
     assert a.act(data.observations[:4].numpy()).dtype == np.float32
+
+
+def test_precision_context_autocasts_only_for_bfloat16() -> None:
+    from polycstr_lib.training import precision_context
+
+    x = torch.ones(2, 2)
+    with precision_context("float32"):
+        assert (x @ x).dtype == torch.float32
+    with precision_context("bfloat16"):
+        assert (x @ x).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        precision_context("float16")

@@ -1,10 +1,12 @@
-"""Gradient steps per second of the offline agents (2×256 nets, batch 256, one torch thread).
+"""Training speed of the offline agents: the job a reader runs, against d3rlpy, in one run.
 
-Measures BC, IQL and CQL on a synthetic dataset of the real shape (20,000 transitions,
-9-dimensional observations, 2-dimensional actions): one process with one thread, then two
-processes with one thread each running at the same time (the machine's total). Optionally
-times d3rlpy 2.8.1 the same way in its own virtual environment and prints the ratio
-ours/d3rlpy for IQL as the last line.
+The job: one algorithm, 5 seeds, one scenario, 2x256 nets, batch 256, on the whole machine.
+Ours trains the seeds as seed ensembles (one batched model per process) split over two
+single-thread processes (3 + 2 seeds), as ``train_many`` does on a two-core machine. d3rlpy
+2.8.1 trains one seed per process, two processes at a time (its best use of two cores). The
+figure is agent-steps per second (gradient steps times seeds), on a synthetic dataset of the
+real shape (20,000 transitions, 9-dimensional observations, 2-dimensional actions). Also
+printed: one seed in one process (ours and d3rlpy), and ours in bfloat16 autocast.
 
 The d3rlpy environment is kept apart from the project's ``.venv`` (it must never be installed
 there). Create it once with ``--install-d3rlpy`` or by hand::
@@ -14,8 +16,10 @@ there). Create it once with ``--install-d3rlpy`` or by hand::
 
 Usage::
 
-    .venv/bin/python benchmarks/training.py [--seconds 5] [--algos bc iql cql]
-        [--no-two-process] [--no-d3rlpy] [--install-d3rlpy]
+    .venv/bin/python benchmarks/training.py [--seconds 5] [--algos bc iql cql] [--seeds 5]
+        [--no-d3rlpy] [--install-d3rlpy]
+
+The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
 """
 
 from __future__ import annotations
@@ -66,45 +70,55 @@ def synthetic_data(seed: int = 0) -> OfflineData:
     )
 
 
-def measure(algo: str, seconds: float, barrier=None, precision: str = "float32") -> float:
-    """Gradient steps per second of ``algo`` (batch sampling included), one torch thread.
+def measure(
+    algo: str, seconds: float, barrier=None, precision: str = "float32", seeds: int = 1
+) -> float:
+    """Agent-steps per second of an ensemble of ``seeds`` members of ``algo``, one thread.
 
-    ``precision='bfloat16'`` runs each update under bfloat16 autocast, exactly as
-    ``train_agent`` does for ``TrainConfig(precision='bfloat16')``.
+    Batch sampling is included; ``precision='bfloat16'`` runs each update under bfloat16
+    autocast, exactly as the training loop does for ``TrainConfig(precision='bfloat16')``.
     """
     torch.set_num_threads(1)
     from polycstr_lib.agents import Scalers, make_agent, sample_batch
-
-    data = synthetic_data()
-    agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=0)
     from polycstr_lib.training import precision_context
 
-    g = torch.Generator().manual_seed(0)
+    data = synthetic_data()
+    members = list(range(seeds))
+    agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=members)
+    generators = [torch.Generator().manual_seed(s) for s in members]
     for _ in range(3):  # warm-up
         with precision_context(precision):
-            agent.update(sample_batch(data, BATCH_SIZE, g))
+            agent.update(sample_batch(data, BATCH_SIZE, generators))
     if barrier is not None:
         barrier.wait()
     steps, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        batch = sample_batch(data, BATCH_SIZE, g)
+        batch = sample_batch(data, BATCH_SIZE, generators)
         with precision_context(precision):
             agent.update(batch)
         steps += 1
-    return steps / elapsed
+    return seeds * steps / elapsed
 
 
-def _child(algo: str, seconds: float, barrier, queue, precision: str) -> None:
-    queue.put(measure(algo, seconds, barrier, precision))
+def _child(algo: str, seconds: float, barrier, queue, precision: str, seeds: int) -> None:
+    queue.put(measure(algo, seconds, barrier, precision, seeds))
 
 
-def measure_two_processes(algo: str, seconds: float, precision: str = "float32") -> float:
-    """Total steps/s of two simultaneous single-thread processes (spawn)."""
+def split_seeds(n_seeds: int, processes: int) -> list[int]:
+    """Ensemble sizes per process, as even as possible (5 over 2 → [3, 2])."""
+    return [n_seeds // processes + (i < n_seeds % processes) for i in range(processes)]
+
+
+def measure_job(
+    algo: str, seconds: float, precision: str = "float32", n_seeds: int = 5, processes: int = 2
+) -> float:
+    """Agent-steps/s of ``n_seeds`` seeds as ensembles in simultaneous processes (spawn)."""
+    sizes = [s for s in split_seeds(n_seeds, processes) if s > 0]
     ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    barrier, queue = ctx.Barrier(len(sizes)), ctx.Queue()
     procs = [
-        ctx.Process(target=_child, args=(algo, seconds, barrier, queue, precision))
-        for _ in range(2)
+        ctx.Process(target=_child, args=(algo, seconds, barrier, queue, precision, size))
+        for size in sizes
     ]
     for p in procs:
         p.start()
@@ -160,7 +174,7 @@ def measure_d3rlpy(algos: list[str], seconds: float, processes: int = 1) -> dict
     """d3rlpy steps/s per algorithm, or a sentence saying why it could not be measured.
 
     With ``processes=2`` two copies run at the same time (one thread each) and their rates are
-    summed, the same "per machine" figure as :func:`measure_two_processes`.
+    summed, the same "per machine" figure as :func:`measure_job`.
     """
     python = D3RLPY_VENV / "bin" / "python"
     if not python.exists():
@@ -189,56 +203,59 @@ def measure_d3rlpy(algos: list[str], seconds: float, processes: int = 1) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="timing window per cell")
-    parser.add_argument("--algos", nargs="+", default=["bc", "iql", "cql"])
-    parser.add_argument("--no-two-process", action="store_true")
+    parser.add_argument("--algos", nargs="+", default=["bc", "cql", "iql"])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds in the job")
     parser.add_argument("--no-d3rlpy", action="store_true")
     parser.add_argument("--install-d3rlpy", action="store_true")
     args = parser.parse_args()
     if args.install_d3rlpy and not (D3RLPY_VENV / "bin" / "python").exists():
         install_d3rlpy()
+    algos = sorted(args.algos, key=lambda a: a == "iql")  # IQL's ratio is the last line
+    n = args.seeds
+    job = f"{n}-seed job"
 
-    two_procs = not args.no_two_process
-    rows = {}
-    for algo in args.algos:
-        rows[algo] = {}
-        for precision in ("float32", "bfloat16"):
-            rows[algo][f"{precision} 1p"] = measure(algo, args.seconds, precision=precision)
-            if two_procs:
-                rows[algo][f"{precision} 2p"] = measure_two_processes(algo, args.seconds, precision)
+    rows: dict[str, dict[str, float]] = {}
+    for algo in algos:
+        rows[algo] = {
+            "ours 1 seed 1p": measure(algo, args.seconds),
+            f"ours {job}": measure_job(algo, args.seconds, "float32", n),
+            f"ours {job} bf16": measure_job(algo, args.seconds, "bfloat16", n),
+        }
     d3: dict[str, dict[str, float] | str] = {}
-    for n in (1, 2) if two_procs else (1,):
-        d3[f"d3rlpy {n}p"] = (
+    for procs in (1, 2):
+        d3[f"d3rlpy {procs}p"] = (
             "d3rlpy not measured (--no-d3rlpy)"
             if args.no_d3rlpy
-            else measure_d3rlpy(args.algos, args.seconds, processes=n)
+            else measure_d3rlpy(algos, args.seconds, processes=procs)
         )
 
     print(f"torch {torch.__version__}, 2x256 nets, batch {BATCH_SIZE}, {os.cpu_count()} CPUs")
-    print("steps/s; 1p = one process, 2p = two single-thread processes together (per machine)")
+    print(
+        f"agent-steps/s; ours {job}: ensembles of {split_seeds(n, 2)} seeds in 2 processes; "
+        "d3rlpy 2p: one seed per process, 2 processes (per machine)"
+    )
     columns = [*next(iter(rows.values())), *d3]
-    header = f"{'algo':<6}" + "".join(f"{c:>15}" for c in columns)
+    header = f"{'algo':<6}" + "".join(f"{c:>22}" for c in columns)
     print(header)
     print("-" * len(header))
     for algo, ours in rows.items():
-        cells = [f"{v:15.1f}" for v in ours.values()]
+        cells = [f"{v:22.1f}" for v in ours.values()]
         for res in d3.values():
-            cells.append(f"{res[algo]:15.1f}" if isinstance(res, dict) else f"{'-':>15}")
+            cells.append(f"{res[algo]:22.1f}" if isinstance(res, dict) else f"{'-':>22}")
         print(f"{algo:<6}" + "".join(cells))
     for name, res in d3.items():
         if isinstance(res, str):
             print(f"{name}: {res}")
-    if "iql" in rows:
-        key = "2p" if two_procs else "1p"
-        ref = d3[f"d3rlpy {key}"]
+    ref = d3["d3rlpy 2p"]
+    for algo in algos:
         if isinstance(ref, dict):
-            base, what = ref["iql"], f"d3rlpy {ref['version']}"
+            base, what = ref[algo], "d3rlpy"
+        elif algo == "iql":
+            base, what = 2 * SPEC_D3RLPY_IQL, "d3rlpy (SPEC figure, not run here)"
         else:
-            base, what = SPEC_D3RLPY_IQL * (2 if two_procs else 1), "SPEC reference, not run here"
-        fp32, bf16 = rows["iql"][f"float32 {key}"], rows["iql"][f"bfloat16 {key}"]
-        print(
-            f"IQL steps/s per machine ({key}) ours/{what}: float32 {fp32 / base:.2f}x, "
-            f"bfloat16 autocast {bf16 / base:.2f}x (target 3x)"
-        )
+            continue
+        ours = rows[algo][f"ours {job}"]
+        print(f"{algo.upper()} {job} per machine, ours/{what} (float32): {ours / base:.2f}x")
 
 
 if __name__ == "__main__":

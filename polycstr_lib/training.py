@@ -1,15 +1,25 @@
-"""Training loop of the offline agents, with an on-disk cache and a two-process runner.
+"""Training of the offline agents: seed ensembles, snapshots, an on-disk cache, Dask sweeps.
 
-A trained agent lives in ``artifact_dir()/agents/<algo>-<scenario>-<key>/`` where ``key`` is
-:func:`~polycstr_lib.artifacts.config_key` of the (resolved) :class:`TrainConfig`:
+A trained agent (one seed) lives in ``artifact_dir()/agents/<algo>-<scenario>-<key>/`` where
+``key`` is :func:`~polycstr_lib.artifacts.config_key` of the (resolved) :class:`TrainConfig`:
 
-- ``agent.pt``: the agent's ``state_dict()`` (weights, scalers, hyperparameters);
+- ``agent.pt``: the one-member agent's ``state_dict()`` (weights, seed, scalers, config);
 - ``log.csv``: the mean losses of every logging interval;
-- ``config.json``: the configuration, a fingerprint of the training data and the wall time.
-  It is written last and marks the run as complete.
+- ``config.json``: the configuration, a fingerprint of the training data, the seeds trained
+  together and the wall time. It is written last and marks the run as complete.
 
-Training is reproducible: the same configuration and data give bit-identical weights (one
-torch thread, private generators; the global torch and NumPy RNG states are left untouched).
+Runs that differ only in seed are trained together as one batched model
+(:func:`train_ensemble`; see :mod:`polycstr_lib.agents.nets`). No schedule depends on the
+total number of steps, so the state after ``k`` steps of a longer run *is* the ``k``-step run:
+snapshots are saved as the cached runs of the shorter budgets, which is what learning curves
+read. :func:`train_many` spreads ensembles over Dask workers (a local cluster sized to the
+machine, or an existing cluster given by its scheduler address).
+
+Training is reproducible: the same configurations and data give bit-identical weights (one
+torch thread per worker, private generators; the global torch and NumPy RNG states are left
+untouched). A member of an ensemble equals the run of its seed alone to round-off (about
+1e-7 per step; ``tests/test_agents.py``); ``config.json`` records which seeds were trained
+together.
 """
 
 from __future__ import annotations
@@ -18,10 +28,11 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import multiprocessing
+import logging
+import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +50,11 @@ from polycstr_lib.agents import (
     Scalers,
     agent_from_state,
     make_agent,
+    member_state,
     sample_batch,
 )
 from polycstr_lib.artifacts import (
+    ARTIFACTS_ENV,
     artifact_dir,
     atomic_torch_save,
     atomic_write_bytes,
@@ -59,12 +72,20 @@ __all__ = [
     "load_trained",
     "run_directory",
     "train_agent",
+    "train_ensemble",
     "train_many",
     "validate_offline_data",
 ]
 
 OBS_DIM = 9  # [C_A, C_I, C_R, C_P, T, e_P, e_T, F_I, T_c]
 ACT_DIM = 2  # changes of F_I and T_c, scaled to [-1, 1]
+
+#: Format of a saved agent (2: every tensor has the member axis first). Cached runs of another
+#: format are retrained.
+AGENT_FORMAT = 2
+
+#: Relative cost of one gradient step per algorithm (2x256 nets), to balance Dask tasks.
+_STEP_COST = {"bc": 1.0, "iql": 5.0, "cql": 25.0}
 
 #: Accepted values of ``TrainConfig.precision``.
 PRECISIONS = ("float32", "bfloat16")
@@ -237,6 +258,8 @@ def _cached_meta(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
         return None
     if meta.get("train_config") != config_to_dict(config):
         return None
+    if meta.get("agent_format") != AGENT_FORMAT:
+        return None
     return meta
 
 
@@ -253,7 +276,7 @@ def train_agent(
     force: bool = False,
     num_threads: int | None = 1,
 ) -> tuple[Agent, pd.DataFrame]:
-    """Trains an agent, or loads it if this configuration was trained before.
+    """Trains one agent (an ensemble of one), or loads it if it was trained before.
 
     Args:
         config: The run's configuration.
@@ -273,47 +296,164 @@ def train_agent(
         ValueError: Malformed data (wrong observation size, NaNs, ...) or configuration.
         FloatingPointError: A loss became non-finite during training.
     """
-    config = config.resolved()
-    run_dir = run_directory(config)
+    return train_ensemble([config], data, progress, force, num_threads)[0]
+
+
+def _group_key(config: TrainConfig) -> str:
+    """Runs with equal group keys differ only in seed and steps: one ensemble can train them."""
+    return config_key(dataclasses.replace(config, seed=0, steps=1))
+
+
+def _stale(config: TrainConfig, fingerprint: str | None, force: bool, warn: bool = True) -> bool:
+    """Whether ``config`` must be (re)trained: forced, not cached, or cached on other data."""
+    if force:
+        return True
+    meta = _cached_meta(run_directory(config), config)
+    if meta is None:
+        return True
+    if fingerprint is not None and meta.get("data_fingerprint") != fingerprint:
+        if not warn:
+            return True
+        warnings.warn(
+            f"cached run {run_directory(config).name} was trained on other data; retraining",
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
+def _unique(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    return list({config_key(c): c for c in configs}.values())
+
+
+def _check_snapshot_steps(snapshot_steps: Sequence[int]) -> tuple[int, ...]:
+    steps = tuple(sorted({int(k) for k in snapshot_steps}))
+    if any(k < 1 for k in steps):
+        raise ValueError(f"snapshot steps must be positive; got {list(snapshot_steps)}")
+    return steps
+
+
+def train_ensemble(
+    configs: Sequence[TrainConfig],
+    data: Any | None = None,
+    progress: bool = True,
+    force: bool = False,
+    num_threads: int | None = 1,
+    snapshot_steps: Sequence[int] = (),
+) -> list[tuple[Agent, pd.DataFrame]]:
+    """Trains runs that differ only in seed and budget as one batched model, or loads them.
+
+    Every seed that has a run left to train becomes one member; all members train to the
+    largest budget asked for, and each member's state is saved as a cached run at every
+    budget in ``configs`` and at every step in ``snapshot_steps`` (a snapshot after ``k``
+    steps is the ``k``-step run of that seed).
+
+    Args:
+        configs: The runs; equal but for ``seed`` and ``steps``.
+        data: Training data (``OfflineData``-like), or None to load the scenario's dataset
+            (only if something is left to train). Cached runs trained on other data are
+            retrained.
+        progress: Show a tqdm progress bar.
+        force: Retrain even if cached.
+        num_threads: torch intra-op threads while training (restored afterwards); None leaves
+            the setting alone.
+        snapshot_steps: Extra budgets at which every member's state is saved as a cached run.
+
+    Returns:
+        ``(agent, log)`` for each configuration, in order (one-member agents).
+
+    Raises:
+        ValueError: Configurations that differ in more than seed and steps, bad snapshot steps,
+            malformed data or configuration.
+        FloatingPointError: A loss became non-finite (the message names the seed).
+    """
+    resolved = [c.resolved() for c in configs]
+    if not resolved:
+        return []
+    if len({_group_key(c) for c in resolved}) > 1:
+        raise ValueError(
+            "train_ensemble trains runs that differ only in seed and steps; "
+            "use train_many for other mixtures"
+        )
+    snapshots = _check_snapshot_steps(snapshot_steps)
+    fingerprint = None
     if data is not None:
         validate_offline_data(data)
-    fingerprint = data_fingerprint(data) if data is not None else None
-    if not force:
-        meta = _cached_meta(run_dir, config)
-        if meta is not None:
-            if fingerprint is None or meta.get("data_fingerprint") == fingerprint:
-                return load_trained(run_dir)
-            warnings.warn(
-                f"cached run {run_dir.name} was trained on other data; retraining",
-                stacklevel=2,
-            )
-    if data is None:
-        data = _load_dataset(config.scenario)
-        validate_offline_data(data)
         fingerprint = data_fingerprint(data)
+    pending = [c for c in _unique(resolved) if _stale(c, fingerprint, force)]
+    if pending:
+        if data is None:
+            data = _load_dataset(pending[0].scenario)
+            validate_offline_data(data)
+            fingerprint = data_fingerprint(data)
+        budget = max(c.steps for c in pending)
+        save_at = {c.steps for c in pending} | {k for k in snapshots if k <= budget}
+        seeds = sorted({c.seed for c in pending})
+        pending_keys = {config_key(c) for c in pending}
+        tensors = _TrainingTensors.from_data(data)
+        previous_threads = torch.get_num_threads()
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        try:
+            for step, agent, logs, seconds in _train_members(
+                pending[0], seeds, budget, sorted(save_at), tensors, progress
+            ):
+                state = agent.state_dict()
+                for k, seed in enumerate(seeds):
+                    config = dataclasses.replace(pending[0], seed=seed, steps=step)
+                    asked = config_key(config) in pending_keys
+                    if asked or _stale(config, fingerprint, force, warn=False):
+                        log = logs[k]
+                        _save_run(
+                            config,
+                            member_state(state, k),
+                            log,
+                            fingerprint,
+                            tensors,
+                            seconds,
+                            seeds,
+                        )
+        finally:
+            torch.set_num_threads(previous_threads)
+    return _load_all(resolved, trained={config_key(c) for c in pending})
 
-    tensors = _TrainingTensors.from_data(data)
-    previous_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        agent, log, seconds = _train(config, tensors, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
 
+def _load_all(
+    configs: Sequence[TrainConfig], trained: set[str]
+) -> list[tuple[Agent, pd.DataFrame]]:
+    """Loads finished runs; ``log.attrs['cached']`` is False for those trained just now."""
+    out = []
+    for c in configs:
+        agent, log = load_trained(run_directory(c))
+        log.attrs["cached"] = config_key(c) not in trained
+        out.append((agent, log))
+    return out
+
+
+def _save_run(
+    config: TrainConfig,
+    state: dict[str, Any],
+    log: pd.DataFrame,
+    fingerprint: str,
+    data: _TrainingTensors,
+    seconds: float,
+    seeds: Sequence[int],
+) -> None:
+    """Writes one run's files atomically, ``config.json`` last (it marks the run complete)."""
+    run_dir = run_directory(config)
     meta = {
         "train_config": config_to_dict(config),
         "key": config_key(config),
+        "agent_format": AGENT_FORMAT,
         "data_fingerprint": fingerprint,
-        "n_transitions": int(tensors.observations.shape[0]),
+        "n_transitions": int(data.observations.shape[0]),
+        "ensemble_seeds": list(seeds),
         "train_seconds": seconds,
         "torch_version": torch.__version__,
     }
-    atomic_torch_save(agent.state_dict(), run_dir / "agent.pt")
+    atomic_torch_save(state, run_dir / "agent.pt")
     atomic_write_bytes(run_dir / "log.csv", log.to_csv(index=False).encode())
     atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
-    log.attrs.update(run_dir=str(run_dir), cached=False, meta=meta)
-    return agent, log
 
 
 def precision_context(precision: str) -> contextlib.AbstractContextManager:
@@ -329,100 +469,254 @@ def precision_context(precision: str) -> contextlib.AbstractContextManager:
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
-def _train(
-    config: TrainConfig, data: _TrainingTensors, progress: bool
-) -> tuple[Agent, pd.DataFrame, float]:
-    """The gradient-step loop (no caching)."""
+def _train_members(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    budget: int,
+    save_at: Sequence[int],
+    data: _TrainingTensors,
+    progress: bool,
+) -> Iterator[tuple[int, Agent, list[pd.DataFrame], float]]:
+    """The gradient-step loop of one ensemble (no caching).
+
+    Yields ``(step, agent, logs, seconds)`` at every step in ``save_at``: the ensemble, each
+    member's log as a shorter run would have written it, and the wall time so far.
+    """
     # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seeds[0])
         scalers = Scalers.from_data(data, config.reward_scaling)
-        agent = make_agent(
-            config.algorithm, OBS_DIM, ACT_DIM, config.agent, scalers, seed=config.seed
-        )
-        generator = torch.Generator().manual_seed(config.seed)
-        rows: list[dict[str, float]] = []
-        sums: dict[str, float] = {}
+        agent = make_agent(config.algorithm, OBS_DIM, ACT_DIM, config.agent, scalers, seeds)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        rows: list[dict[str, Any]] = []  # one per logging interval, values of shape (S,)
+        sums: dict[str, np.ndarray] = {}
         count = 0
         start = time.perf_counter()
+        save = set(save_at)
+        label = f"seeds {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
         bar = tqdm(
-            range(1, config.steps + 1),
-            desc=f"{config.algorithm} {config.scenario} seed {config.seed}",
+            range(1, budget + 1),
+            desc=f"{config.algorithm} {config.scenario} {label}",
             disable=not progress,
             mininterval=1.0,
         )
         for step in bar:
-            batch = sample_batch(data, config.batch_size, generator)
+            batch = sample_batch(data, config.batch_size, generators)
             with precision_context(config.precision):
                 losses = agent.update(batch)
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
+                sums[k] = sums[k] + v if k in sums else v.copy()
             count += 1
-            if step % config.log_interval == 0 or step == config.steps:
+            boundary = step % config.log_interval == 0
+            if boundary or step in save:
                 means = {k: v / count for k, v in sums.items()}
-                if not all(np.isfinite(v) for v in means.values()):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {means}")
-                rows.append({"step": step, **means, "time_s": time.perf_counter() - start})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-                sums, count = {}, 0
+                bad = [
+                    s
+                    for i, s in enumerate(seeds)
+                    if not all(np.isfinite(v[i]) for v in means.values())
+                ]
+                if bad:
+                    raise FloatingPointError(
+                        f"non-finite loss at step {step} for seeds {bad}: {means}"
+                    )
+                row = {"step": step, **means, "time_s": time.perf_counter() - start}
+                if boundary:
+                    rows.append(row)
+                    bar.set_postfix({k: f"{v.mean():.3g}" for k, v in means.items()}, refresh=False)
+                    sums, count = {}, 0
+                if step in save:
+                    members = rows if boundary else [*rows, row]
+                    logs = [_member_log(members, i) for i in range(len(seeds))]
+                    yield step, agent, logs, time.perf_counter() - start
         bar.close()
-    return agent, pd.DataFrame(rows), time.perf_counter() - start
 
 
-def _worker_init() -> None:
-    """Pool initializer: one torch thread per child process."""
+def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:
+    """Member ``index``'s columns of the ensemble's log rows."""
+    return pd.DataFrame(
+        [
+            {k: (v[index] if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+            for row in rows
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One ensemble to train on a worker: runs equal but for seed and steps."""
+
+    configs: tuple[TrainConfig, ...]  # the runs (resolved)
+    data: _TrainingTensors  # the scenario's training tensors
+    force: bool  # retrain even if cached
+    snapshot_steps: tuple[int, ...]  # extra budgets saved as cached runs
+    artifact_root: str  # the artifact directory (shared by every worker)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({c.seed for c in self.configs})
+
+    @property
+    def cost(self) -> float:
+        c = self.configs[0]
+        return len(self.seeds) * max(x.steps for x in self.configs) * _STEP_COST[c.algorithm]
+
+    def split(self) -> tuple[_Task, _Task]:
+        """Two tasks with the lower and upper half of the seeds."""
+        half = set(self.seeds[: len(self.seeds) // 2])
+        low = tuple(c for c in self.configs if c.seed in half)
+        high = tuple(c for c in self.configs if c.seed not in half)
+        return dataclasses.replace(self, configs=low), dataclasses.replace(self, configs=high)
+
+
+def _run_task(task: _Task) -> list[str]:
+    """Trains one ensemble (in a worker process: one torch thread); returns its run folders."""
     torch.set_num_threads(1)
+    previous = os.environ.get(ARTIFACTS_ENV)
+    os.environ[ARTIFACTS_ENV] = task.artifact_root
     try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
+        train_ensemble(
+            task.configs,
+            data=task.data,
+            progress=False,
+            force=task.force,
+            num_threads=1,
+            snapshot_steps=task.snapshot_steps,
+        )
+        return [str(run_directory(c)) for c in task.configs]
+    finally:
+        if previous is None:
+            os.environ.pop(ARTIFACTS_ENV, None)
+        else:
+            os.environ[ARTIFACTS_ENV] = previous
 
 
-def _worker(args: tuple[TrainConfig, _TrainingTensors | None, bool]) -> str:
-    config, data, force = args
-    train_agent(config, data=data, progress=False, force=force, num_threads=1)
-    return str(run_directory(config))
+def plan_tasks(
+    configs: Sequence[TrainConfig],
+    data: Mapping[str, Any],
+    workers: int,
+    force: bool = False,
+    snapshot_steps: Sequence[int] = (),
+) -> list[_Task]:
+    """Groups the runs left to train into ensembles, split so that every worker has work.
+
+    Runs that differ only in seed and steps form one ensemble; while there are fewer
+    ensembles than workers, the costliest one with several seeds is split in two.
+
+    Returns:
+        The tasks, costliest first.
+    """
+    tensors = {k: _TrainingTensors.from_data(v) for k, v in data.items()}
+    prints = {k: data_fingerprint(v) for k, v in tensors.items()}
+    groups: dict[str, list[TrainConfig]] = {}
+    for c in _unique([c.resolved() for c in configs]):
+        if _stale(c, prints.get(c.scenario), force):
+            groups.setdefault(_group_key(c), []).append(c)
+    snapshots = _check_snapshot_steps(snapshot_steps)
+    root = str(artifact_dir().resolve())
+    tasks = [
+        _Task(tuple(g), tensors[g[0].scenario], force, snapshots, root) for g in groups.values()
+    ]
+    while len(tasks) < workers:
+        splittable = [t for t in tasks if len(t.seeds) > 1]
+        if not splittable:
+            break
+        biggest = max(splittable, key=lambda t: t.cost)
+        tasks.remove(biggest)
+        tasks.extend(biggest.split())
+    return sorted(tasks, key=lambda t: -t.cost)
+
+
+def default_workers() -> int:
+    """Worker processes of the local cluster: one per CPU core."""
+    return max(1, os.cpu_count() or 1)
 
 
 def train_many(
     configs: Sequence[TrainConfig],
-    processes: int = 2,
+    processes: int | None = None,
     data: Mapping[str, Any] | None = None,
     force: bool = False,
+    scheduler: str | None = None,
+    snapshot_steps: Sequence[int] = (),
+    progress: bool = True,
 ) -> list[tuple[Agent, pd.DataFrame]]:
-    """Trains independent configurations in parallel processes (spawn, one thread each).
+    """Trains many configurations as seed ensembles spread over Dask workers.
 
-    Cached runs are loaded without starting a process; identical configurations are trained
-    once.
+    Cached runs are loaded without training; identical configurations are trained once; runs
+    that differ only in seed (and budget) share one batched model (:func:`train_ensemble`).
 
     Args:
         configs: The runs.
-        processes: Number of worker processes (1 trains in this process).
-        data: Optional scenario → training data; scenarios not in it are loaded by the
-            workers.
+        processes: Worker processes of the local Dask cluster (one thread each); None → one
+            per CPU core. With 1 (and no ``scheduler``), or a single ensemble to train, the
+            work runs in this process.
+        data: Optional scenario → training data; other scenarios are loaded from their
+            datasets here and sent to the workers (which need no dataset files).
         force: Retrain even if cached.
+        scheduler: Address of an existing Dask scheduler (e.g. ``tcp://10.0.0.5:8786``);
+            its workers must import ``polycstr_lib`` and write to this artifact directory
+            (a path shared by all machines, see ``POLYCSTR_ARTIFACTS``).
+        snapshot_steps: Extra budgets saved as cached runs of every seed (learning curves).
+        progress: Show a progress bar over the ensembles.
 
     Returns:
         ``(agent, log)`` for each configuration, in order.
+
+    Raises:
+        ValueError: Bad configuration, data or ``processes``.
     """
+    workers = default_workers() if processes is None else int(processes)
+    if workers < 1:
+        raise ValueError(f"processes must be >= 1; got {processes}")
     resolved = [c.resolved() for c in configs]
-    tensors = {k: _TrainingTensors.from_data(v) for k, v in (data or {}).items()}
-    for v in (data or {}).values():
+    _check_snapshot_steps(snapshot_steps)
+    given = dict(data or {})
+    for v in given.values():
         validate_offline_data(v)
-    todo: dict[str, TrainConfig] = {}
-    for c in resolved:
-        d = tensors.get(c.scenario)
-        meta = None if force else _cached_meta(run_directory(c), c)
-        stale = meta is None or (d is not None and meta["data_fingerprint"] != data_fingerprint(d))
-        if stale:
-            todo[config_key(c)] = c
-    jobs = [(c, tensors.get(c.scenario), force) for c in todo.values()]
-    if processes <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _worker(job)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(processes, len(jobs)), initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_worker, jobs, chunksize=1):
-                pass
-    return [load_trained(run_directory(c)) for c in resolved]
+    needed = {c.scenario for c in resolved if c.scenario not in given and _stale(c, None, force)}
+    for scenario in sorted(needed):
+        given[scenario] = _load_dataset(scenario)
+        validate_offline_data(given[scenario])
+    tasks = plan_tasks(
+        resolved, given, 1 if scheduler is None and workers == 1 else workers, force, snapshot_steps
+    )
+    if tasks:
+        if scheduler is None and (workers == 1 or len(tasks) == 1):
+            for task in tasks:
+                train_ensemble(
+                    task.configs, task.data, progress, task.force, 1, task.snapshot_steps
+                )
+        else:
+            _run_on_dask(tasks, workers, scheduler, progress)
+    return _load_all(resolved, trained={config_key(c) for t in tasks for c in t.configs})
+
+
+def _run_on_dask(
+    tasks: Sequence[_Task], workers: int, scheduler: str | None, progress: bool
+) -> None:
+    """Runs the tasks on an existing scheduler, or on a local cluster of ``workers``."""
+    from distributed import Client, LocalCluster, as_completed
+
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=min(workers, len(tasks)),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.WARNING,
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        futures = [
+            client.submit(_run_task, t, pure=False, priority=-i) for i, t in enumerate(tasks)
+        ]
+        n_agents = sum(len(t.configs) for t in tasks)
+        desc = f"training {n_agents} runs as {len(tasks)} ensembles"
+        with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
+            for future in as_completed(futures):
+                future.result()  # re-raises a worker's exception here
+                bar.update(1)

@@ -22,7 +22,7 @@ from polycstr_lib.agents import (
     make_agent,
     sample_batch,
 )
-from polycstr_lib.agents.nets import TanhGaussianActor
+from polycstr_lib.agents.nets import EnsembleMLP, EnsembleTanhGaussianActor, mlp
 
 torch.set_num_threads(1)
 
@@ -96,15 +96,12 @@ def new_agent(name: str, data: TinyData, seed: int = 0, lr: float | None = None)
 
 
 def all_tensors(agent) -> dict[str, torch.Tensor]:
-    """Every parameter/buffer of every network (targets included), plus CQL's log α."""
-    out = {
+    """Every parameter/buffer of every network (targets and CQL's temperature included)."""
+    return {
         f"{m}.{k}": v.detach().clone()
         for m, module in agent.modules().items()
         for k, v in module.state_dict().items()
     }
-    if hasattr(agent, "log_alpha"):
-        out["log_alpha"] = agent.log_alpha.detach().clone()
-    return out
 
 
 # --- conformance suite -----------------------------------------------------------------------
@@ -116,7 +113,9 @@ def test_updates_return_finite_losses(name: str, data: TinyData) -> None:
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         losses = agent.update(sample_batch(data, 32, g))
-        assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
+        assert losses
+        for v in losses.values():
+            assert isinstance(v, np.ndarray) and v.shape == (1,) and math.isfinite(v[0])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -242,11 +241,12 @@ def test_cql_penalty_matches_numpy() -> None:
 def test_tanh_gaussian_log_prob_matches_torch_distributions() -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        actor = TanhGaussianActor(OBS_DIM, ACT_DIM, (16,))
-    obs = torch.randn(50, OBS_DIM, generator=torch.Generator().manual_seed(1))
-    action, log_prob = actor.sample(obs, torch.Generator().manual_seed(2))
+        actor = EnsembleTanhGaussianActor(EnsembleMLP.stack([mlp(OBS_DIM, 2 * ACT_DIM, (16,))]), 2)
+    obs = torch.randn(1, 50, OBS_DIM, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(1, 50, ACT_DIM, generator=torch.Generator().manual_seed(2))
+    action, log_prob = actor.sample(obs, eps)
     with torch.no_grad():
-        mean, log_std = actor._mean_log_std(obs)
+        mean, log_std = actor.mean_log_std(obs)
     dist = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform()]
     )
@@ -295,3 +295,115 @@ def test_make_agent_rejects_bad_arguments() -> None:
         make_agent("sac", OBS_DIM, ACT_DIM)
     with pytest.raises(TypeError, match="IQLConfig"):
         make_agent("iql", OBS_DIM, ACT_DIM, BCConfig())
+
+
+# --- ensembles: several seeds as one batched model ---------------------------------------------
+
+SEEDS = (0, 1, 2)
+
+
+def train_steps(agent, data: TinyData, seeds, steps: int, batch_size: int = 32) -> None:
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    for _ in range(steps):
+        agent.update(sample_batch(data, batch_size, generators))
+
+
+def member_tensors(agent, index: int) -> dict[str, torch.Tensor]:
+    return {k: v[index] for k, v in all_tensors(agent).items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ensemble_member_matches_single_seed_run(name: str, data: TinyData) -> None:
+    """Member k of an S-member ensemble trains like the one-member agent of seed k.
+
+    The two runs do the same arithmetic per member except that batched matrix products and
+    reductions over S rows may round differently from those over one row (~1e-7 per step),
+    so after 200 steps they agree to 1e-5, far below any effect of a different seed (BC's
+    single matrix chain happens to round identically).
+    """
+    ensemble = new_agent(name, data, seed=list(SEEDS))
+    train_steps(ensemble, data, SEEDS, 200)
+    for k, seed in enumerate(SEEDS):
+        single = new_agent(name, data, seed=seed)
+        train_steps(single, data, (seed,), 200)
+        got, want = member_tensors(ensemble, k), member_tensors(single, 0)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-5, msg=key)
+    other = member_tensors(ensemble, 1)
+    assert any(not torch.allclose(other[k], want[k], atol=1e-3) for k in want)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ensemble_losses_are_the_members_own(name: str, data: TinyData) -> None:
+    """Loss oracle per member: the ensemble's first-step losses equal each member's alone."""
+    batch = sample_batch(data, 32, [torch.Generator().manual_seed(s) for s in SEEDS])
+    losses = new_agent(name, data, seed=list(SEEDS)).update(batch)
+    for k, seed in enumerate(SEEDS):
+        row = type(batch)(*(x[k] for x in batch))
+        alone = new_agent(name, data, seed=seed).update(row)
+        for key, value in alone.items():
+            assert losses[key].shape == (len(SEEDS),)
+            assert losses[key][k] == pytest.approx(value[0], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ensemble_members_share_no_gradient(name: str, data: TinyData) -> None:
+    """Changing member 2's batch leaves members 0 and 1 bit for bit as they were."""
+    generators = [torch.Generator().manual_seed(s) for s in SEEDS]
+    batch = sample_batch(data, 32, generators)
+    changed = type(batch)(*(x.clone() for x in batch))
+    changed.rewards[2] *= 100.0
+    changed.observations[2] += 1.0
+    changed.actions[2] = -changed.actions[2]
+    a, b = new_agent(name, data, seed=list(SEEDS)), new_agent(name, data, seed=list(SEEDS))
+    a.update(batch)
+    b.update(changed)
+    ta, tb = all_tensors(a), all_tensors(b)
+    for key in ta:
+        assert torch.equal(ta[key][:2], tb[key][:2]), key
+    assert any(not torch.equal(ta[k][2], tb[k][2]) for k in ta)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ensemble_run_is_bit_identical_when_repeated(name: str, data: TinyData) -> None:
+    runs = []
+    for _ in range(2):
+        agent = new_agent(name, data, seed=list(SEEDS))
+        train_steps(agent, data, SEEDS, 5)
+        runs.append(all_tensors(agent))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ensemble_acting_members_and_states(name: str, data: TinyData) -> None:
+    agent = new_agent(name, data, seed=list(SEEDS), lr=0.05)
+    train_steps(agent, data, SEEDS, 3)
+    obs = data.observations[:7].numpy()
+    every = agent.act_members(obs)
+    assert every.shape == (len(SEEDS), 7, ACT_DIM) and every.dtype == np.float32
+    with pytest.raises(ValueError, match="one-member agent"):
+        agent.act(obs)
+    for k, seed in enumerate(SEEDS):
+        member = agent.member(k)
+        assert member.seeds == (seed,) and member.n_members == 1
+        np.testing.assert_array_equal(member.act(obs), every[k])
+        restored = agent_from_state(member.state_dict())
+        np.testing.assert_array_equal(restored.act(obs), every[k])
+    with pytest.raises(ValueError, match="members"):
+        new_agent(name, data, seed=0).load_state_dict(agent.state_dict())
+    with pytest.raises(ValueError, match="members on its first axis"):
+        agent.update(sample_batch(data, 8, [torch.Generator() for _ in range(2)]))
+
+
+def test_seeds_are_checked() -> None:
+    for bad in ([], [1, 1], [0.5]):
+        with pytest.raises(ValueError, match="seed"):
+            make_agent("bc", OBS_DIM, ACT_DIM, small_config("bc"), seed=bad)
+
+
+def test_ensemble_sampler_draws_each_members_own_stream(data: TinyData) -> None:
+    batch = sample_batch(data, 8, [torch.Generator().manual_seed(s) for s in SEEDS])
+    assert batch.observations.shape == (len(SEEDS), 8, OBS_DIM)
+    for k, s in enumerate(SEEDS):
+        alone = sample_batch(data, 8, torch.Generator().manual_seed(s))
+        assert all(torch.equal(x[k], y) for x, y in zip(batch, alone, strict=True))

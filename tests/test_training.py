@@ -1,4 +1,4 @@
-"""Tests of the training loop, its cache, the artifact helpers and the two-process runner."""
+"""Tests of the training loop, its cache, seed ensembles, snapshots and the Dask runner."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from polycstr_lib.artifacts import artifact_dir, atomic_torch_save, atomic_write
 from polycstr_lib.training import (
     TrainConfig,
     data_fingerprint,
+    load_trained,
+    plan_tasks,
     run_directory,
     train_agent,
+    train_ensemble,
     train_many,
     validate_offline_data,
 )
@@ -232,14 +235,115 @@ def test_atomic_write_leaves_no_temp_file_on_error(tmp_path: Path, monkeypatch) 
 # --- two processes ---------------------------------------------------------------------------
 
 
-def test_train_many_in_two_processes_matches_single_process(data) -> None:
-    configs = [tiny_config("bc", seed=0), tiny_config("iql", seed=1), tiny_config("bc", seed=0)]
-    results = train_many(configs, processes=2, data={"startup": data})
-    assert len(results) == 3
-    assert all(log.attrs["cached"] for _, log in results)  # loaded from the children's files
+def test_train_many_on_a_two_worker_local_cluster(data) -> None:
+    """A small sweep on Dask's LocalCluster: two ensembles (bc seeds 0-1, iql seed 1)."""
+    configs = [
+        tiny_config("bc", seed=0),
+        tiny_config("iql", seed=1),
+        tiny_config("bc", seed=0),
+        tiny_config("bc", seed=1),
+    ]
+    results = train_many(configs, processes=2, data={"startup": data}, progress=False)
+    assert len(results) == 4
+    assert not any(log.attrs["cached"] for _, log in results)  # trained by the workers
+    assert results[1][1].attrs["meta"]["ensemble_seeds"] == [1]
+    assert_same_weights(results[0][0], results[2][0])
+    again = train_many(configs, processes=2, data={"startup": data}, progress=False)
+    assert all(log.attrs["cached"] for _, log in again)  # nothing left to train
     single, _ = train_agent(configs[1], data=data, progress=False, force=True)
     assert_same_weights(results[1][0], single)
-    assert_same_weights(results[0][0], results[2][0])
+
+
+def test_train_many_uses_an_existing_scheduler(data, tmp_artifacts: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        (result,) = train_many(
+            [tiny_config("bc", seed=3)],
+            data={"startup": data},
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    assert result[1].attrs["cached"] is False
+    assert Path(result[1].attrs["run_dir"]).parent.parent == tmp_artifacts.resolve()
+
+
+def test_plan_groups_seeds_into_ensembles_and_splits_for_workers(data) -> None:
+    configs = [tiny_config("iql", seed=s) for s in range(4)] + [tiny_config("bc", seed=0)]
+    one = plan_tasks(configs, {"startup": data}, workers=1)
+    assert sorted(len(t.seeds) for t in one) == [1, 4]
+    three = plan_tasks(configs, {"startup": data}, workers=3)
+    assert sorted(len(t.seeds) for t in three) == [1, 2, 2]
+    assert three[0].cost >= three[-1].cost  # costliest first
+    assert sorted(s for t in three if t.configs[0].algorithm == "iql" for s in t.seeds) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
+def test_train_many_rejects_bad_arguments(data) -> None:
+    with pytest.raises(ValueError, match="processes"):
+        train_many([tiny_config()], processes=0, data={"startup": data})
+    with pytest.raises(ValueError, match="snapshot"):
+        train_many([tiny_config()], data={"startup": data}, snapshot_steps=[0])
+    with pytest.raises(ValueError, match="differ only in seed"):
+        train_ensemble([tiny_config("bc"), tiny_config("iql")], data=data)
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql"])
+def test_snapshot_equals_the_shorter_run(name: str, data, tmp_artifacts: Path) -> None:
+    """The 4-step snapshot of an 8-step ensemble run is the 4-step run of each seed."""
+    long = [tiny_config(name, seed=s, steps=8) for s in (0, 1)]
+    train_ensemble(long, data=data, progress=False, snapshot_steps=[4])
+    snapshots = [load_trained(run_directory(tiny_config(name, seed=s, steps=4))) for s in (0, 1)]
+    for s, (agent, log) in zip((0, 1), snapshots, strict=True):
+        assert log.attrs["meta"]["ensemble_seeds"] == [0, 1]
+        assert list(log["step"]) == [3, 4]  # the partial last interval, as a 4-step run logs
+        short_config = tiny_config(name, seed=s, steps=4)
+        alone, alone_log = train_ensemble(
+            [short_config, dataclasses.replace(short_config, seed=1 - s)],
+            data=data,
+            progress=False,
+            force=True,
+        )[0]
+        assert_same_weights(agent, alone)
+        np.testing.assert_array_equal(
+            log.drop(columns="time_s").to_numpy(), alone_log.drop(columns="time_s").to_numpy()
+        )
+
+
+def test_ensemble_of_different_budgets_trains_once(data, monkeypatch) -> None:
+    calls = {"n": 0}
+    original = BC.update
+
+    def counting_update(self, batch):
+        calls["n"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(BC, "update", counting_update)
+    configs = [tiny_config("bc", seed=0, steps=3), tiny_config("bc", seed=1, steps=6)]
+    results = train_ensemble(configs, data=data, progress=False)
+    assert calls["n"] == 6  # one batched model, trained to the largest budget
+    assert [len(log) for _, log in results] == [1, 2]
+    # Member 0's 3-step state is the 3-step run trained alone (to round-off).
+    alone, _ = train_agent(configs[0], data=data, progress=False, force=True)
+    for key, value in weights(alone).items():
+        torch.testing.assert_close(weights(results[0][0])[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_old_format_runs_are_retrained(data) -> None:
+    config = tiny_config("bc")
+    _, log = train_agent(config, data=data, progress=False)
+    meta_path = Path(log.attrs["run_dir"]) / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["agent_format"] = 1
+    meta_path.write_text(json.dumps(meta))
+    _, log2 = train_agent(config, data=data, progress=False)
+    assert log2.attrs["cached"] is False
 
 
 # --- mixed precision -------------------------------------------------------------------------

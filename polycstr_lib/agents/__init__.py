@@ -1,18 +1,21 @@
 """Offline RL agents (BC, IQL, CQL), one file per algorithm in the style of CORL.
 
-Every agent has ``update(batch) -> dict[str, float]``, ``act(obs) -> action`` (batched raw
-float32 observations in, float32 actions in [-1, 1] out, deterministic), ``state_dict()`` and
-``load_state_dict()``.
+Every agent is an ensemble of one or more members (one per seed) trained as one batched
+model, and has ``update(batch) -> dict[str, ndarray]`` (losses per member), ``act(obs) ->
+action`` (one-member agents: batched raw float32 observations in, float32 actions in [-1, 1]
+out, deterministic), ``act_members(obs)``, ``member(k)`` (a one-member copy),
+``state_dict()`` and ``load_state_dict()``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from polycstr_lib.agents.bc import BC, BCConfig
 from polycstr_lib.agents.cql import CQL, CQLConfig, cql_penalty
 from polycstr_lib.agents.iql import IQL, IQLConfig, advantage_weights, expectile_loss
-from polycstr_lib.agents.nets import REWARD_SCALINGS, Batch, Scalers, sample_batch
+from polycstr_lib.agents.nets import REWARD_SCALINGS, Batch, Scalers, member_state, sample_batch
 
 __all__ = [
     "AGENTS",
@@ -33,6 +36,7 @@ __all__ = [
     "default_config",
     "expectile_loss",
     "make_agent",
+    "member_state",
     "sample_batch",
 ]
 
@@ -65,7 +69,7 @@ def make_agent(
     act_dim: int,
     config: AgentConfig | None = None,
     scalers: Scalers | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
 ) -> Agent:
     """Builds an agent.
 
@@ -75,7 +79,7 @@ def make_agent(
         act_dim: Action size.
         config: Hyperparameters (the algorithm's config class); None → defaults.
         scalers: Fitted observation/reward scalers; None → identity.
-        seed: Seed of the weight initialisation.
+        seed: Seed of the weight initialisation, or one seed per ensemble member.
 
     Returns:
         The agent.
@@ -97,6 +101,14 @@ def agent_from_state(state: dict[str, Any]) -> Agent:
     fields = dict(state["config"])
     if "hidden_dims" in fields:
         fields["hidden_dims"] = tuple(fields["hidden_dims"])
-    agent = make_agent(state["algorithm"], state["obs_dim"], state["act_dim"], config_cls(**fields))
+    if "seeds" not in state:
+        raise ValueError("state has no member axis (saved by an older version); retrain")
+    agent = make_agent(
+        state["algorithm"],
+        state["obs_dim"],
+        state["act_dim"],
+        config_cls(**fields),
+        seed=state["seeds"],
+    )
     agent.load_state_dict(state)
     return agent

@@ -1,14 +1,27 @@
-"""Pieces shared by the offline agents: batches, scalers, MLPs, actor heads, Polyak updates.
+"""Pieces shared by the offline agents: batches, scalers, ensemble layers, actors, Polyak updates.
+
+Every agent is an *ensemble*: ``S`` independent members (one per training seed) trained side
+by side as one batched model. Each network stores its members' weights stacked along a
+leading axis and applies them with one batched matrix product (:class:`EnsembleLinear`), so
+``S`` seeds cost little more than one in Python and operator overhead. Members never share
+anything that learns: each has its own initialisation (built exactly as a single network
+under its seed), its own batch indices and noise (private generators), and its own optimiser
+state (Adam is elementwise); the loss that is differentiated is the *sum* of the members'
+losses, so a member's gradient is its own loss's gradient. A single-seed agent is the
+ensemble of one.
 
 Agents receive *raw* batches (physical observations, rewards as stored in the dataset) and
 normalise them internally with their :class:`Scalers`, so that :meth:`act` takes the same raw
 observations the environment returns.
+
+Shapes: ``S`` members, ``B`` transitions per member, ``N`` sampled actions per state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -19,14 +32,22 @@ from torch import nn
 __all__ = [
     "REWARD_SCALINGS",
     "Batch",
-    "GaussianActor",
-    "QNetwork",
+    "EnsembleGaussianActor",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "EnsembleQ",
+    "EnsembleTanhGaussianActor",
     "Scalers",
-    "TanhGaussianActor",
+    "Temperature",
     "TransitionData",
     "adam",
     "as_obs_tensor",
+    "as_seeds",
+    "build_members",
     "check_state",
+    "member_agent",
+    "member_noise",
+    "member_state",
     "mlp",
     "sample_batch",
     "soft_update",
@@ -51,35 +72,70 @@ class TransitionData(Protocol):
 
 
 class Batch(NamedTuple):
-    """A minibatch of transitions (raw units, float32)."""
+    """A minibatch of transitions (raw units, float32).
 
-    observations: torch.Tensor  # (B, obs_dim)
-    actions: torch.Tensor  # (B, act_dim)
-    rewards: torch.Tensor  # (B,)
-    next_observations: torch.Tensor  # (B, obs_dim)
-    dones: torch.Tensor  # (B,) 1.0 on true terminals only; truncations still bootstrap
+    With a member axis (``(S, B, ...)``) member ``s`` learns from row ``s``; without one
+    (``(B, ...)``) every member learns from the same transitions.
+    """
+
+    observations: torch.Tensor  # ([S,] B, obs_dim)
+    actions: torch.Tensor  # ([S,] B, act_dim)
+    rewards: torch.Tensor  # ([S,] B)
+    next_observations: torch.Tensor  # ([S,] B, obs_dim)
+    dones: torch.Tensor  # ([S,] B) 1.0 on true terminals only; truncations still bootstrap
 
 
-def sample_batch(data: TransitionData, batch_size: int, generator: torch.Generator) -> Batch:
-    """Draws ``batch_size`` transitions uniformly with replacement.
+def sample_batch(
+    data: TransitionData,
+    batch_size: int,
+    generator: torch.Generator | Sequence[torch.Generator],
+) -> Batch:
+    """Draws ``batch_size`` transitions uniformly with replacement, per member.
 
     Args:
         data: The offline dataset.
-        batch_size: Number of transitions.
-        generator: The private random generator (the global torch RNG is not used).
+        batch_size: Number of transitions per member.
+        generator: One private generator (a batch without member axis), or one per member
+            (a batch with member axis; member ``s`` draws from ``generator[s]`` exactly what a
+            single generator would). The global torch RNG is not used.
 
     Returns:
-        A :class:`Batch` of float32 tensors.
+        A :class:`Batch` of float32 tensors, ``(B, ...)`` or ``(S, B, ...)``.
     """
     n = data.observations.shape[0]
-    idx = torch.randint(n, (batch_size,), generator=generator)
+    if isinstance(generator, torch.Generator):
+        idx = torch.randint(n, (batch_size,), generator=generator)
+    else:
+        idx = torch.stack([torch.randint(n, (batch_size,), generator=g) for g in generator])
+    flat = idx.reshape(-1)
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, flat).float().reshape(*idx.shape, *x.shape[1:])
+
     return Batch(
-        observations=data.observations.index_select(0, idx).float(),
-        actions=data.actions.index_select(0, idx).float(),
-        rewards=data.rewards.index_select(0, idx).float(),
-        next_observations=data.next_observations.index_select(0, idx).float(),
-        dones=data.terminals.index_select(0, idx).float(),
+        observations=take(data.observations),
+        actions=take(data.actions),
+        rewards=take(data.rewards),
+        next_observations=take(data.next_observations),
+        dones=take(data.terminals),
     )
+
+
+def member_noise(
+    kind: str, shape: Sequence[int], generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """Per-member random draws: member ``s`` draws ``shape`` from ``generators[s]``.
+
+    Args:
+        kind: ``'normal'`` (standard normal) or ``'uniform'`` (on [0, 1)).
+        shape: The shape each member draws.
+        generators: One private generator per member.
+
+    Returns:
+        A float32 tensor of shape ``(S, *shape)``.
+    """
+    draw = {"normal": torch.randn, "uniform": torch.rand}[kind]
+    return torch.stack([draw(tuple(shape), generator=g) for g in generators])
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,13 +244,29 @@ def as_obs_tensor(obs: np.ndarray, obs_dim: int) -> tuple[torch.Tensor, bool]:
     return torch.from_numpy(np.ascontiguousarray(arr.reshape(-1, obs_dim))), single
 
 
+def as_seeds(seed: int | Sequence[int]) -> tuple[int, ...]:
+    """The members' seeds: one int (an ensemble of one) or a non-empty sequence of ints.
+
+    Raises:
+        ValueError: An empty sequence, repeated seeds or a non-integer seed.
+    """
+    seeds = (seed,) if isinstance(seed, int | np.integer) else tuple(seed)
+    if not seeds:
+        raise ValueError("an ensemble needs at least one seed")
+    if not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must be integers; got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct; got {seeds}")
+    return tuple(int(s) for s in seeds)
+
+
 def mlp(
     in_dim: int,
     out_dim: int,
     hidden_dims: Sequence[int] = (256, 256),
     output_activation: type[nn.Module] | None = None,
 ) -> nn.Sequential:
-    """Builds a ReLU multilayer perceptron.
+    """Builds a ReLU multilayer perceptron (one member; see :meth:`EnsembleMLP.stack`).
 
     Args:
         in_dim: Input size.
@@ -216,36 +288,89 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-class QNetwork(nn.Module):
-    """State-action value Q(s, a): an MLP on the concatenated inputs."""
+def build_members(
+    seeds: Sequence[int], build: Callable[[], dict[str, nn.Module]]
+) -> dict[str, list[nn.Module]]:
+    """Builds each member's plain networks under its own seed (global RNG rolled back).
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dims: Sequence[int]) -> None:
+    Member ``s`` gets exactly the weights a single agent seeded with ``seeds[s]`` would get,
+    because ``build`` runs right after ``torch.manual_seed(seeds[s])``.
+
+    Returns:
+        Network name → list of the members' networks.
+    """
+    out: dict[str, list[nn.Module]] = {}
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for name, module in build().items():
+                out.setdefault(name, []).append(module)
+    return out
+
+
+class EnsembleLinear(nn.Module):
+    """``S`` independent affine maps applied side by side: ``(S, ..., in) → (S, ..., out)``.
+
+    ``weight`` is ``(S, in, out)`` (the transpose of ``nn.Linear``'s, so the product needs no
+    transposed view) and ``bias`` is ``(S, 1, out)``; one ``baddbmm`` applies all members.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         super().__init__()
-        self.net = mlp(obs_dim + act_dim, 1, hidden_dims)
+        self.weight = nn.Parameter(weight.contiguous())
+        self.bias = nn.Parameter(bias.contiguous())
+
+    @classmethod
+    def stack(cls, layers: Sequence[nn.Linear]) -> EnsembleLinear:
+        """Stacks the members' ``nn.Linear`` layers (weights copied)."""
+        weight = torch.stack([layer.weight.detach().t() for layer in layers])
+        bias = torch.stack([layer.bias.detach().unsqueeze(0) for layer in layers])
+        return cls(weight.clone(), bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Applies member ``s``'s map to ``x[s]`` (any middle dimensions)."""
+        s, d = x.shape[0], x.shape[-1]
+        y = torch.baddbmm(self.bias, x.reshape(s, -1, d), self.weight)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+class EnsembleMLP(nn.Module):
+    """A ReLU MLP per member, applied as one batched model (optional tanh output)."""
+
+    def __init__(self, layers: Sequence[EnsembleLinear], tanh_output: bool = False) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.tanh_output = tanh_output
+
+    @classmethod
+    def stack(cls, members: Sequence[nn.Sequential]) -> EnsembleMLP:
+        """Stacks the members' plain MLPs (as built by :func:`mlp`)."""
+        linears = [[m for m in member if isinstance(m, nn.Linear)] for member in members]
+        tanh = isinstance(members[0][-1], nn.Tanh)
+        layers = [EnsembleLinear.stack(group) for group in zip(*linears, strict=True)]
+        return cls(layers, tanh_output=tanh)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(S, ..., in) → (S, ..., out)``."""
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        x = self.layers[-1](x)
+        return torch.tanh(x) if self.tanh_output else x
+
+
+class EnsembleQ(nn.Module):
+    """State-action values Q_s(s, a) of every member: an MLP on the concatenated inputs."""
+
+    def __init__(self, net: EnsembleMLP) -> None:
+        super().__init__()
+        self.net = net
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Returns Q values of shape ``obs.shape[:-1]``."""
+        """``(S, ..., obs_dim), (S, ..., act_dim) → (S, ...)``."""
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
-def adam(params: Any, lr: float) -> torch.optim.Adam:
-    """The agents' optimiser: Adam with PyTorch's fused CPU kernel.
-
-    The fused kernel updates all tensors in one call instead of a dozen small ops per tensor;
-    on the 2x256 networks it removes about a quarter of an IQL step's time in bfloat16
-    training (``benchmarks/training.py``). It is deterministic on the CPU.
-    """
-    return torch.optim.Adam(params, lr=lr, fused=True)
-
-
-@torch.no_grad()
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging: ``target ← (1 − tau) · target + tau · source``."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.lerp_(s, tau)
-
-
-class GaussianActor(nn.Module):
+class EnsembleGaussianActor(nn.Module):
     """IQL's actor: Normal(tanh(MLP(s)), exp(log_std)) with a state-independent log-std.
 
     The deterministic action is the tanh-squashed mean; the log-likelihood of dataset actions
@@ -254,71 +379,67 @@ class GaussianActor(nn.Module):
 
     def __init__(
         self,
-        obs_dim: int,
+        net: EnsembleMLP,
         act_dim: int,
-        hidden_dims: Sequence[int],
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, act_dim, hidden_dims, output_activation=nn.Tanh)
-        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.net = net
+        n_members = net.layers[0].weight.shape[0]
+        self.log_std = nn.Parameter(torch.zeros(n_members, 1, act_dim))
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 
-    def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        """Returns the action distribution at ``obs``."""
-        mean = self.net(obs)
-        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
-        return torch.distributions.Normal(mean, std.expand_as(mean))
-
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of ``action`` at ``obs``, summed over action dimensions."""
-        return self(obs).log_prob(action).sum(-1)
+        """Log-likelihood of ``action`` at ``obs``, summed over action dims: ``(S, B)``."""
+        mean = self.net(obs)
+        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        z = (action - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (already in [-1, 1])."""
         return self.net(obs)
 
 
-class TanhGaussianActor(nn.Module):
+class EnsembleTanhGaussianActor(nn.Module):
     """SAC's actor: a = tanh(u), u ~ Normal(μ(s), σ(s)); the MLP outputs μ and log σ."""
 
     def __init__(
         self,
-        obs_dim: int,
+        net: EnsembleMLP,
         act_dim: int,
-        hidden_dims: Sequence[int],
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
     ) -> None:
         super().__init__()
+        self.net = net
         self.act_dim = act_dim
-        self.net = mlp(obs_dim, 2 * act_dim, hidden_dims)
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 
-    def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ(s) and the clamped log σ(s), each ``(S, ..., act_dim)``."""
         mean, log_std = self.net(obs).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
-    def sample(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    @staticmethod
+    def sample_from(
+        mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draws reparameterised actions and their log-densities.
+        """Reparameterised actions ``tanh(μ + σ ε)`` and their log-densities.
 
         Args:
-            obs: Normalised observations ``(..., obs_dim)``.
-            generator: Random generator for the noise (keeps the global RNG untouched).
+            mean: μ, broadcastable to ``eps``.
+            log_std: log σ, broadcastable to ``eps``.
+            eps: Standard normal noise ``(..., act_dim)``.
 
         Returns:
-            Actions in (-1, 1) of shape ``(..., act_dim)`` and log-densities ``(...)``
+            Actions in (-1, 1) of ``eps``'s shape and log-densities ``eps.shape[:-1]``
             (tanh change of variables included).
         """
-        mean, log_std = self._mean_log_std(obs)
-        std = log_std.exp()
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        u = mean + std * eps
+        u = mean + log_std.exp() * eps
         action = torch.tanh(u)
         # log N(u; mean, std) with (u - mean)/std = eps, then the tanh Jacobian in the stable
         # form log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
@@ -326,10 +447,39 @@ class TanhGaussianActor(nn.Module):
         log_jac = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
         return action, (log_normal - log_jac).sum(-1)
 
+    def sample(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions and log-densities at ``obs`` for the given noise (same shape as the mean)."""
+        mean, log_std = self.mean_log_std(obs)
+        return self.sample_from(mean, log_std, eps)
+
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The squashed mean action tanh(μ(s))."""
-        mean, _ = self._mean_log_std(obs)
+        mean, _ = self.mean_log_std(obs)
         return torch.tanh(mean)
+
+
+class Temperature(nn.Module):
+    """A learnable log-temperature per member (SAC's entropy weight α = exp(log_alpha))."""
+
+    def __init__(self, n_members: int, initial: float) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.full((n_members,), math.log(initial)))
+
+
+def adam(params: Any, lr: float) -> torch.optim.Adam:
+    """The agents' optimiser: Adam with PyTorch's fused CPU kernel.
+
+    Adam is elementwise, so one optimiser over stacked member weights updates each member
+    exactly as its own optimiser would. The fused kernel updates all tensors in one call
+    instead of a dozen small ops per tensor, and is deterministic on the CPU.
+    """
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging: ``target ← (1 − tau) · target + tau · source``."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 def check_state(state: dict[str, Any], name: str, obs_dim: int, act_dim: int) -> None:
@@ -341,47 +491,105 @@ def check_state(state: dict[str, Any], name: str, obs_dim: int, act_dim: int) ->
         )
 
 
+def expand_members(batch: Batch, n_members: int) -> Batch:
+    """Gives a batch without member axis one (shared by every member); checks sizes."""
+    if batch.observations.ndim == 2:
+        return Batch(*(x.unsqueeze(0).expand(n_members, *x.shape) for x in batch))
+    if batch.observations.shape[0] != n_members:
+        raise ValueError(
+            f"batch has {batch.observations.shape[0]} members on its first axis; "
+            f"the agent has {n_members}"
+        )
+    return batch
+
+
+def losses_to_numpy(losses: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Per-member losses as float64 arrays of shape ``(S,)``."""
+    return {k: v.detach().double().reshape(-1).numpy() for k, v in losses.items()}
+
+
 @torch.no_grad()
-def act_deterministic(policy: nn.Module | Any, scalers: Scalers, obs: Any, obs_dim: int):
-    """Shared ``act``: z-score raw observations, apply ``policy``, clamp to [-1, 1].
+def act_deterministic(agent: Any, obs: Any) -> np.ndarray:
+    """Shared ``act`` of a one-member agent: z-score, ``agent.policy``, clamp to [-1, 1].
 
     Args:
-        policy: callable mapping normalised ``(B, obs_dim)`` tensors to actions.
-        scalers: the agent's scalers.
+        agent: An agent with ``policy(normalised (S, B, obs_dim)) → (S, B, act_dim)``.
         obs: ``(B, obs_dim)`` or ``(obs_dim,)`` raw observations.
-        obs_dim: expected observation size.
 
     Returns:
         float32 NumPy actions of shape ``(B, act_dim)`` or ``(act_dim,)``.
+
+    Raises:
+        ValueError: Wrong observation shape, or an agent with several members (use
+            ``act_members`` or ``member(k)``).
     """
-    x, single = as_obs_tensor(obs, obs_dim)
-    action = policy(scalers.normalize_obs(x)).clamp(-1.0, 1.0).numpy()
-    return action[0] if single else action
+    if agent.n_members != 1:
+        raise ValueError(
+            f"act() needs a one-member agent; this one has {agent.n_members} "
+            "(use act_members(obs) or member(k))"
+        )
+    return act_members(agent, obs)[0]
 
 
-def agent_state(agent: Any, **extra: Any) -> dict[str, Any]:
-    """Shared ``state_dict``: algorithm, sizes, config, scalers and every network's weights
-    (``agent.modules()``), plus ``extra`` entries (optimiser state is not included)."""
-    import dataclasses
+@torch.no_grad()
+def act_members(agent: Any, obs: Any) -> np.ndarray:
+    """Every member's deterministic action: ``(S, B, act_dim)`` (or ``(S, act_dim)``)."""
+    x, single = as_obs_tensor(obs, agent.obs_dim)
+    z = agent.scalers.normalize_obs(x).unsqueeze(0).expand(agent.n_members, *x.shape)
+    action = agent.policy(z).clamp(-1.0, 1.0).numpy()
+    return action[:, 0] if single else action
 
+
+def agent_state(agent: Any) -> dict[str, Any]:
+    """Shared ``state_dict``: algorithm, sizes, seeds, config, scalers and every network's
+    weights (``agent.modules()``, member axis first). Optimiser state is not included."""
     return {
         "algorithm": agent.name,
         "obs_dim": agent.obs_dim,
         "act_dim": agent.act_dim,
+        "seeds": list(agent.seeds),
         "config": dataclasses.asdict(agent.config),
         "scalers": agent.scalers.state_dict(),
         "nets": {k: m.state_dict() for k, m in agent.modules().items()},
-        **extra,
     }
+
+
+def member_state(state: dict[str, Any], index: int) -> dict[str, Any]:
+    """The one-member state of member ``index`` of an :func:`agent_state` output."""
+    seeds = state["seeds"]
+    if not -len(seeds) <= index < len(seeds):
+        raise IndexError(f"member {index} of an ensemble of {len(seeds)}")
+    index %= len(seeds)
+    nets = {
+        name: {k: v[index : index + 1].clone() for k, v in net.items()}
+        for name, net in state["nets"].items()
+    }
+    return {**state, "seeds": [seeds[index]], "nets": nets}
 
 
 def load_agent_state(agent: Any, state: dict[str, Any]) -> None:
     """Shared ``load_state_dict`` for the output of :func:`agent_state`.
 
     Raises:
-        ValueError: if the state is for another algorithm or other sizes.
+        ValueError: if the state is for another algorithm, other sizes or another number of
+            members (or an older format without the member axis).
     """
     check_state(state, agent.name, agent.obs_dim, agent.act_dim)
+    if "seeds" not in state:
+        raise ValueError("state has no member axis (saved by an older version); retrain")
+    if len(state["seeds"]) != agent.n_members:
+        raise ValueError(
+            f"state has {len(state['seeds'])} members; the agent has {agent.n_members}"
+        )
     agent.scalers = Scalers.from_state_dict(state["scalers"])
+    agent.seeds = tuple(int(s) for s in state["seeds"])
     for k, m in agent.modules().items():
         m.load_state_dict(state["nets"][k])
+
+
+def member_agent(agent: Any, index: int) -> Any:
+    """A new one-member agent holding a copy of member ``index`` of ``agent``."""
+    state = member_state(agent.state_dict(), index)
+    one = type(agent)(agent.obs_dim, agent.act_dim, agent.config, agent.scalers, state["seeds"])
+    one.load_state_dict(state)
+    return one

@@ -31,14 +31,27 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from polycstr_lib.datasets import ensure_dataset
-    from polycstr_lib.training import run_directory, train_agent
+    from polycstr_lib.training import run_directory, train_many
 
     ensure_dataset(args.scenario)
-    config = _train_config(args)
-    _, log = train_agent(config, progress=True, force=args.force)
-    state = "loaded from cache" if log.attrs.get("cached") else "trained"
-    print(f"[train] {config.algorithm} on {config.scenario}: {state} -> {run_directory(config)}")
+    base = _train_config(args)
+    configs = [dataclasses.replace(base, seed=s) for s in (args.seeds or [args.seed])]
+    results = train_many(
+        configs,
+        processes=args.workers,
+        force=args.force,
+        scheduler=args.scheduler,
+        snapshot_steps=args.snapshot_steps or (),
+    )
+    for config, (_, log) in zip(configs, results, strict=True):
+        state = "loaded from cache" if log.attrs.get("cached") else "trained"
+        print(
+            f"[train] {config.algorithm} on {config.scenario}, seed {config.seed}: "
+            f"{state} -> {run_directory(config)}"
+        )
     return 0
 
 
@@ -143,6 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--steps", type=_positive, default=2000, help="gradient steps")
         p.add_argument("--seed", type=int, default=0, help="training seed")
     train.add_argument("--force", action="store_true", help="retrain even if cached")
+    train.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="several seeds, trained together as seed ensembles (overrides --seed)",
+    )
+    train.add_argument(
+        "--workers",
+        type=_positive,
+        help="local Dask worker processes (default: one per CPU core)",
+    )
+    train.add_argument(
+        "--scheduler",
+        help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786",
+    )
+    train.add_argument(
+        "--snapshot-steps",
+        type=_positive,
+        nargs="+",
+        help="also save each seed's state after these many steps (learning curves)",
+    )
     train.set_defaults(func=_cmd_train)
     evaluate.add_argument("--episodes", type=_positive, default=20, help="test episodes")
     evaluate.add_argument("--corrected", action="store_true", help="also the '+' version")

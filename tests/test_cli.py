@@ -24,6 +24,8 @@ def test_every_subcommand_has_help(command, capsys):
         (["evaluate", "--algorithm", "ppo"], "invalid choice"),
         (["data", "--episodes", "x"], "positive integer"),
         (["book", "--profile", "huge"], "invalid choice"),
+        (["train", "--workers", "0"], "positive integer"),
+        (["train", "--snapshot-steps", "-5"], "positive integer"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
@@ -64,3 +66,19 @@ def test_train_then_evaluate(minari_store, tmp_path, monkeypatch, capsys):
     )
     out = capsys.readouterr().out
     assert "PI" in out and "BC" in out and "mean" in out
+
+
+def test_train_several_seeds_with_snapshots(minari_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    argv = ["train", "--algorithm", "bc", "--scenario", "grade_up", "--steps", "4"]
+    assert main([*argv, "--seeds", "1", "2", "--workers", "1", "--snapshot-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 1: trained" in out and "seed 2: trained" in out
+    # The 2-step snapshots are cached runs of their own.
+    assert (
+        main(
+            ["train", "--algorithm", "bc", "--scenario", "grade_up", "--steps", "2", "--seed", "2"]
+        )
+        == 0
+    )
+    assert "seed 2: loaded from cache" in capsys.readouterr().out

@@ -30,9 +30,12 @@ from polycstr_lib.scenarios import SCENARIOS, get_scenario
 
 DATASET_VERSION = "pi-v0"
 SIDECAR = "polycstr.json"
-#: Env seeds of dataset episodes are DATA_SEED_BASE * (seed + 1) + episode index; test
-#: episodes use EVAL_SEED_BASE + index, so the two sets never meet.
+#: Env seeds of dataset episodes are DATA_SEED_BASE * (seed + 1) + episode index (below 1e9
+#: for dataset seeds < 999); validation episodes use VALIDATION_SEED_BASE + index and test
+#: episodes EVAL_SEED_BASE + index, so the three sets never meet. Every tuned choice is made
+#: on validation episodes; test episodes fill the tables.
 DATA_SEED_BASE = 1_000_000
+VALIDATION_SEED_BASE = 1_500_000_000
 EVAL_SEED_BASE = 2_000_000_000
 RUNAWAY_TEMPERATURE = 450.0  # K: an episode above this is counted as a thermal runaway
 
@@ -74,8 +77,32 @@ def data_seeds(config: DatasetConfig) -> np.ndarray:
 
 
 def eval_seeds(n: int, offset: int = 0) -> np.ndarray:
-    """Env seeds for ``n`` test episodes, never used by any dataset."""
+    """Env seeds for ``n`` test episodes, never used by any dataset or validation episode."""
+    if n < 0 or not 0 <= offset <= 100_000_000:
+        raise ValueError(f"need n >= 0 and 0 <= offset <= 1e8; got n={n}, offset={offset}")
     return EVAL_SEED_BASE + offset + np.arange(n)
+
+
+def validation_seeds(n: int, offset: int = 0) -> np.ndarray:
+    """Env seeds for ``n`` validation episodes (disjoint from data and test episodes)."""
+    if n < 0 or not 0 <= offset <= 100_000_000:
+        raise ValueError(f"need n >= 0 and 0 <= offset <= 1e8; got n={n}, offset={offset}")
+    return VALIDATION_SEED_BASE + offset + np.arange(n)
+
+
+#: Episode splits of :func:`episode_seeds`.
+SPLITS = ("validation", "test")
+
+
+def episode_seeds(split: str, n: int, offset: int = 0) -> np.ndarray:
+    """Env seeds of ``n`` episodes of ``split`` ('validation' or 'test').
+
+    Raises:
+        ValueError: An unknown split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return (validation_seeds if split == "validation" else eval_seeds)(n, offset)
 
 
 def generate_pi_trajectories(config: DatasetConfig) -> tuple[Trajectories, dict]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from polycstr_lib.datasets import eval_seeds, normalised_reward
+from polycstr_lib.datasets import episode_seeds, normalised_reward
 from polycstr_lib.env import CONTROL_INTERVAL
 from polycstr_lib.rollout import Policy, Trajectories, rollout
 
@@ -84,13 +84,25 @@ def evaluate_policy(
     return_max: float,
     seed_offset: int = 0,
     progress: bool = False,
+    split: str = "test",
 ) -> tuple[pd.DataFrame, Trajectories]:
-    """Run ``policy`` on ``episodes`` test episodes (seeds disjoint from the data).
+    """Run ``policy`` on ``episodes`` episodes of ``split`` (seeds disjoint from the data).
+
+    Args:
+        policy: Batched policy.
+        scenario: Scenario name.
+        episodes: Number of episodes.
+        return_min: Worst data return (0 of the normalised reward).
+        return_max: Best data return (100 of the normalised reward).
+        seed_offset: Offset into the split's seed range.
+        progress: Show a progress bar over steps.
+        split: 'test' (the tables) or 'validation' (every tuned choice).
 
     Returns:
         The per-episode metrics (:func:`episode_metrics`) and the trajectories.
     """
-    traj = rollout(policy, scenario, eval_seeds(episodes, seed_offset), progress=progress)
+    seeds = episode_seeds(split, episodes, seed_offset)
+    traj = rollout(policy, scenario, seeds, progress=progress)
     return episode_metrics(traj, return_min, return_max), traj
 
 

@@ -13,11 +13,13 @@ from polycstr_lib.datasets import (
     dataset_id,
     dataset_path,
     ensure_dataset,
+    episode_seeds,
     eval_seeds,
     generate_dataset,
     load_offline_data,
     load_trajectories,
     normalised_reward,
+    validation_seeds,
     verify_dataset,
 )
 from polycstr_lib.env import ACTION_SCALE
@@ -167,3 +169,18 @@ def test_shared_pi_tuning_fits_any_batch_and_checks_sizes():
     per_episode = PIController(np.ones((2, 4)) * 1e-4)
     with pytest.raises(ValueError, match="3 observations for 2 controllers"):
         per_episode.reset(obs)
+
+
+def test_validation_seeds_are_disjoint_from_data_and_test():
+    from polycstr_lib.datasets import DatasetConfig, data_seeds
+
+    validation = set(validation_seeds(100_000).tolist())
+    test = set(eval_seeds(100_000).tolist())
+    data = set(data_seeds(DatasetConfig("startup", episodes=1000, seed=998)).tolist())
+    assert validation.isdisjoint(test) and validation.isdisjoint(data)
+    assert np.array_equal(episode_seeds("validation", 5), validation_seeds(5))
+    assert np.array_equal(episode_seeds("test", 5, 3), eval_seeds(5, 3))
+    with pytest.raises(ValueError, match="unknown split"):
+        episode_seeds("train", 5)
+    with pytest.raises(ValueError, match="offset"):
+        validation_seeds(5, offset=-1)

@@ -1,0 +1,145 @@
+"""Aggregate statistics across training seeds, computed with rliable (Agarwal et al., 2021).
+
+Pure functions over score matrices. Shapes: a score matrix is ``(R, T)``: ``R`` runs
+(training seeds) by ``T`` tasks (scenarios, or one task); a score is a run's mean normalised
+reward over its evaluation episodes. Confidence intervals are percentile intervals of
+rliable's stratified bootstrap (runs resampled within each task), seeded by the caller so
+that a rerun gives the same interval; the global NumPy RNG is never used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "interval_estimates",
+    "iqm",
+    "probability_of_improvement",
+    "score_matrix",
+]
+
+
+def score_matrix(scores: np.ndarray | list[float]) -> np.ndarray:
+    """Checks a score matrix; a 1-D array becomes ``(R, 1)`` (one task).
+
+    Raises:
+        ValueError: Empty, more than 2-D, or non-finite scores.
+    """
+    arr = np.asarray(scores, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"scores must be a non-empty (runs, tasks) matrix; got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("scores must be finite")
+    return arr
+
+
+def iqm(scores: np.ndarray | list[float]) -> float:
+    """Interquartile mean of all scores of an ``(R, T)`` matrix (rliable's aggregate_iqm)."""
+    from rliable import metrics
+
+    return float(metrics.aggregate_iqm(score_matrix(scores)))
+
+
+def _bootstrap(score_dict, func, reps: int, seed: int, confidence: float):
+    from rliable import library
+
+    # rliable 1.2 draws from the global NumPy RNG besides the RandomState it is given: the
+    # global state is saved and restored around the call (tests/test_stats.py checks both).
+    global_state = np.random.get_state()  # noqa: NPY002
+    try:
+        with warnings.catch_warnings():
+            # arch 7 deprecates random_state in favour of generator; rliable passes the former.
+            warnings.simplefilter("ignore", FutureWarning)
+            np.random.seed(seed)  # noqa: NPY002
+            return library.get_interval_estimates(
+                score_dict,
+                func,
+                reps=reps,
+                confidence_interval_size=confidence,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(global_state)  # noqa: NPY002
+
+
+def interval_estimates(
+    scores: Mapping[str, np.ndarray],
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """IQM, median and mean of each method with stratified-bootstrap confidence intervals.
+
+    Args:
+        scores: Method → ``(R, T)`` score matrix (methods may have different ``R``).
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+        confidence: Size of the intervals.
+
+    Returns:
+        One row per method: ``iqm``, ``iqm_low``, ``iqm_high``, ``median``, ``mean``, ``runs``.
+        With one run the interval is that run's score.
+    """
+    from rliable import metrics
+
+    matrices = {k: score_matrix(v) for k, v in scores.items()}
+
+    def aggregate(x: np.ndarray) -> np.ndarray:
+        # rliable's aggregate_median is a median across tasks of run means; here the median
+        # of all scores is wanted (one task is the common case).
+        return np.array([metrics.aggregate_iqm(x), np.median(x), np.mean(x)])
+
+    point, interval = _bootstrap(matrices, aggregate, reps, seed, confidence)
+    rows = {
+        k: {
+            "iqm": point[k][0],
+            "iqm_low": interval[k][0, 0],
+            "iqm_high": interval[k][1, 0],
+            "median": point[k][1],
+            "mean": point[k][2],
+            "runs": matrices[k].shape[0],
+        }
+        for k in matrices
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def probability_of_improvement(
+    scores_x: np.ndarray,
+    scores_y: np.ndarray,
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """P(X > Y): the probability that a run of X beats a run of Y, averaged over tasks.
+
+    Args:
+        scores_x: ``(R_x, T)`` scores of X.
+        scores_y: ``(R_y, T)`` scores of Y (same tasks).
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+        confidence: Size of the interval.
+
+    Returns:
+        The estimate and its confidence interval ``(p, low, high)``.
+
+    Raises:
+        ValueError: Different numbers of tasks.
+    """
+    from rliable import metrics
+
+    x, y = score_matrix(scores_x), score_matrix(scores_y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"X has {x.shape[1]} tasks and Y {y.shape[1]}")
+
+    def func(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array([metrics.probability_of_improvement(a, b)])
+
+    point, interval = _bootstrap({"x,y": (x, y)}, func, reps, seed, confidence)
+    return float(point["x,y"][0]), float(interval["x,y"][0, 0]), float(interval["x,y"][1, 0])

@@ -1,0 +1,58 @@
+"""rliable-based aggregates: oracles on small matrices, seeding, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polycstr_lib.stats import (
+    interval_estimates,
+    iqm,
+    probability_of_improvement,
+    score_matrix,
+)
+
+
+def test_iqm_is_the_mean_of_the_middle_half() -> None:
+    scores = np.array([-1000.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1e6])
+    # scipy's trim_mean(0.25) on 10 values cuts int(2.5) = 2 values at each end.
+    assert iqm(scores) == pytest.approx(np.mean([2, 3, 4, 5, 6, 7]))
+
+
+def test_interval_estimates_bracket_the_point_and_are_seeded() -> None:
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.normal(50, 5, (10, 1)), "b": rng.normal(80, 1, (12, 1))}
+    state = np.random.get_state()  # noqa: NPY002
+    table = interval_estimates(scores, reps=300, seed=1)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002 (untouched)
+    np.random.random(7)  # noqa: NPY002 (another global state must not change the result)
+    assert table.equals(interval_estimates(scores, reps=300, seed=1))
+    for k in scores:
+        row = table.loc[k]
+        assert row.iqm_low <= row.iqm <= row.iqm_high
+        assert row["mean"] == pytest.approx(scores[k].mean())
+        assert row["median"] == pytest.approx(np.median(scores[k]))
+    assert table.loc["b", "runs"] == 12
+    assert table.loc["a", "iqm_high"] < table.loc["b", "iqm_low"]  # clearly separated
+
+
+def test_probability_of_improvement_oracles() -> None:
+    low = np.arange(5.0)[:, None]
+    high = low + 100.0
+    p, lo, hi = probability_of_improvement(high, low, reps=200)
+    assert (p, lo, hi) == (1.0, 1.0, 1.0)
+    assert probability_of_improvement(low, high, reps=200)[0] == 0.0
+    assert probability_of_improvement(low, low, reps=200)[0] == 0.5
+    # Interleaved: P(x > y) counted by hand.
+    x, y = np.array([1.0, 3.0, 5.0]), np.array([2.0, 4.0])
+    wins = sum(a > b for a in x for b in y) / (len(x) * len(y))
+    assert probability_of_improvement(x, y, reps=200)[0] == pytest.approx(wins)
+
+
+def test_bad_scores_are_rejected() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        score_matrix([])
+    with pytest.raises(ValueError, match="finite"):
+        iqm([1.0, np.nan])
+    with pytest.raises(ValueError, match="tasks"):
+        probability_of_improvement(np.zeros((3, 2)), np.zeros((3, 1)))

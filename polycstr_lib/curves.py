@@ -1,0 +1,266 @@
+"""Learning curves on validation episodes, and the rule that turns them into budgets.
+
+Each seed of an algorithm is trained once to the largest checkpoint; the training loop saves
+its state at every checkpoint as the cached run of that budget (a snapshot *is* the shorter
+run, :mod:`polycstr_lib.training`). Every snapshot is evaluated on *validation* episodes
+(never on the test episodes that fill the tables), and the budget of an algorithm is the
+smallest checkpoint whose interquartile mean across seeds is within a stated tolerance of the
+best checkpoint's (:class:`BudgetRule`).
+
+Shapes: a curve is a long table with one row per (algorithm, scenario, seed, steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polycstr_lib.datasets import RUNAWAY_TEMPERATURE, episode_seeds
+from polycstr_lib.evaluation import episode_metrics
+from polycstr_lib.rollout import rollout
+from polycstr_lib.stats import interval_estimates
+from polycstr_lib.training import TrainConfig, train_agent, train_many
+
+__all__ = [
+    "BudgetRule",
+    "aggregate_curve",
+    "evaluate_agents",
+    "learning_curve",
+    "plot_learning_curves",
+]
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """The smallest checkpoint whose aggregate is within ``tolerance`` of the best one."""
+
+    tolerance: float = 2.0  # normalised-reward points below the best checkpoint's IQM
+    statistic: str = "iqm"  # column of :func:`aggregate_curve` the rule reads
+
+    def choose(self, aggregate: pd.DataFrame) -> pd.Series:
+        """Budget per (algorithm, scenario) from an :func:`aggregate_curve` table.
+
+        Returns:
+            A Series indexed by (algorithm, scenario) with the chosen number of steps.
+        """
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
+        out = {}
+        for key, group in aggregate.groupby(["algorithm", "scenario"], sort=True):
+            values = group.set_index("steps")[self.statistic].sort_index()
+            good = values[values >= values.max() - self.tolerance]
+            out[key] = int(good.index.min())
+        index = pd.MultiIndex.from_tuples(list(out), names=["algorithm", "scenario"])
+        return pd.Series(list(out.values()), index=index, name="budget")
+
+
+def evaluate_agents(
+    policies: Sequence[Any],
+    scenario: str,
+    episodes: int,
+    return_min: float,
+    return_max: float,
+    split: str = "validation",
+) -> list[pd.DataFrame]:
+    """Evaluates several policies on the same episodes in one batched rollout.
+
+    Args:
+        policies: Batched policies (``(B, 9) → (B, 2)``, an optional ``reset(obs)`` is
+            called with the policy's own first observations), e.g. one-member agents' ``act``.
+        scenario: Scenario name.
+        episodes: Episodes per policy (the same env seeds for every policy).
+        return_min: Worst data return (0 of the normalised reward).
+        return_max: Best data return (100).
+        split: 'validation' or 'test'.
+
+    Returns:
+        Per policy, the per-episode metrics of :func:`~polycstr_lib.evaluation.episode_metrics`
+        plus ``runaway`` (the temperature passed the runaway threshold).
+    """
+    seeds = episode_seeds(split, episodes)
+    n = len(policies)
+
+    def joint(obs: np.ndarray) -> np.ndarray:
+        blocks = obs.reshape(n, episodes, -1)
+        return np.concatenate([p(block) for p, block in zip(policies, blocks, strict=True)])
+
+    def reset(obs: np.ndarray) -> None:
+        for p, block in zip(policies, obs.reshape(n, episodes, -1), strict=True):
+            if hasattr(p, "reset"):
+                p.reset(block)
+
+    joint.reset = reset  # type: ignore[attr-defined]
+    traj = rollout(joint, scenario, np.tile(seeds, n))
+    metrics = episode_metrics(traj, return_min, return_max)
+    metrics["runaway"] = traj.states[:, :, 4].max(axis=1) > RUNAWAY_TEMPERATURE
+    return [
+        metrics.iloc[i * episodes : (i + 1) * episodes].reset_index(drop=True) for i in range(n)
+    ]
+
+
+def learning_curve(
+    algorithm: str,
+    scenario: str,
+    seeds: Sequence[int],
+    checkpoints: Sequence[int],
+    episodes: int,
+    return_min: float,
+    return_max: float,
+    processes: int | None = None,
+    scheduler: str | None = None,
+    precision: str = "float32",
+    data: Any | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Trains ``seeds`` once to the last checkpoint and scores every snapshot on validation.
+
+    Args:
+        algorithm: 'bc', 'iql' or 'cql'.
+        scenario: Scenario name.
+        seeds: Training seeds.
+        checkpoints: Budgets (gradient steps) at which each seed is evaluated.
+        episodes: Validation episodes per seed and checkpoint.
+        return_min: Worst data return (0 of the normalised reward).
+        return_max: Best data return (100).
+        processes: Local Dask workers (see :func:`~polycstr_lib.training.train_many`).
+        scheduler: Address of an existing Dask scheduler.
+        precision: Training precision.
+        data: The scenario's training data (None: load its dataset).
+        progress: Progress bars.
+
+    Returns:
+        One row per (seed, checkpoint): ``algorithm``, ``scenario``, ``seed``, ``steps``,
+        ``mean``, ``median`` and ``min`` normalised reward over the episodes, ``runaways``
+        and ``violation_episodes`` (counts of episodes), ``episodes``.
+
+    Raises:
+        ValueError: Empty or non-positive checkpoints, no seeds, or no episodes.
+    """
+    steps = sorted({int(k) for k in checkpoints})
+    if not steps or steps[0] < 1 or not seeds or episodes < 1:
+        raise ValueError("need positive checkpoints, at least one seed and one episode")
+    configs = {
+        (s, k): TrainConfig(algorithm, scenario, steps=k, seed=s, precision=precision)
+        for s in seeds
+        for k in steps
+    }
+    longest = [configs[s, steps[-1]] for s in seeds]
+    train_many(
+        longest,
+        processes=processes,
+        data=None if data is None else {scenario: data},
+        scheduler=scheduler,
+        snapshot_steps=steps,
+        progress=progress,
+    )
+    rows = []
+    for k in steps:
+        agents = [train_agent(configs[s, k], data=data, progress=False)[0] for s in seeds]
+        metrics = evaluate_agents(
+            [a.act for a in agents], scenario, episodes, return_min, return_max
+        )
+        for s, m in zip(seeds, metrics, strict=True):
+            score = m["normalised_reward"]
+            rows.append(
+                {
+                    "algorithm": algorithm,
+                    "scenario": scenario,
+                    "seed": int(s),
+                    "steps": k,
+                    "mean": float(score.mean()),
+                    "median": float(score.median()),
+                    "min": float(score.min()),
+                    "runaways": int(m["runaway"].sum()),
+                    "violation_episodes": int((m["violations"] > 0).sum()),
+                    "episodes": episodes,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def aggregate_curve(curve: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Across seeds, per (algorithm, scenario, steps): IQM of the seeds' mean normalised
+    reward with a stratified-bootstrap 95 % interval, the worst seed and the runaways.
+
+    Returns:
+        Columns ``algorithm``, ``scenario``, ``steps``, ``iqm``, ``iqm_low``, ``iqm_high``,
+        ``median``, ``worst_seed``, ``runaways``, ``seeds``.
+    """
+    rows = []
+    for (algorithm, scenario, steps), group in curve.groupby(
+        ["algorithm", "scenario", "steps"], sort=True
+    ):
+        est = interval_estimates({"x": group["mean"].to_numpy()}, reps=reps, seed=seed).loc["x"]
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "scenario": scenario,
+                "steps": int(steps),
+                "iqm": est["iqm"],
+                "iqm_low": est["iqm_low"],
+                "iqm_high": est["iqm_high"],
+                "median": est["median"],
+                "worst_seed": float(group["mean"].min()),
+                "runaways": int(group["runaways"].sum()),
+                "seeds": int(len(group)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_learning_curves(
+    curve: pd.DataFrame,
+    aggregate: pd.DataFrame,
+    budgets: Mapping[tuple[str, str], int] | pd.Series | None = None,
+):
+    """One panel per scenario: seeds thin, IQM bold with its interval, budgets marked.
+
+    The reward axis is symmetric-log above -100 (linear in [-100, 100]) so that failed seeds
+    (normalised reward in the thousands below zero) and converged ones both stay readable.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(curve["scenario"]))
+    fig, axes = plt.subplots(
+        1, len(scenarios), figsize=(4.2 * len(scenarios), 3.4), squeeze=False, sharey=True
+    )
+    colors = dict(
+        zip(
+            sorted(set(curve["algorithm"])),
+            plt.rcParams["axes.prop_cycle"].by_key()["color"],
+            strict=False,
+        )
+    )
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        for algorithm, color in colors.items():
+            runs = curve[(curve.scenario == scenario) & (curve.algorithm == algorithm)]
+            if runs.empty:
+                continue
+            for _, seed_run in runs.groupby("seed"):
+                seed_run = seed_run.sort_values("steps")
+                ax.plot(seed_run["steps"], seed_run["mean"], color=color, lw=0.7, alpha=0.45)
+            agg = aggregate[(aggregate.scenario == scenario) & (aggregate.algorithm == algorithm)]
+            agg = agg.sort_values("steps")
+            ax.plot(
+                agg["steps"], agg["iqm"], color=color, lw=2.4, marker="o", label=algorithm.upper()
+            )
+            ax.fill_between(agg["steps"], agg["iqm_low"], agg["iqm_high"], color=color, alpha=0.15)
+            if budgets is not None and (algorithm, scenario) in budgets:
+                ax.axvline(budgets[(algorithm, scenario)], color=color, ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=100)
+        ax.axhline(100, color="0.6", lw=0.8)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_title(scenario)
+        ax.set_xlabel("gradient steps")
+    axes[0][0].set_ylabel("normalised reward (validation)")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,91 @@
+"""Learning curves: snapshots scored on validation episodes, the budget rule, the batched
+evaluation of several policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polycstr_lib.curves import BudgetRule, aggregate_curve, evaluate_agents, learning_curve
+from polycstr_lib.evaluation import evaluate_policy
+from polycstr_lib.pi import GainRanges, PIController
+
+
+def test_budget_rule_takes_the_smallest_budget_within_tolerance() -> None:
+    aggregate = pd.DataFrame(
+        {
+            "algorithm": ["iql"] * 4 + ["bc"] * 3,
+            "scenario": ["startup"] * 7,
+            "steps": [1000, 2000, 5000, 10000, 1000, 2000, 5000],
+            "iqm": [40.0, 97.0, 99.0, 98.5, -50.0, 10.0, 80.0],
+        }
+    )
+    budgets = BudgetRule(tolerance=2.0).choose(aggregate)
+    assert budgets[("iql", "startup")] == 2000  # 97 >= 99 - 2
+    assert budgets[("bc", "startup")] == 5000
+    assert BudgetRule(tolerance=0.0).choose(aggregate)[("iql", "startup")] == 5000
+    with pytest.raises(ValueError, match="tolerance"):
+        BudgetRule(tolerance=-1).choose(aggregate)
+
+
+def test_aggregate_curve_reports_iqm_interval_and_worst_seed() -> None:
+    curve = pd.DataFrame(
+        {
+            "algorithm": "bc",
+            "scenario": "grade_up",
+            "seed": [0, 1, 2, 3] * 2,
+            "steps": [10] * 4 + [20] * 4,
+            "mean": [90.0, 92.0, 94.0, -500.0, 95.0, 96.0, 97.0, 98.0],
+            "runaways": [0, 0, 0, 3, 0, 0, 0, 0],
+        }
+    )
+    agg = aggregate_curve(curve, reps=200).set_index("steps")
+    assert agg.loc[10, "worst_seed"] == -500.0 and agg.loc[10, "runaways"] == 3
+    assert agg.loc[10, "iqm"] == pytest.approx(np.mean([90.0, 92.0]))  # middle half of 4
+    assert (agg["iqm_low"] <= agg["iqm"]).all() and (agg["iqm"] <= agg["iqm_high"]).all()
+
+
+def test_evaluate_agents_matches_one_rollout_per_policy(minari_store) -> None:
+    # PI controllers are stateful (reset with their own first observations).
+    pis = [PIController(GainRanges().nominal()), PIController(GainRanges().nominal())]
+    joint = evaluate_agents(pis, "grade_up", 3, -1e6, 0.0)
+    alone, _ = evaluate_policy(
+        PIController(GainRanges().nominal()), "grade_up", 3, -1e6, 0.0, split="validation"
+    )
+    for metrics in joint:
+        np.testing.assert_allclose(metrics["return"], alone["return"], rtol=1e-12)
+        assert not metrics["runaway"].any()
+
+
+def test_learning_curve_scores_every_snapshot(minari_store, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    curve = learning_curve(
+        "bc",
+        "grade_up",
+        seeds=[0, 1],
+        checkpoints=[2, 4],
+        episodes=2,
+        return_min=-1e6,
+        return_max=0.0,
+        processes=1,
+        progress=False,
+    )
+    assert list(curve["steps"]) == [2, 2, 4, 4] and list(curve["seed"]) == [0, 1, 0, 1]
+    assert np.isfinite(curve[["mean", "median", "min"]].to_numpy()).all()
+    assert (curve["episodes"] == 2).all()
+    # The 2-step snapshots are the cached 2-step runs: a second call trains nothing.
+    again = learning_curve(
+        "bc",
+        "grade_up",
+        seeds=[0, 1],
+        checkpoints=[2, 4],
+        episodes=2,
+        return_min=-1e6,
+        return_max=0.0,
+        processes=1,
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(curve, again)
+    with pytest.raises(ValueError, match="checkpoints"):
+        learning_curve("bc", "grade_up", [0], [0], 2, -1.0, 0.0)

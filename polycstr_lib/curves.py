@@ -36,26 +36,42 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BudgetRule:
-    """The smallest checkpoint whose aggregate is within ``tolerance`` of the best one."""
+    """The smallest checkpoint from which the aggregate stays within ``tolerance`` of the best.
 
-    tolerance: float = 2.0  # normalised-reward points below the best checkpoint's IQM
+    A checkpoint qualifies when it and every later checkpoint score at least the best
+    checkpoint's aggregate minus ``tolerance``: a curve that dips again later (a seed that
+    diverges with more training) does not count as converged at an early good point. If no
+    checkpoint qualifies (the last one is not within tolerance), the budget is the last
+    checkpoint and ``converged`` is False.
+    """
+
+    tolerance: float = 2.0  # normalised-reward points below the best checkpoint's aggregate
     statistic: str = "iqm"  # column of :func:`aggregate_curve` the rule reads
 
-    def choose(self, aggregate: pd.DataFrame) -> pd.Series:
+    def choose(self, aggregate: pd.DataFrame) -> pd.DataFrame:
         """Budget per (algorithm, scenario) from an :func:`aggregate_curve` table.
 
         Returns:
-            A Series indexed by (algorithm, scenario) with the chosen number of steps.
+            Indexed by (algorithm, scenario): ``budget`` (steps), ``converged`` (bool) and
+            ``best`` (the best checkpoint's aggregate).
+
+        Raises:
+            ValueError: A negative tolerance.
         """
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
-        out = {}
+        rows = {}
         for key, group in aggregate.groupby(["algorithm", "scenario"], sort=True):
             values = group.set_index("steps")[self.statistic].sort_index()
-            good = values[values >= values.max() - self.tolerance]
-            out[key] = int(good.index.min())
-        index = pd.MultiIndex.from_tuples(list(out), names=["algorithm", "scenario"])
-        return pd.Series(list(out.values()), index=index, name="budget")
+            good = values >= values.max() - self.tolerance
+            # qualifies: this checkpoint and all later ones are good
+            stays = good[::-1].cummin()[::-1]
+            converged = bool(stays.any())
+            budget = int(stays[stays].index.min()) if converged else int(values.index.max())
+            rows[key] = {"budget": budget, "converged": converged, "best": float(values.max())}
+        out = pd.DataFrame.from_dict(rows, orient="index")
+        out.index = pd.MultiIndex.from_tuples(out.index, names=["algorithm", "scenario"])
+        return out
 
 
 def evaluate_agents(
@@ -103,82 +119,107 @@ def evaluate_agents(
 
 
 def learning_curve(
-    algorithm: str,
-    scenario: str,
+    algorithms: str | Sequence[str],
+    scenarios: str | Sequence[str],
     seeds: Sequence[int],
-    checkpoints: Sequence[int],
+    checkpoints: Sequence[int] | Mapping[str, Sequence[int]],
     episodes: int,
-    return_min: float,
-    return_max: float,
+    references: Mapping[str, tuple[float, float]],
     processes: int | None = None,
     scheduler: str | None = None,
     precision: str = "float32",
-    data: Any | None = None,
+    data: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``seeds`` once to the last checkpoint and scores every snapshot on validation.
+    """Trains every seed once to its last checkpoint and scores every snapshot on validation.
+
+    All runs are trained in one :func:`~polycstr_lib.training.train_many` call (seed
+    ensembles on Dask workers), with a snapshot at every checkpoint; then each checkpoint's
+    agents are evaluated together on the same validation episodes.
 
     Args:
-        algorithm: 'bc', 'iql' or 'cql'.
-        scenario: Scenario name.
+        algorithms: 'bc', 'iql', 'cql', or several.
+        scenarios: Scenario name, or several.
         seeds: Training seeds.
-        checkpoints: Budgets (gradient steps) at which each seed is evaluated.
+        checkpoints: Budgets (gradient steps) at which each seed is evaluated, for every
+            algorithm or per algorithm.
         episodes: Validation episodes per seed and checkpoint.
-        return_min: Worst data return (0 of the normalised reward).
-        return_max: Best data return (100).
+        references: Scenario → (worst, best) data return, the 0 and 100 of the score.
         processes: Local Dask workers (see :func:`~polycstr_lib.training.train_many`).
         scheduler: Address of an existing Dask scheduler.
         precision: Training precision.
-        data: The scenario's training data (None: load its dataset).
+        data: Scenario → training data (None: load the datasets).
         progress: Progress bars.
 
     Returns:
-        One row per (seed, checkpoint): ``algorithm``, ``scenario``, ``seed``, ``steps``,
-        ``mean``, ``median`` and ``min`` normalised reward over the episodes, ``runaways``
-        and ``violation_episodes`` (counts of episodes), ``episodes``.
+        One row per (algorithm, scenario, seed, checkpoint): ``algorithm``, ``scenario``,
+        ``seed``, ``steps``, ``mean``, ``median`` and ``min`` normalised reward over the
+        episodes, ``runaways`` and ``violation_episodes`` (counts of episodes), ``episodes``.
 
     Raises:
-        ValueError: Empty or non-positive checkpoints, no seeds, or no episodes.
+        ValueError: Empty or non-positive checkpoints, no seeds, no episodes, or a scenario
+            without references.
     """
-    steps = sorted({int(k) for k in checkpoints})
-    if not steps or steps[0] < 1 or not seeds or episodes < 1:
-        raise ValueError("need positive checkpoints, at least one seed and one episode")
-    configs = {
-        (s, k): TrainConfig(algorithm, scenario, steps=k, seed=s, precision=precision)
-        for s in seeds
-        for k in steps
+    algorithms = [algorithms] if isinstance(algorithms, str) else list(algorithms)
+    scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios)
+    per_algorithm = {
+        a: sorted(
+            {int(k) for k in (checkpoints[a] if isinstance(checkpoints, Mapping) else checkpoints)}
+        )
+        for a in algorithms
     }
-    longest = [configs[s, steps[-1]] for s in seeds]
+    if any(not ks or ks[0] < 1 for ks in per_algorithm.values()) or not seeds or episodes < 1:
+        raise ValueError("need positive checkpoints, at least one seed and one episode")
+    missing = [s for s in scenarios if s not in references]
+    if missing:
+        raise ValueError(f"no (return_min, return_max) references for {missing}")
+
+    def config(a: str, scenario: str, seed: int, steps: int) -> TrainConfig:
+        return TrainConfig(a, scenario, steps=steps, seed=seed, precision=precision)
+
+    longest = [
+        config(a, sc, s, per_algorithm[a][-1])
+        for a in algorithms
+        for sc in scenarios
+        for s in seeds
+    ]
+    snapshots = sorted({k for ks in per_algorithm.values() for k in ks})
     train_many(
         longest,
         processes=processes,
-        data=None if data is None else {scenario: data},
+        data=data,
         scheduler=scheduler,
-        snapshot_steps=steps,
+        snapshot_steps=snapshots,
         progress=progress,
     )
     rows = []
-    for k in steps:
-        agents = [train_agent(configs[s, k], data=data, progress=False)[0] for s in seeds]
-        metrics = evaluate_agents(
-            [a.act for a in agents], scenario, episodes, return_min, return_max
-        )
-        for s, m in zip(seeds, metrics, strict=True):
-            score = m["normalised_reward"]
-            rows.append(
-                {
-                    "algorithm": algorithm,
-                    "scenario": scenario,
-                    "seed": int(s),
-                    "steps": k,
-                    "mean": float(score.mean()),
-                    "median": float(score.median()),
-                    "min": float(score.min()),
-                    "runaways": int(m["runaway"].sum()),
-                    "violation_episodes": int((m["violations"] > 0).sum()),
-                    "episodes": episodes,
-                }
-            )
+    for a in algorithms:
+        for scenario in scenarios:
+            scenario_data = None if data is None else data.get(scenario)
+            for k in per_algorithm[a]:
+                agents = [
+                    train_agent(config(a, scenario, s, k), data=scenario_data, progress=False)[0]
+                    for s in seeds
+                ]
+                metrics = evaluate_agents(
+                    [x.act for x in agents], scenario, episodes, *references[scenario]
+                )
+                for s, m in zip(seeds, metrics, strict=True):
+                    score = m["normalised_reward"]
+                    rows.append(
+                        {
+                            "algorithm": a,
+                            "scenario": scenario,
+                            "seed": int(s),
+                            "steps": k,
+                            "mean": float(score.mean()),
+                            "median": float(score.median()),
+                            "min": float(score.min()),
+                            "runaways": int(m["runaway"].sum()),
+                            "violation_episodes": int((m["violations"] > 0).sum()),
+                            "episodes": episodes,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -215,7 +256,7 @@ def aggregate_curve(curve: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.
 def plot_learning_curves(
     curve: pd.DataFrame,
     aggregate: pd.DataFrame,
-    budgets: Mapping[tuple[str, str], int] | pd.Series | None = None,
+    budgets: pd.DataFrame | None = None,
 ):
     """One panel per scenario: seeds thin, IQM bold with its interval, budgets marked.
 
@@ -252,8 +293,8 @@ def plot_learning_curves(
                 agg["steps"], agg["iqm"], color=color, lw=2.4, marker="o", label=algorithm.upper()
             )
             ax.fill_between(agg["steps"], agg["iqm_low"], agg["iqm_high"], color=color, alpha=0.15)
-            if budgets is not None and (algorithm, scenario) in budgets:
-                ax.axvline(budgets[(algorithm, scenario)], color=color, ls="--", lw=1)
+            if budgets is not None and (algorithm, scenario) in budgets.index:
+                ax.axvline(budgets.loc[(algorithm, scenario), "budget"], color=color, ls="--", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=100)
         ax.axhline(100, color="0.6", lw=0.8)

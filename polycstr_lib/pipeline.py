@@ -33,6 +33,7 @@ RUNS: tuple[NotebookRun, ...] = (
     NotebookRun("02_dataset", "02_dataset"),
     NotebookRun("03_iql_theory", "03_iql_theory"),
     NotebookRun("04_cost_models", "04_cost_models"),
+    NotebookRun("04b_learning_curves", "04b_learning_curves"),
     *(
         NotebookRun("05_results", f"05_results_{scenario}", {"scenario": scenario})
         for scenario in ("startup", "grade_down", "grade_up")
@@ -49,6 +50,16 @@ PROFILES: dict[str, dict[str, dict]] = {
         "02_dataset": {},
         "03_iql_theory": {"bc_steps": 10_000, "iql_steps": 10_000, "test_episodes": 50},
         "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
+        "04b_learning_curves": {
+            "scenarios": ["startup", "grade_down", "grade_up"],
+            "seeds": list(range(10)),
+            "checkpoints": {
+                "bc": [1000, 2500, 5000, 10_000, 20_000],
+                "iql": [1000, 2500, 5000, 10_000, 20_000],
+                "cql": [250, 500, 1000, 2000],
+            },
+            "validation_episodes": 20,
+        },
         "05_results": {
             "seeds": [0, 1, 2, 3, 4],
             "bc_steps": 5000,
@@ -80,6 +91,27 @@ def runs_for(profile: str) -> list[NotebookRun]:
         params = {"profile": profile, **PROFILES[profile].get(run.notebook, {}), **run.parameters}
         out.append(NotebookRun(run.notebook, run.page, params))
     return out
+
+
+def effective_parameters(notebook: str, profile: str) -> dict:
+    """The parameters a notebook runs with in ``profile``: its defaults, then the overrides.
+
+    Args:
+        notebook: Stem of the source in ``notebooks/`` (e.g. ``"05_results"``).
+        profile: A profile of :data:`PROFILES`.
+
+    Raises:
+        ValueError: An unknown profile or notebook.
+    """
+    from polycstr_lib.provenance import notebook_parameters
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise ValueError(f"no notebook {notebook!r} in {NOTEBOOK_DIR}")
+    defaults = {row["name"]: row["default"] for row in notebook_parameters(path)}
+    return {**defaults, **PROFILES[profile].get(notebook, {}), "profile": profile}
 
 
 def execute_notebooks(

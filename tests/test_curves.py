@@ -12,19 +12,27 @@ from polycstr_lib.evaluation import evaluate_policy
 from polycstr_lib.pi import GainRanges, PIController
 
 
-def test_budget_rule_takes_the_smallest_budget_within_tolerance() -> None:
+def test_budget_rule_takes_the_smallest_budget_from_which_the_curve_stays_good() -> None:
     aggregate = pd.DataFrame(
         {
-            "algorithm": ["iql"] * 4 + ["bc"] * 3,
-            "scenario": ["startup"] * 7,
-            "steps": [1000, 2000, 5000, 10000, 1000, 2000, 5000],
-            "iqm": [40.0, 97.0, 99.0, 98.5, -50.0, 10.0, 80.0],
+            "algorithm": ["iql"] * 4 + ["bc"] * 3 + ["cql"] * 3,
+            "scenario": ["startup"] * 10,
+            "steps": [1000, 2000, 5000, 10000, 1000, 2000, 5000, 100, 200, 300],
+            "iqm": [40.0, 97.0, 99.0, 98.5, 80.0, -500.0, 79.0, 90.0, 50.0, 10.0],
         }
     )
     budgets = BudgetRule(tolerance=2.0).choose(aggregate)
-    assert budgets[("iql", "startup")] == 2000  # 97 >= 99 - 2
-    assert budgets[("bc", "startup")] == 5000
-    assert BudgetRule(tolerance=0.0).choose(aggregate)[("iql", "startup")] == 5000
+    assert budgets.loc[("iql", "startup"), "budget"] == 2000  # 97, 99, 98.5 >= 99 - 2
+    # BC is good at 1000 but collapses at 2000: only the last checkpoint qualifies.
+    assert budgets.loc[("bc", "startup"), "budget"] == 5000
+    assert budgets.loc[("bc", "startup"), "converged"]
+    # CQL's best point is the first and it never comes back: not converged, last checkpoint.
+    assert budgets.loc[("cql", "startup"), "budget"] == 300
+    assert not budgets.loc[("cql", "startup"), "converged"]
+    strict = BudgetRule(tolerance=0.0).choose(aggregate)
+    # With no tolerance the later dip (98.5 < 99) means IQL never settles at its best.
+    assert strict.loc[("iql", "startup"), "budget"] == 10000
+    assert not strict.loc[("iql", "startup"), "converged"]
     with pytest.raises(ValueError, match="tolerance"):
         BudgetRule(tolerance=-1).choose(aggregate)
 
@@ -60,32 +68,16 @@ def test_evaluate_agents_matches_one_rollout_per_policy(minari_store) -> None:
 
 def test_learning_curve_scores_every_snapshot(minari_store, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
-    curve = learning_curve(
-        "bc",
-        "grade_up",
-        seeds=[0, 1],
-        checkpoints=[2, 4],
-        episodes=2,
-        return_min=-1e6,
-        return_max=0.0,
-        processes=1,
-        progress=False,
-    )
+    refs = {"grade_up": (-1e6, 0.0)}
+    kwargs = {"episodes": 2, "references": refs, "processes": 1, "progress": False}
+    curve = learning_curve("bc", "grade_up", [0, 1], [2, 4], **kwargs)
     assert list(curve["steps"]) == [2, 2, 4, 4] and list(curve["seed"]) == [0, 1, 0, 1]
     assert np.isfinite(curve[["mean", "median", "min"]].to_numpy()).all()
     assert (curve["episodes"] == 2).all()
     # The 2-step snapshots are the cached 2-step runs: a second call trains nothing.
-    again = learning_curve(
-        "bc",
-        "grade_up",
-        seeds=[0, 1],
-        checkpoints=[2, 4],
-        episodes=2,
-        return_min=-1e6,
-        return_max=0.0,
-        processes=1,
-        progress=False,
-    )
+    again = learning_curve(["bc"], ["grade_up"], [0, 1], {"bc": [4, 2]}, **kwargs)
     pd.testing.assert_frame_equal(curve, again)
     with pytest.raises(ValueError, match="checkpoints"):
-        learning_curve("bc", "grade_up", [0], [0], 2, -1.0, 0.0)
+        learning_curve("bc", "grade_up", [0], [0], 2, refs)
+    with pytest.raises(ValueError, match="references"):
+        learning_curve("bc", "startup", [0], [2], 2, refs)

@@ -40,3 +40,17 @@ def test_show_banner_prints_and_returns_nothing(capsys) -> None:
     assert show_banner("quick", {"seed": 3}) is None
     out = capsys.readouterr().out
     assert "quick" in out and "seed" in out
+
+
+def test_effective_parameters_merge_defaults_and_profile() -> None:
+    from polycstr_lib.pipeline import PROFILES, effective_parameters
+
+    quick = effective_parameters("05_results", "quick")
+    paper = effective_parameters("05_results", "paper")
+    assert quick["profile"] == "quick" and paper["profile"] == "paper"
+    assert paper["iql_steps"] == PROFILES["paper"]["05_results"]["iql_steps"]
+    assert quick["scenario"] == paper["scenario"] == "startup"  # a default kept by both
+    with pytest.raises(ValueError, match="unknown profile"):
+        effective_parameters("05_results", "huge")
+    with pytest.raises(ValueError, match="no notebook"):
+        effective_parameters("99_missing", "quick")

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from polycstr_lib.agents import (
+    ACTION_SCALINGS,
     AGENTS,
     REWARD_SCALINGS,
     Agent,
@@ -112,6 +113,9 @@ class TrainConfig:
     agent: AgentConfig | None = None  # algorithm hyperparameters; None → its defaults
     log_interval: int = 1000  # the log holds the mean losses of every this many steps
     reward_scaling: str = "return_range"  # 'return_range' | 'std' | 'none' (see Scalers)
+    # the agent's action units: 'none' (the env's), 'minmax' (the data's range → [-1, 1], as
+    # the authors' early code) or 'std' (data mean, 3 data std per unit); see Scalers
+    action_scaling: str = "none"
     # 'float32', or 'bfloat16': mixed precision (matmuls in bfloat16 under torch.autocast;
     # weights, optimiser state and evaluation stay float32). Faster only on CPUs with native
     # bfloat16 (AVX512-BF16 or AMX); elsewhere slower. See PRECISIONS.
@@ -133,6 +137,10 @@ class TrainConfig:
         if self.reward_scaling not in REWARD_SCALINGS:
             raise ValueError(
                 f"unknown reward_scaling {self.reward_scaling!r}; expected one of {REWARD_SCALINGS}"
+            )
+        if self.action_scaling not in ACTION_SCALINGS:
+            raise ValueError(
+                f"unknown action_scaling {self.action_scaling!r}; expected one of {ACTION_SCALINGS}"
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
@@ -485,7 +493,7 @@ def _train_members(
     # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds[0])
-        scalers = Scalers.from_data(data, config.reward_scaling)
+        scalers = Scalers.from_data(data, config.reward_scaling, config.action_scaling)
         agent = make_agent(config.algorithm, OBS_DIM, ACT_DIM, config.agent, scalers, seeds)
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         rows: list[dict[str, Any]] = []  # one per logging interval, values of shape (S,)

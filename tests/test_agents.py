@@ -407,3 +407,41 @@ def test_ensemble_sampler_draws_each_members_own_stream(data: TinyData) -> None:
     for k, s in enumerate(SEEDS):
         alone = sample_batch(data, 8, torch.Generator().manual_seed(s))
         assert all(torch.equal(x[k], y) for x, y in zip(batch, alone, strict=True))
+
+
+# --- action units ----------------------------------------------------------------------------
+
+
+def test_action_scalings_fit_the_data_and_round_trip(data: TinyData) -> None:
+    narrow = dataclasses.replace(data, actions=0.05 * data.actions + 0.01)
+    none = Scalers.from_data(narrow, action_scaling="none")
+    assert torch.equal(none.to_agent_actions(narrow.actions), narrow.actions)
+    minmax = Scalers.from_data(narrow, action_scaling="minmax")
+    units = minmax.to_agent_actions(narrow.actions)
+    torch.testing.assert_close(units.min(0).values, -torch.ones(ACT_DIM))
+    torch.testing.assert_close(units.max(0).values, torch.ones(ACT_DIM))
+    torch.testing.assert_close(minmax.to_env_actions(units), narrow.actions)
+    std = Scalers.from_data(narrow, action_scaling="std")
+    z = std.to_agent_actions(narrow.actions).double()
+    np.testing.assert_allclose(z.mean(0).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0, correction=0).numpy(), 1 / 3, rtol=1e-4)
+    restored = Scalers.from_state_dict(minmax.state_dict())
+    assert torch.equal(restored.action_scale, minmax.action_scale)
+    with pytest.raises(ValueError, match="action_scaling"):
+        Scalers.from_data(narrow, action_scaling="unit")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_agents_act_in_env_units_with_scaled_actions(name: str, data: TinyData) -> None:
+    """With min-max units a policy's [-1, 1] maps onto the data's action range."""
+    narrow = dataclasses.replace(data, actions=0.05 * data.actions + 0.01)
+    scalers = Scalers.from_data(narrow, action_scaling="minmax")
+    agent = make_agent(name, OBS_DIM, ACT_DIM, small_config(name, 0.05), scalers, seed=0)
+    train_steps(agent, narrow, (0,), 3)
+    actions = agent.act(narrow.observations.numpy() * 50.0)  # far outside: saturated policy
+    low, high = narrow.actions.min(0).values.numpy(), narrow.actions.max(0).values.numpy()
+    assert np.all(actions >= low - 1e-6) and np.all(actions <= high + 1e-6)
+    restored = agent_from_state(agent.state_dict())
+    np.testing.assert_array_equal(
+        restored.act(narrow.observations.numpy()), agent.act(narrow.observations.numpy())
+    )

@@ -77,7 +77,7 @@ class BC:
 
     def update(self, batch: Batch) -> dict[str, np.ndarray]:
         """One gradient step of every member on a raw batch; returns ``(S,)`` losses."""
-        batch = expand_members(batch, self.n_members)
+        batch = expand_members(batch, self.n_members, self.scalers)
         obs = self.scalers.normalize_obs(batch.observations)
         loss = (self.actor(obs) - batch.actions).pow(2).mean((-2, -1))
         self.optimizer.zero_grad(set_to_none=True)

@@ -152,7 +152,7 @@ class CQL:
     def update(self, batch: Batch) -> dict[str, np.ndarray]:
         """One gradient step of the actor, α and the critics of every member."""
         cfg = self.config
-        batch = expand_members(batch, self.n_members)
+        batch = expand_members(batch, self.n_members, self.scalers)
         obs = self.scalers.normalize_obs(batch.observations)
         next_obs = self.scalers.normalize_obs(batch.next_observations)
         rewards = self.scalers.scale_reward(batch.rewards)

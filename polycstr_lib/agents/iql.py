@@ -134,7 +134,7 @@ class IQL:
     def update(self, batch: Batch) -> dict[str, np.ndarray]:
         """One gradient step of V, Q and the actor of every member; returns ``(S,)`` losses."""
         cfg = self.config
-        batch = expand_members(batch, self.n_members)
+        batch = expand_members(batch, self.n_members, self.scalers)
         obs = self.scalers.normalize_obs(batch.observations)
         next_obs = self.scalers.normalize_obs(batch.next_observations)
         rewards = self.scalers.scale_reward(batch.rewards)
@@ -193,7 +193,7 @@ class IQL:
         """
         s = self.n_members
         obs = self.scalers.normalize_obs(torch.as_tensor(observations, dtype=torch.float32))
-        act = torch.as_tensor(actions, dtype=torch.float32)
+        act = self.scalers.to_agent_actions(torch.as_tensor(actions, dtype=torch.float32))
         obs, act = obs.expand(s, *obs.shape), act.expand(s, *act.shape)
         q = torch.minimum(self.q1_target(obs, act), self.q2_target(obs, act))
         adv = q - self.v(obs).squeeze(-1)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "ACTION_SCALINGS",
     "REWARD_SCALINGS",
     "Batch",
     "EnsembleGaussianActor",
@@ -56,6 +57,13 @@ __all__ = [
 
 #: Accepted values of ``Scalers.from_data(..., reward_scaling=...)``.
 REWARD_SCALINGS = ("return_range", "std", "none")
+
+#: Accepted values of ``Scalers.from_data(..., action_scaling=...)``.
+ACTION_SCALINGS = ("none", "minmax", "std")
+
+#: In ``'std'`` action scaling, one unit of the agent's action is this many data standard
+#: deviations (so the tanh-bounded policies reach ±3σ of the data's actions).
+ACTION_STD_UNITS = 3.0
 
 
 class TransitionData(Protocol):
@@ -152,29 +160,52 @@ class Scalers:
       no spread it falls back to ``'std'``.
     - ``'std'``: ``1 / std(rewards)`` (1 if the rewards are constant).
     - ``'none'``: 1.
+
+    Actions: the agents learn and act in their own units ``u = (a − center) / scale`` and
+    map back with ``a = center + scale · u`` (then clipped to the env's [−1, 1]); the env's
+    action space is unchanged. ``action_scaling`` chooses the units:
+
+    - ``'none'`` (default): the env's units (center 0, scale 1).
+    - ``'minmax'``: the data's range per dimension maps to [−1, 1] (the authors' early code).
+    - ``'std'``: center the data mean, one unit = :data:`ACTION_STD_UNITS` data standard
+      deviations.
+
+    A dimension without spread keeps scale 1.
     """
 
     obs_mean: torch.Tensor  # (obs_dim,) float32 dataset mean of the observations
     obs_std: torch.Tensor  # (obs_dim,) float32 dataset std of the observations (0 → 1)
     reward_scale: float  # multiplier applied to raw rewards before any learning
+    action_center: torch.Tensor | None = None  # (act_dim,) env action of agent action 0
+    action_scale: torch.Tensor | None = None  # (act_dim,) env units per agent unit
 
     @classmethod
-    def from_data(cls, data: TransitionData, reward_scaling: str = "return_range") -> Scalers:
+    def from_data(
+        cls,
+        data: TransitionData,
+        reward_scaling: str = "return_range",
+        action_scaling: str = "none",
+    ) -> Scalers:
         """Fits the scalers on a dataset.
 
         Args:
-            data: The offline dataset (observations, rewards, timeouts, return range).
+            data: The offline dataset (observations, actions, rewards, timeouts, returns).
             reward_scaling: 'return_range', 'std' or 'none' (see the class docstring).
+            action_scaling: 'none', 'minmax' or 'std' (see the class docstring).
 
         Returns:
             The fitted scalers.
 
         Raises:
-            ValueError: Unknown ``reward_scaling``.
+            ValueError: Unknown ``reward_scaling`` or ``action_scaling``.
         """
         if reward_scaling not in REWARD_SCALINGS:
             raise ValueError(
                 f"unknown reward_scaling {reward_scaling!r}; expected one of {REWARD_SCALINGS}"
+            )
+        if action_scaling not in ACTION_SCALINGS:
+            raise ValueError(
+                f"unknown action_scaling {action_scaling!r}; expected one of {ACTION_SCALINGS}"
             )
         obs = data.observations.double()
         mean = obs.mean(0)
@@ -191,7 +222,14 @@ class Scalers:
         else:
             r_std = float(data.rewards.double().std(correction=0).item()) if n > 1 else 0.0
             scale = 1.0 / r_std if r_std > 0 else 1.0
-        return cls(obs_mean=mean.float(), obs_std=std.float(), reward_scale=float(scale))
+        center, half = _action_units(data.actions.double(), action_scaling)
+        return cls(
+            obs_mean=mean.float(),
+            obs_std=std.float(),
+            reward_scale=float(scale),
+            action_center=center,
+            action_scale=half,
+        )
 
     @classmethod
     def identity(cls, obs_dim: int) -> Scalers:
@@ -206,22 +244,59 @@ class Scalers:
         """Scales raw rewards."""
         return reward * self.reward_scale
 
+    def to_agent_actions(self, action: torch.Tensor) -> torch.Tensor:
+        """Env actions → the agent's action units."""
+        if self.action_center is None:
+            return action
+        return (action - self.action_center) / self.action_scale
+
+    def to_env_actions(self, action: torch.Tensor) -> torch.Tensor:
+        """The agent's action units → env actions (not clipped)."""
+        if self.action_center is None:
+            return action
+        return self.action_center + self.action_scale * action
+
     def state_dict(self) -> dict[str, Any]:
         """Returns the scalers as a plain dict (tensors cloned)."""
-        return {
+        state: dict[str, Any] = {
             "obs_mean": self.obs_mean.clone(),
             "obs_std": self.obs_std.clone(),
             "reward_scale": self.reward_scale,
         }
+        if self.action_center is not None:
+            state["action_center"] = self.action_center.clone()
+            state["action_scale"] = self.action_scale.clone()
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Scalers:
         """Rebuilds scalers from :meth:`state_dict` output."""
+
+        def tensor(key: str) -> torch.Tensor | None:
+            if state.get(key) is None:
+                return None
+            return torch.as_tensor(state[key], dtype=torch.float32).clone()
+
         return cls(
-            obs_mean=torch.as_tensor(state["obs_mean"], dtype=torch.float32).clone(),
-            obs_std=torch.as_tensor(state["obs_std"], dtype=torch.float32).clone(),
+            obs_mean=tensor("obs_mean"),
+            obs_std=tensor("obs_std"),
             reward_scale=float(state["reward_scale"]),
+            action_center=tensor("action_center"),
+            action_scale=tensor("action_scale"),
         )
+
+
+def _action_units(actions: torch.Tensor, mode: str) -> tuple[torch.Tensor | None, ...]:
+    """Center and scale of the agent's action units (None, None for ``'none'``)."""
+    if mode == "none":
+        return None, None
+    if mode == "minmax":
+        low, high = actions.min(0).values, actions.max(0).values
+        center, half = 0.5 * (high + low), 0.5 * (high - low)
+    else:
+        center, half = actions.mean(0), ACTION_STD_UNITS * actions.std(0, correction=0)
+    half = torch.where(half > 0, half, torch.ones_like(half))
+    return center.float(), half.float()
 
 
 def as_obs_tensor(obs: np.ndarray, obs_dim: int) -> tuple[torch.Tensor, bool]:
@@ -491,15 +566,18 @@ def check_state(state: dict[str, Any], name: str, obs_dim: int, act_dim: int) ->
         )
 
 
-def expand_members(batch: Batch, n_members: int) -> Batch:
-    """Gives a batch without member axis one (shared by every member); checks sizes."""
+def expand_members(batch: Batch, n_members: int, scalers: Scalers | None = None) -> Batch:
+    """Gives a batch without member axis one (shared by every member); checks sizes; with
+    ``scalers``, puts its actions in the agent's action units."""
     if batch.observations.ndim == 2:
-        return Batch(*(x.unsqueeze(0).expand(n_members, *x.shape) for x in batch))
-    if batch.observations.shape[0] != n_members:
+        batch = Batch(*(x.unsqueeze(0).expand(n_members, *x.shape) for x in batch))
+    elif batch.observations.shape[0] != n_members:
         raise ValueError(
             f"batch has {batch.observations.shape[0]} members on its first axis; "
             f"the agent has {n_members}"
         )
+    if scalers is not None:
+        batch = batch._replace(actions=scalers.to_agent_actions(batch.actions))
     return batch
 
 
@@ -536,7 +614,7 @@ def act_members(agent: Any, obs: Any) -> np.ndarray:
     """Every member's deterministic action: ``(S, B, act_dim)`` (or ``(S, act_dim)``)."""
     x, single = as_obs_tensor(obs, agent.obs_dim)
     z = agent.scalers.normalize_obs(x).unsqueeze(0).expand(agent.n_members, *x.shape)
-    action = agent.policy(z).clamp(-1.0, 1.0).numpy()
+    action = agent.scalers.to_env_actions(agent.policy(z)).clamp(-1.0, 1.0).numpy()
     return action[:, 0] if single else action
 
 

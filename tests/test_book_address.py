@@ -298,3 +298,15 @@ def test_build_without_address_links_no_repository(built):
     page = (site / "book" / "executed" / f"{PAGE}.html").read_text(encoding="utf-8")
     assert "pip install -e ." in page
     assert "launch-buttons" not in page and "fa-rocket" not in page
+
+
+def test_command_line_writes_the_resolved_install_cell(tmp_path, monkeypatch, capsys):
+    from polycstr_lib.book import _main
+
+    path = _notebook(tmp_path / "nb.ipynb", install_cell_source(None))
+    monkeypatch.setenv("GITHUB_REPOSITORY", "owner/name")
+    assert _main([str(tmp_path)]) == 0
+    assert "owner/name" in capsys.readouterr().out
+    nb = nbformat.read(path, as_version=4)
+    assert install_cell_repository(nb.cells[0].source) == "owner/name"
+    assert "hide-input" not in nb.cells[5].metadata.get("tags", [])  # no --collapse

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "INSTALL_PROMPTS",
     "INSTALL_TAG",
     "REPOSITORY_ENV",
     "github_remote",
@@ -54,6 +55,11 @@ __all__ = [
 REPOSITORY_ENV = "GITHUB_REPOSITORY"
 #: Tag of every notebook's install cell (its first cell).
 INSTALL_TAG = "polycstr-install"
+#: Labels of the install cell's toggle on the pages (myst-nb cell options).
+INSTALL_PROMPTS = {
+    "code_prompt_show": "How to install polycstr_lib",
+    "code_prompt_hide": "Hide how to install polycstr_lib",
+}
 #: Tags that already decide whether a code cell's source is shown.
 _VISIBILITY_TAGS = frozenset(
     {"remove-cell", "remove-input", "hide-cell", "hide-input", "show-input", INSTALL_TAG}
@@ -219,7 +225,8 @@ def prepare_page(
     visible code cells.
 
     The install cell (the first cell, tagged ``polycstr-install``) gets the source of
-    :func:`install_cell_source` and the tag ``hide-input``. With ``collapse``, every other
+    :func:`install_cell_source` and the tag ``hide-input``. With ``collapse``, its toggle is
+    labelled "How to install polycstr_lib" (:data:`INSTALL_PROMPTS`) and every other
     code cell that has none of the tags ``remove-cell``, ``remove-input``, ``hide-cell``,
     ``hide-input`` or ``show-input`` gets ``hide-input``. Outputs are left as they are.
 
@@ -242,6 +249,8 @@ def prepare_page(
     cell["source"] = install_cell_source(repository).splitlines(keepends=True)
     tags = cell.setdefault("metadata", {}).setdefault("tags", [])
     tags[:] = [t for t in tags if t not in {"remove-cell", "hide-input"}] + ["hide-input"]
+    if collapse:  # the toggle says what the cell is (it comes before the page's title)
+        cell["metadata"]["mystnb"] = dict(INSTALL_PROMPTS)
     if collapse:
         for other in nb["cells"]:
             if other is cell or other.get("cell_type") != "code":

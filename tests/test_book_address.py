@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from polycstr_lib.book import (
+    INSTALL_PROMPTS,
     INSTALL_TAG,
     github_remote,
     install_cell_repository,
@@ -132,6 +133,7 @@ def test_prepare_page(tmp_path):
     assert install_cell_repository(nb.cells[0].source) == "owner/name"
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert tags[0] == [INSTALL_TAG, "hide-input"]
+    assert nb.cells[0].metadata["mystnb"] == INSTALL_PROMPTS
     assert tags[2] == ["parameters", "hide-input"]  # collapsed
     assert tags[3] == ["remove-input"]  # already decided
     assert tags[4] == ["show-input"]  # opted out
@@ -280,7 +282,7 @@ def test_build_with_github_repository_names_it(built):
     assert not [h for h in repo_links if "book/executed" in h or "book%2Fexecuted" in h]
     # the install cell, in the page (collapsed) and in its .ipynb download
     assert "git+https://github.com/owner/name" in page
-    assert "hide-input" in page
+    assert "hide-input" in page and INSTALL_PROMPTS["code_prompt_show"] in page
     download = site / "_sources" / "book" / "executed" / f"{PAGE}.ipynb"
     nb = json.loads(download.read_text(encoding="utf-8"))
     assert install_cell_repository("".join(nb["cells"][0]["source"])) == "owner/name"

@@ -1,7 +1,8 @@
 """Tables and figures of the result pages, made to read well in the book.
 
 - :func:`drop_empty_columns` and :func:`page_table`: no column that is empty or all NaN
-  (the ``± 95 %`` columns of :func:`~polycstr_lib.evaluation.seed_summary` with one seed).
+  (the ``± 95 %`` columns of :func:`~polycstr_lib.evaluation.seed_summary` with one seed);
+  with several seeds, ``mean ± 95 %`` in one column.
 - :func:`reward_figure`: normalised reward of every test episode per method on a
   symmetric-log axis (linear between -100 and 100, logarithmic beyond), so that a method
   whose episodes fail by thousands of points is on the axis with the others.
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "INTERVAL_SUFFIX",
     "REWARD_LINTHRESH",
     "drop_empty_columns",
     "page_table",
@@ -48,11 +50,17 @@ def drop_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+#: Suffix of the interval columns of :func:`~polycstr_lib.evaluation.seed_summary`.
+INTERVAL_SUFFIX = " ± 95 %"
+
+
 def page_table(
     table: pd.DataFrame, digits: int | Mapping[str, int] = 2, default_digits: int = 2
 ) -> pd.DataFrame:
     """A summary table as a page shows it: empty and all-NaN columns dropped, numbers
-    rounded.
+    rounded, and each interval column ``'<col> ± 95 %'`` merged into ``<col>`` as
+    ``'value ± half-width'`` text (``'value'`` where the half-width is NaN), which the
+    browser may wrap, so that a table with intervals still fits the text column.
 
     Args:
         table: e.g. :func:`~polycstr_lib.evaluation.seed_summary`.
@@ -66,7 +74,18 @@ def page_table(
     shown = drop_empty_columns(table)
     if isinstance(digits, Mapping):
         digits = {c: digits.get(c, default_digits) for c in shown.columns}
-    return shown.round(digits)
+    shown = shown.round(digits)
+    for col in list(shown.columns):
+        half = f"{col}{INTERVAL_SUFFIX}"
+        if half not in shown.columns:
+            continue
+        d = digits if isinstance(digits, int) else digits.get(col, default_digits)
+        shown[col] = [
+            f"{v:.{d}f}" if pd.isna(h) else f"{v:.{d}f} ± {h:.{d}f}"
+            for v, h in zip(shown[col], shown[half], strict=True)
+        ]
+        shown = shown.drop(columns=half).rename(columns={col: half})
+    return shown
 
 
 def _pooled(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:

@@ -54,9 +54,15 @@ def test_page_table_of_one_seed_has_no_all_nan_column():
     shown = page_table(table)
     assert not shown.isna().all().any()
     assert "mean ± 95 %" not in shown.columns and "mean" in shown.columns
-    # with several seeds the intervals stay
+    # with several seeds the intervals stay, merged into their column
     per_seed["A"][1] = _metrics([12, 25])
-    assert "mean ± 95 %" in page_table(seed_summary(per_seed)).columns
+    table = seed_summary(per_seed)
+    shown = page_table(table)
+    assert "mean" not in shown.columns and "min" not in shown.columns
+    assert list(shown.columns[:2]) == ["mean ± 95 %", "min ± 95 %"]
+    half = table.loc["A", "mean ± 95 %"]
+    assert shown.loc["A", "mean ± 95 %"] == f"{table.loc['A', 'mean']:.2f} ± {half:.2f}"
+    assert shown.loc["B", "mean ± 95 %"] == "35.00"  # one seed: no interval
 
 
 def test_page_table_rounds_per_column():

@@ -189,7 +189,13 @@ def install_cell_source(repository: str | None) -> str:
 
 
 def install_cell_repository(source: str) -> str | None:
-    """The repository an install cell installs from (``None`` for the local one).
+    """The repository an install cell installs from.
+
+    Args:
+        source: the source of a notebook's first cell.
+
+    Returns:
+        ``'owner/name'``, or ``None`` for the local-clone cell.
 
     Raises:
         ValueError: if ``source`` is neither form of :func:`install_cell_source`.
@@ -328,12 +334,14 @@ def launch_url(url: str, pages: Mapping[str, str] | None = None) -> str:
 
 # ------------------------------------------------------------------- Sphinx extension
 def _config_inited(app: Any, config: Any) -> None:
+    """``config-inited``: resolve the address, set the theme's repository and launch options."""
     repository = public_repository(path=app.srcdir)
     config.polycstr_repository = repository
     config.html_theme_options = theme_options(config.html_theme_options or {}, repository)
 
 
 def _builder_inited(app: Any) -> None:
+    """``builder-inited``: write the install cell into the executed pages, collapse cells."""
     executed = Path(app.srcdir) / "book" / "executed"
     for path in sorted(executed.glob("*.ipynb")):
         if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
@@ -341,7 +349,8 @@ def _builder_inited(app: Any) -> None:
         prepare_page(path, app.config.polycstr_repository)
 
 
-def _page_context(app: Any, pagename: str, templatename: str, context: dict, doctree: Any):
+def _page_context(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """``html-page-context``: launch links open the page's source notebook."""
     pages = _source_notebooks()
     for group in context.get("header_buttons", []):
         if group.get("label") != "launch-buttons":

@@ -58,6 +58,7 @@ def _git(path: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_public_repository_order(tmp_path):
     clone = tmp_path / "clone"
     clone.mkdir()

@@ -10,16 +10,11 @@ import sys
 
 import nbformat
 
-INSTALL_CELL = """# Outside the repository (Colab, Binder) install the library first.
-import importlib.util
-import subprocess
-import sys
+from polycstr_lib.book import INSTALL_TAG, install_cell_source, public_repository
 
-if importlib.util.find_spec("polycstr_lib") is None:
-    subprocess.check_call(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/polycstr/polycstr-companion"]
-    )"""
+# The install cell of the address this checkout resolves (GITHUB_REPOSITORY, else the
+# origin remote, else a local-clone instruction): see polycstr_lib.book.
+INSTALL_CELL = install_cell_source(public_repository())
 
 
 def build(cells: list[tuple], path: str) -> None:
@@ -30,7 +25,8 @@ def build(cells: list[tuple], path: str) -> None:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    out = [nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": ["remove-cell"]})]
+    install_tags = [INSTALL_TAG, "hide-input"]
+    out = [nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": install_tags})]
     for cell in cells:
         kind, source = cell[0], cell[1].strip("\n")
         tags = list(cell[2]) if len(cell) > 2 else []

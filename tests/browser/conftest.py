@@ -59,8 +59,41 @@ PROBE_SCRIPT = """
       img.addEventListener("load", ok); img.addEventListener("error", ok);
     });
   }
+  // Horizontal overflow of every code cell, code block and table at the window's width,
+  // with every collapsed cell (<details>) opened: [{what, scroll, client}] where the
+  // content (scrollWidth) is wider than the box (clientWidth), or a table is wider than
+  // the element holding it.
+  function describe(el) {
+    var cell = el.closest("div.cell");
+    var where = cell ? "cell " + (Array.prototype.indexOf.call(
+      document.querySelectorAll("div.cell"), cell) + 1) : "page";
+    var cls = (el.getAttribute("class") || "").trim().split(/\\s+/).slice(0, 2).join(".");
+    return where + ": " + el.tagName.toLowerCase() + (cls ? "." + cls : "");
+  }
+  function overflow() {
+    Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) {
+      d.open = true;
+    });
+    var found = [], checked = 0;
+    var sel = "pre, div.highlight, div.cell_input, div.cell_output, div.output, table, " +
+      "div.pst-scrollable-table-container, div.table-wrapper";
+    Array.prototype.forEach.call(document.querySelectorAll(sel), function (el) {
+      if (el.closest("#__probe__") || !el.getClientRects().length) { return; }
+      checked += 1;
+      var scroll = el.scrollWidth, client = el.clientWidth;
+      if (el.tagName === "TABLE" && el.parentElement) {
+        scroll = Math.ceil(el.getBoundingClientRect().width);
+        client = el.parentElement.clientWidth;
+      }
+      if (scroll > client + 1) {
+        found.push({what: describe(el), scroll: scroll, client: client});
+      }
+    });
+    return {checked: checked, found: found, width: window.innerWidth};
+  }
   function report(error) {
     var out = {
+      overflow: overflow(),
       images: Array.prototype.map.call(document.images, function (i) {
         return {src: i.getAttribute("src"), complete: i.complete,
                 width: i.naturalWidth, height: i.naturalHeight};
@@ -189,6 +222,11 @@ def pytest_terminal_summary(terminalreporter):
     if "math_pages" in s:
         parts.append(
             f"maths typeset on {len(s['math_pages'])} pages ({s['mjx_containers']} mjx-container)"
+        )
+    if "overflow_checked" in s:
+        parts.append(
+            f"{s['overflow_checked']} code cells/tables measured at 1280 px, "
+            f"{s['overflow_found']} overflowing"
         )
     if "screenshots" in s:
         parts.append(f"{len(s['screenshots'])} screenshots")

@@ -8,6 +8,8 @@
   127.0.0.1 unresolvable;
 * maths is typeset by MathJax on every page that has maths (``mjx-container`` elements,
   no raw TeX left in the text);
+* at 1280 px, no code cell, code block or table of any page is wider than the box holding
+  it (scrollWidth against clientWidth, collapsed cells opened);
 * screenshots of the home page and a results page (``_build/screenshots``).
 
 Counts go to ``_build/screenshots/summary.json`` and to pytest's terminal summary.
@@ -31,7 +33,11 @@ import pytest
 # launch_buttons.thebe: false), so thebe's loader, the only reader, never fetches it.
 ALLOWED_INLINE_URLS = {"https://unpkg.com/thebe@0.8.2/lib/index.js"}
 MATHJAX_ENTRY = "_static/mathjax/tex-chtml-full.js"
-RESULTS_PAGES = ("book/executed/04_cost_models.html", "book/executed/01_environment.html")
+RESULTS_PAGES = (
+    "book/executed/05_results_grade_up.html",
+    "book/executed/04_cost_models.html",
+    "book/executed/01_environment.html",
+)
 SKIP_DIRS = {"_static", "_sources", "_images", "reports"}
 RAW_TEX = ("$$", "\\begin{", "\\[", "\\(")
 MIN_PNG_BYTES = 10_000
@@ -230,7 +236,7 @@ def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
     names = [n for n in pages if n != "index.html"]  # the root only redirects
 
     def dump(name: str) -> str:
-        return browse(name + "?probe=1", "--dump-dom")
+        return browse(name + "?probe=1", "--dump-dom", f"--window-size={WINDOW[0]},{WINDOW[1]}")
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         doms = dict(zip(names, pool.map(dump, names), strict=True))
@@ -295,6 +301,25 @@ def test_browser_typesets_math(site, pages, rendered, summary):
     summary.update(math_pages=math_pages, mjx_containers=containers)
     assert math_pages, 'no page with class="math": nothing to typeset'
     assert not problems, "\n".join(problems[:40])
+
+
+def test_no_horizontal_overflow(rendered, summary):
+    """At 1280 px no code cell, code block or table scrolls sideways or pokes out."""
+    problems, checked = [], 0
+    for name, (probe, _) in rendered.items():
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        report = probe["overflow"]
+        assert report["width"] == WINDOW[0], f"{name}: measured at {report['width']} px"
+        checked += report["checked"]
+        for item in report["found"]:
+            problems.append(
+                f"{name}: {item['what']} is {item['scroll']} px wide in {item['client']} px"
+            )
+    summary.update(overflow_checked=checked, overflow_found=len(problems))
+    assert checked, "no code cell or table measured"
+    assert not problems, f"{len(problems)} overflowing elements:\n" + "\n".join(problems[:60])
 
 
 def png_size(path: Path) -> tuple[int, int]:

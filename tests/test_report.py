@@ -1,0 +1,129 @@
+"""Tables and figures of the result pages (polycstr_lib.report)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from polycstr_lib.evaluation import seed_summary  # noqa: E402
+from polycstr_lib.report import (  # noqa: E402
+    drop_empty_columns,
+    page_table,
+    reward_figure,
+    trajectory_figure,
+)
+from polycstr_lib.rollout import Trajectories  # noqa: E402
+
+
+def _metrics(rewards) -> pd.DataFrame:
+    n = len(rewards)
+    return pd.DataFrame(
+        {
+            "normalised_reward": np.asarray(rewards, float),
+            "violations": np.zeros(n, int),
+            "offset": np.ones(n),
+            "settling_h": np.full(n, 5.0),
+        }
+    )
+
+
+def test_drop_empty_columns():
+    table = pd.DataFrame(
+        {
+            "a": [1.0, np.nan],
+            "nan": [np.nan, np.nan],
+            "none": [None, None],
+            "blank": ["", " "],
+            "text": ["x", ""],
+        }
+    )
+    assert list(drop_empty_columns(table).columns) == ["a", "text"]
+    assert list(table.columns) == ["a", "nan", "none", "blank", "text"]  # not modified
+
+
+def test_page_table_of_one_seed_has_no_all_nan_column():
+    per_seed = {"A": {0: _metrics([10, 20])}, "B": {0: _metrics([30, 40])}}
+    table = seed_summary(per_seed)
+    assert table["mean ± 95 %"].isna().all()  # the raw summary has them
+    shown = page_table(table)
+    assert not shown.isna().all().any()
+    assert "mean ± 95 %" not in shown.columns and "mean" in shown.columns
+    # with several seeds the intervals stay, merged into their column
+    per_seed["A"][1] = _metrics([12, 25])
+    table = seed_summary(per_seed)
+    shown = page_table(table)
+    assert "mean" not in shown.columns and "min" not in shown.columns
+    assert list(shown.columns[:2]) == ["mean ± 95 %", "min ± 95 %"]
+    half = table.loc["A", "mean ± 95 %"]
+    assert shown.loc["A", "mean ± 95 %"] == f"{table.loc['A', 'mean']:.2f} ± {half:.2f}"
+    assert shown.loc["B", "mean ± 95 %"] == "35.00"  # one seed: no interval
+
+
+def test_page_table_rounds_per_column():
+    table = pd.DataFrame({"a": [1.23456], "b": [0.000123], "c": [np.nan]})
+    shown = page_table(table, {"b": 5})
+    assert list(shown.columns) == ["a", "b"]
+    assert shown.loc[0, "a"] == 1.23 and shown.loc[0, "b"] == 0.00012
+    assert page_table(table, 1).loc[0, "a"] == 1.2
+
+
+def test_reward_figure_keeps_every_episode_on_the_axis():
+    per_seed = {
+        "Data": {0: _metrics([0, 50, 100])},
+        "PI": {0: _metrics([60, 80])},
+        "BC": {0: _metrics([-25_000, -3_000, 40])},
+    }
+    fig, numbers = reward_figure(per_seed)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    low, high = ax.get_ylim()
+    assert low <= -25_000 and high >= 100
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Data", "PI", "BC"]
+    assert numbers["n_episodes"] == 8
+    assert numbers["n_below_zero"] == 2 and numbers["n_off_linear"] == 2
+    assert numbers["lowest_method"] == "BC" and numbers["lowest_reward"] == -25_000
+    assert numbers["best_method"] == "PI" and numbers["best_mean"] == pytest.approx(70)
+    assert "episodes below the axis" not in ax.get_title()
+    plt.close(fig)
+
+
+def _traj(final_cp: float, peak_t: float, steps: int = 20) -> Trajectories:
+    e, t = 1, steps
+    states = np.zeros((e, t + 1, 5))
+    states[0, :, 3] = np.linspace(20.0, final_cp, t + 1)
+    states[0, :, 4] = np.linspace(340.0, peak_t, t + 1)
+    inputs = np.ones((e, t + 1, 2))
+    return Trajectories(
+        scenario="startup",
+        seeds=np.arange(e),
+        observations=np.zeros((e, t + 1, 9), np.float32),
+        actions=np.zeros((e, t, 2), np.float32),
+        rewards=np.zeros((e, t)),
+        costs=np.zeros((e, t)),
+        violations=np.zeros((e, t), bool),
+        states=states,
+        inputs=inputs,
+        setpoints=np.array([[100.0, 350.0]]),
+    )
+
+
+def test_trajectory_figure_zooms_near_the_setpoint():
+    trajs = {"BC": _traj(101, 351), "BC+": _traj(99, 350), "PI": _traj(900, 700)}
+    fig, numbers = trajectory_figure(trajs, control_interval=1800.0)
+    axes = np.array(fig.axes[:6]).reshape(3, 2)
+    assert axes[0, 1].get_ylim() == pytest.approx((75.0, 125.0))
+    assert axes[1, 1].get_ylim() == pytest.approx((340.0, 360.0))
+    assert axes[0, 0].get_ylim()[1] >= 900  # the full-range panel shows the runaway
+    assert numbers["outside_zoom"] == "PI" and numbers["n_outside_zoom"] == 1
+    assert numbers["zoom_cp"] == pytest.approx(25.0) and numbers["n_methods"] == 3
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["BC", "BC+", "PI"]
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        trajectory_figure({}, control_interval=1800.0)

@@ -12,6 +12,7 @@ Shapes: a curve is a long table with one row per (algorithm, scenario, seed, ste
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,14 @@ import pandas as pd
 from polycstr_lib.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.evaluation import episode_metrics
 from polycstr_lib.rollout import rollout
-from polycstr_lib.stats import interval_estimates
+from polycstr_lib.stats import interval_estimates, probability_of_improvement
 from polycstr_lib.training import TrainConfig, train_agent, train_many
 
 __all__ = [
     "BudgetRule",
     "aggregate_curve",
+    "compare_variants",
+    "summarise_variants",
     "evaluate_agents",
     "learning_curve",
     "plot_learning_curves",
@@ -305,3 +308,144 @@ def plot_learning_curves(
     axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def compare_variants(
+    variants: Mapping[str, Mapping[str, Any]],
+    algorithms: Sequence[str],
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    episodes: int,
+    references: Mapping[str, tuple[float, float]],
+    processes: int | None = None,
+    scheduler: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Scores training variants (TrainConfig overrides) on validation episodes, per seed.
+
+    Args:
+        variants: Name → fields of :class:`~polycstr_lib.training.TrainConfig` to override
+            (e.g. ``{"minmax": {"action_scaling": "minmax"}}``; ``{}`` is the default).
+        algorithms: Agents to train.
+        scenarios: Scenarios.
+        seeds: Training seeds.
+        steps: Gradient steps of every run.
+        episodes: Validation episodes per run.
+        references: Scenario → (worst, best) data return.
+        processes: Local Dask workers.
+        scheduler: Address of an existing Dask scheduler.
+        data: Scenario → training data (None: load the datasets).
+        progress: Progress bars.
+
+    Returns:
+        One row per (variant, algorithm, scenario, seed) with the columns of
+        :func:`learning_curve` plus ``variant``.
+
+    Raises:
+        ValueError: An override that is not a TrainConfig field, or missing references.
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "algorithm",
+        "scenario",
+        "seed",
+        "steps",
+    }
+    for name, overrides in variants.items():
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"variant {name!r} overrides unknown fields {sorted(unknown)}")
+    missing = [sc for sc in scenarios if sc not in references]
+    if missing:
+        raise ValueError(f"no (return_min, return_max) references for {missing}")
+    configs = {
+        (v, a, sc, s): TrainConfig(a, sc, steps=steps, seed=s, **overrides).resolved()
+        for v, overrides in variants.items()
+        for a in algorithms
+        for sc in scenarios
+        for s in seeds
+    }
+    train_many(
+        list(configs.values()),
+        processes=processes,
+        data=data,
+        scheduler=scheduler,
+        progress=progress,
+    )
+    rows = []
+    for a in algorithms:
+        for sc in scenarios:
+            keys = [(v, s) for v in variants for s in seeds]
+            agents = [
+                train_agent(
+                    configs[v, a, sc, s],
+                    data=None if data is None else data.get(sc),
+                    progress=False,
+                )[0]
+                for v, s in keys
+            ]
+            metrics = evaluate_agents([x.act for x in agents], sc, episodes, *references[sc])
+            for (v, s), m in zip(keys, metrics, strict=True):
+                score = m["normalised_reward"]
+                rows.append(
+                    {
+                        "variant": v,
+                        "algorithm": a,
+                        "scenario": sc,
+                        "seed": int(s),
+                        "steps": steps,
+                        "mean": float(score.mean()),
+                        "median": float(score.median()),
+                        "min": float(score.min()),
+                        "runaways": int(m["runaway"].sum()),
+                        "violation_episodes": int((m["violations"] > 0).sum()),
+                        "episodes": episodes,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def summarise_variants(
+    table: pd.DataFrame, baseline: str, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Per (algorithm, variant): IQM across seeds and scenarios with its interval, the worst
+    seed, the runaways, and the probability that a run of the variant beats a run of the
+    baseline (scenarios as tasks).
+
+    Args:
+        table: Output of :func:`compare_variants`.
+        baseline: The variant the others are compared with.
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+
+    Returns:
+        One row per (algorithm, variant).
+    """
+    rows = []
+    for algorithm, part in table.groupby("algorithm", sort=True):
+        matrices = {
+            v: g.pivot(index="seed", columns="scenario", values="mean").to_numpy()
+            for v, g in part.groupby("variant", sort=False)
+        }
+        est = interval_estimates(matrices, reps=reps, seed=seed)
+        for v, g in part.groupby("variant", sort=False):
+            p, low, high = probability_of_improvement(
+                matrices[v], matrices[baseline], reps=reps, seed=seed
+            )
+            rows.append(
+                {
+                    "algorithm": algorithm,
+                    "variant": v,
+                    "iqm": est.loc[v, "iqm"],
+                    "iqm_low": est.loc[v, "iqm_low"],
+                    "iqm_high": est.loc[v, "iqm_high"],
+                    "worst_seed": float(g["mean"].min()),
+                    "worst_episode": float(g["min"].min()),
+                    "runaways": int(g["runaways"].sum()),
+                    f"P(> {baseline})": p,
+                    "P low": low,
+                    "P high": high,
+                }
+            )
+    return pd.DataFrame(rows)

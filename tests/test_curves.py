@@ -81,3 +81,38 @@ def test_learning_curve_scores_every_snapshot(minari_store, tmp_path, monkeypatc
         learning_curve("bc", "grade_up", [0], [0], 2, refs)
     with pytest.raises(ValueError, match="references"):
         learning_curve("bc", "startup", [0], [2], 2, refs)
+
+
+def test_summarise_variants_compares_with_the_baseline() -> None:
+    from polycstr_lib.curves import summarise_variants
+
+    rows = []
+    for seed in range(4):
+        for scenario in ("startup", "grade_up"):
+            rows.append(("none", scenario, seed, 50.0 + seed, 10.0, 0))
+            rows.append(("minmax", scenario, seed, 90.0 + seed, 80.0, 0))
+    table = pd.DataFrame(rows, columns=["variant", "scenario", "seed", "mean", "min", "runaways"])
+    table["algorithm"] = "iql"
+    summary = summarise_variants(table, baseline="none", reps=200).set_index("variant")
+    assert summary.loc["minmax", "P(> none)"] == 1.0
+    assert summary.loc["none", "P(> none)"] == 0.5
+    assert summary.loc["minmax", "iqm"] == pytest.approx(91.5)
+    assert summary.loc["none", "worst_episode"] == 10.0
+
+
+def test_compare_variants_trains_each_variant(minari_store, tmp_path, monkeypatch) -> None:
+    from polycstr_lib.curves import compare_variants
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    refs = {"grade_up": (-1e6, 0.0)}
+    variants = {"none": {}, "minmax": {"action_scaling": "minmax"}}
+    table = compare_variants(
+        variants, ["bc"], ["grade_up"], [0, 1], 3, 2, refs, processes=1, progress=False
+    )
+    assert len(table) == 4 and set(table["variant"]) == {"none", "minmax"}
+    assert table.groupby("variant")["mean"].nunique().min() >= 1
+    # Different action units give different policies.
+    none, minmax = (table[table.variant == v]["mean"].to_numpy() for v in ("none", "minmax"))
+    assert not np.array_equal(none, minmax)
+    with pytest.raises(ValueError, match="unknown fields"):
+        compare_variants({"bad": {"lr": 1.0}}, ["bc"], ["grade_up"], [0], 3, 2, refs)

@@ -73,7 +73,9 @@ def _cmd_evaluate_nmpc(args: argparse.Namespace) -> int:
         "NMPC (oracle)": add_optimality(episode_metrics(oracle, *refs), seeds, references),
         "PI": add_optimality(pi_metrics, seeds, references),
     }
-    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
+    with pd.option_context(
+        "display.float_format", "{:.2f}".format, "display.width", 120, "display.max_columns", None
+    ):
         print(summary_table(metrics))
     seconds = 1e3 * np.asarray(stats["solve_seconds"])
     source = "cached" if stats["cached"] else "solved"

@@ -311,3 +311,36 @@ def test_cli_evaluates_nmpc_against_pi(minari_store, tmp_path, monkeypatch, caps
     assert "solved: horizon 4" in out and "p95" in out
     assert main([*argv, "--episodes", "1", "--horizon", "4"]) == 0
     assert "cached: horizon 4" in capsys.readouterr().out
+
+
+def test_oracle_gaps_per_scenario():
+    from polycstr_lib.claims import oracle_gaps
+
+    page = {"NMPC_mean": 110.0, "PI_mean": 90.0, "PI_optimality": 80.0, "IQL_mean": 100.0}
+    page["IQL_optimality"] = 95.0
+    old_page = {"PI_mean": 10.0}  # a results page built before the oracle existed
+    table = oracle_gaps({"startup": page, "grade_up": old_page})
+    assert list(table.index) == ["PI", "IQL"]
+    assert table.loc["PI", ("startup", "gap")] == pytest.approx(20.0)
+    assert table.loc["IQL", ("startup", "optimality")] == pytest.approx(95.0)
+    assert "grade_up" not in table.columns.get_level_values("scenario")
+    assert oracle_gaps({"grade_up": old_page}).empty
+
+
+def test_profile_overrides_name_real_parameters():
+    """Every override of the paper profile (the NMPC ones included) is a notebook parameter."""
+    from polycstr_lib.pipeline import NOTEBOOK_DIR, PROFILES
+    from polycstr_lib.provenance import notebook_parameters
+
+    for notebook, overrides in PROFILES["paper"].items():
+        params = {
+            row["name"]: row for row in notebook_parameters(NOTEBOOK_DIR / f"{notebook}.ipynb")
+        }
+        for name, value in overrides.items():
+            assert name in params, f"{notebook} has no parameter {name!r}"
+            assert type(value) is type(params[name]["default"]), (notebook, name)
+            assert params[name]["comment"], f"{notebook}.{name} has no comment"
+    assert (
+        PROFILES["paper"]["05_results"]["nmpc_episodes"]
+        <= (PROFILES["paper"]["05_results"]["test_episodes"])
+    )

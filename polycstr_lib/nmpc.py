@@ -223,9 +223,19 @@ class NMPCController:
             state the plan expects after the first interval).
         """
         mpc = self.mpc
+        state = np.asarray(state, dtype=np.float64)
+        inputs = np.asarray(inputs, dtype=np.float64)
+        guess = np.asarray(guess, dtype=np.float64)
+        if state.shape != (5,) or inputs.shape != (2,) or guess.shape != self._shift.shape:
+            raise ValueError(
+                f"need state (5,), inputs (2,) and guess {self._shift.shape}, got "
+                f"{state.shape}, {inputs.shape} and {guess.shape}"
+            )
+        if not (np.all(np.isfinite(state)) and np.all(np.isfinite(inputs))):
+            raise ValueError(f"state and inputs must be finite, got {state} and {inputs}")
         mpc.opt_x_num.master = _dm(guess)
-        mpc.opt_p_num["_x0"] = np.asarray(state, dtype=np.float64)
-        mpc.opt_p_num["_u_prev"] = np.asarray(inputs, dtype=np.float64)
+        mpc.opt_p_num["_x0"] = state
+        mpc.opt_p_num["_u_prev"] = inputs
         mpc.flags["initial_run"] = False  # primal warm start only
         start = time.perf_counter()
         mpc.solve()
@@ -235,8 +245,7 @@ class NMPCController:
         u0 = np.asarray(mpc.opt_x_num["_u", 0, 0]).ravel() * _INPUT_SCALE
         # IPOPT meets bounds and constraints to its tolerances (1e-8 relative): snap the move
         # onto the exact bounds and rate limit, as the env would.
-        previous = np.asarray(inputs, dtype=np.float64)
-        u0 = previous + np.clip(u0 - previous, -ACTION_SCALE, ACTION_SCALE)
+        u0 = inputs + np.clip(u0 - inputs, -ACTION_SCALE, ACTION_SCALE)
         u0 = np.clip(u0, self.params.input_low, self.params.input_high)
         predicted = np.asarray(mpc.opt_x_num["_x", 1, 0, -1]).ravel() * STATE_SCALE
         info = {
@@ -249,7 +258,7 @@ class NMPCController:
         return u0, solution[self._shift], info
 
 
-def _flat(entry) -> list:
+def _flat(entry: object) -> list:
     """Flatten a (possibly nested) list of CasADi columns from struct indexing."""
     if isinstance(entry, list):
         out = []
@@ -259,7 +268,7 @@ def _flat(entry) -> list:
     return [entry]
 
 
-def _dm(values: np.ndarray):
+def _dm(values: np.ndarray) -> object:
     import casadi
 
     return casadi.DM(np.asarray(values, dtype=np.float64))

@@ -136,6 +136,18 @@ def test_plan_respects_rate_limit_bounds_and_predicts_the_simulator(grade_up_con
     assert inputs[0] > ss.inputs[0] + ACTION_SCALE[0]
 
 
+def test_solve_rejects_bad_input(grade_up_controller):
+    ctrl = grade_up_controller
+    ss = steady_state(60.0)
+    guess = ctrl.initial_guess(ss.state, ss.inputs)
+    with pytest.raises(ValueError, match="state"):
+        ctrl.solve(ss.state[:4], ss.inputs, guess)
+    with pytest.raises(ValueError, match="guess"):
+        ctrl.solve(ss.state, ss.inputs, guess[:-1])
+    with pytest.raises(ValueError, match="finite"):
+        ctrl.solve(ss.state, np.array([np.nan, 340.0]), guess)
+
+
 def test_warm_start_shifts_the_plan_by_one_interval(grade_up_controller):
     ctrl = grade_up_controller
     ss = steady_state(60.0)

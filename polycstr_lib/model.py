@@ -15,6 +15,12 @@ Reaction and energy balances (rates in mol/(m^3 s), Arrhenius ``k = k0 exp(-E / 
     rho c_p V dT/dt = dH r_p V - UA (T - T_c) + q rho c_p (T_f - T)
 
 with ``q = (F_I + F_A + F_S) / (3600 rho)`` and ``D = q / V``.
+
+The balances are written once, in :func:`rhs_terms`, over any array namespace that has
+arithmetic and ``exp``: :func:`reactor_rhs` evaluates them with NumPy and
+:func:`reactor_rhs_casadi` traces them into a CasADi expression for the NMPC oracle
+(:mod:`polycstr_lib.nmpc`). The compiled integrator keeps its own scalar kernel with the
+analytic Jacobian; tests hold all three to round-off of each other.
 """
 
 from __future__ import annotations

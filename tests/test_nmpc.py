@@ -185,12 +185,13 @@ def test_temperature_limit_binds():
     assert _startup_peak(356.0) < 356.0 + 0.05
 
 
-def test_policy_beats_pi_and_holding_on_a_short_episode():
+@pytest.mark.parametrize("scenario", ["startup", "grade_down", "grade_up"])
+def test_policy_beats_pi_and_holding_on_a_short_episode(scenario):
     steps, seeds = 24, eval_seeds(2)
-    policy = NMPCPolicy("grade_up", SMALL)
-    nmpc = rollout(policy, "grade_up", seeds, steps=steps)
-    pi = rollout(PIController(GainRanges().nominal()), "grade_up", seeds, steps=steps)
-    hold = rollout(hold_policy, "grade_up", seeds, steps=steps)
+    policy = NMPCPolicy(scenario, SMALL)
+    nmpc = rollout(policy, scenario, seeds, steps=steps)
+    pi = rollout(PIController(GainRanges().nominal()), scenario, seeds, steps=steps)
+    hold = rollout(hold_policy, scenario, seeds, steps=steps)
     assert np.all(nmpc.returns > pi.returns) and np.all(nmpc.returns > hold.returns)
     assert not nmpc.violations.any()
     assert len(policy.solve_seconds) == 2 * steps and policy.failures == 0

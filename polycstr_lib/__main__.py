@@ -9,6 +9,8 @@ import time
 
 from polycstr_lib.scenarios import SCENARIOS
 
+NMPC_HORIZON = 10  # default NMPC horizon of the CLI, equal to NMPCConfig's (checked by a test)
+
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from polycstr_lib.datasets import DatasetConfig, ensure_dataset
@@ -55,8 +57,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate_nmpc(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from polycstr_lib.datasets import ensure_dataset, eval_seeds, read_sidecar
+    from polycstr_lib.evaluation import (
+        add_optimality,
+        episode_metrics,
+        evaluate_policy,
+        optimality_references,
+        summary_table,
+    )
+    from polycstr_lib.nmpc import NMPCConfig, NMPCRun, run_nmpc
+    from polycstr_lib.pi import GainRanges, PIController
+
+    ensure_dataset(args.scenario)
+    side = read_sidecar(args.scenario)
+    refs = (side["return_min"], side["return_max"])
+    run = NMPCRun(args.scenario, args.episodes, nmpc=NMPCConfig(horizon=args.horizon))
+    oracle, stats = run_nmpc(run, progress=True, force=args.force)
+    references = optimality_references(oracle)
+    seeds = eval_seeds(args.episodes)
+    pi_metrics = evaluate_policy(
+        PIController(GainRanges().nominal()), args.scenario, args.episodes, *refs, progress=True
+    )[0]
+    metrics = {
+        "NMPC (oracle)": add_optimality(episode_metrics(oracle, *refs), seeds, references),
+        "PI": add_optimality(pi_metrics, seeds, references),
+    }
+    with pd.option_context(
+        "display.float_format", "{:.2f}".format, "display.width", 120, "display.max_columns", None
+    ):
+        print(summary_table(metrics))
+    seconds = 1e3 * np.asarray(stats["solve_seconds"])
+    source = "cached" if stats["cached"] else "solved"
+    print(
+        f"[nmpc] {source}: horizon {args.horizon}, {len(seconds)} solves, solve time per step "
+        f"median {np.median(seconds):.1f} ms, p95 {np.percentile(seconds, 95):.1f} ms, "
+        f"{stats['failures']} not converged"
+    )
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
+
+    if args.policy == "nmpc":
+        return _cmd_evaluate_nmpc(args)
 
     from polycstr_lib.cost_models import CostModelConfig, train_cost_model
     from polycstr_lib.datasets import ensure_dataset, load_offline_data, read_sidecar
@@ -147,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train (or load) one agent on a scenario's dataset")
     evaluate = sub.add_parser(
-        "evaluate", help="evaluate PI and one agent on test episodes (table of metrics)"
+        "evaluate",
+        help="evaluate PI and one agent, or the NMPC oracle, on test episodes (table of metrics)",
     )
     for p in (train, evaluate):
         choices = ["bc", "iql", "cql"] + (["pi"] if p is evaluate else [])
@@ -179,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_cmd_train)
     evaluate.add_argument("--episodes", type=_positive, default=20, help="test episodes")
+    evaluate.add_argument(
+        "--policy",
+        choices=["agent", "nmpc"],
+        default="agent",
+        help="'agent': PI and --algorithm (default); 'nmpc': PI and the NMPC oracle",
+    )
+    evaluate.add_argument(
+        "--horizon", type=_positive, default=NMPC_HORIZON, help="NMPC horizon (30-min steps)"
+    )
+    evaluate.add_argument("--force", action="store_true", help="re-solve NMPC even if cached")
     evaluate.add_argument("--corrected", action="store_true", help="also the '+' version")
     evaluate.add_argument("--correction-steps", type=_positive, default=3, help="safety K")
     evaluate.add_argument("--step-size", type=float, default=0.001, help="safety eta")

@@ -190,6 +190,41 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
     return table
 
 
+ORACLE = "NMPC"  # glue prefix of the NMPC oracle's row on the results pages
+GAP_METHODS = ("PI", "BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")
+
+
+def oracle_gaps(results: dict[str, dict]) -> pd.DataFrame:
+    """How far each method is from the NMPC oracle, per scenario.
+
+    Args:
+        results: scenario -> glued values of its results page (``NMPC_mean`` and, per
+            method, ``<METHOD>_mean`` and ``<METHOD>_optimality``). Pages without the
+            oracle's values are skipped.
+
+    Returns:
+        DataFrame indexed by method with two columns per scenario: ``(scenario,
+        'optimality')`` (0 = holding the initial inputs, 100 = the oracle) and
+        ``(scenario, 'gap')`` (the oracle's mean data-range score minus the method's, in
+        points); empty when no page has the oracle.
+    """
+    columns = {}
+    for scenario, vals in results.items():
+        if f"{ORACLE}_mean" not in vals:
+            continue
+        oracle = float(vals[f"{ORACLE}_mean"])
+        methods = [m for m in GAP_METHODS if f"{m}_mean" in vals]
+        columns[(scenario, "optimality")] = {
+            m: float(vals.get(f"{m}_optimality", float("nan"))) for m in methods
+        }
+        columns[(scenario, "gap")] = {m: oracle - float(vals[f"{m}_mean"]) for m in methods}
+    if not columns:
+        return pd.DataFrame()
+    table = pd.DataFrame(columns)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["scenario", "score"])
+    return table.reindex([m for m in GAP_METHODS if m in table.index])
+
+
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     """How many claims hold, partly hold and do not hold."""
     counts = table["verdict"].value_counts()

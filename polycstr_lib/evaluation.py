@@ -106,6 +106,87 @@ def evaluate_policy(
     return episode_metrics(traj, return_min, return_max), traj
 
 
+def optimality_score(returns, hold_returns, oracle_returns) -> np.ndarray:
+    """Optimality-normalised score: ``100 (R - R_hold) / (R_oracle - R_hold)`` per episode.
+
+    0 is holding the initial inputs for the whole episode, 100 is the NMPC oracle on the same
+    initial state; values above 100 (better than the oracle's finite horizon) and below 0
+    are kept.
+
+    Args:
+        returns: ``(E,)`` episode returns of the method.
+        hold_returns: ``(E,)`` returns of holding the initial inputs from the same states.
+        oracle_returns: ``(E,)`` returns of the NMPC oracle from the same states.
+
+    Returns:
+        ``(E,)`` scores.
+
+    Raises:
+        ValueError: if the shapes differ or the oracle does not beat holding on an episode.
+    """
+    r, h, o = (np.asarray(x, dtype=np.float64) for x in (returns, hold_returns, oracle_returns))
+    if not r.shape == h.shape == o.shape:
+        raise ValueError(f"shapes differ: returns {r.shape}, hold {h.shape}, oracle {o.shape}")
+    if np.any(o <= h):
+        bad = np.flatnonzero(o <= h)
+        raise ValueError(
+            f"the oracle does not beat holding the inputs on episode(s) {bad.tolist()}"
+        )
+    return 100.0 * (r - h) / (o - h)
+
+
+def add_optimality(
+    metrics: pd.DataFrame, seeds: np.ndarray, references: pd.DataFrame
+) -> pd.DataFrame:
+    """A copy of ``metrics`` with an ``optimality`` column.
+
+    Args:
+        metrics: per-episode metrics (:func:`episode_metrics`), one row per seed of ``seeds``.
+        seeds: ``(E,)`` env seeds of the episodes, in the rows' order.
+        references: indexed by env seed, columns ``hold`` and ``oracle`` (returns), e.g. from
+            :func:`optimality_references`.
+
+    Returns:
+        The metrics with ``optimality`` (:func:`optimality_score`) where the seed has a
+        reference and NaN elsewhere.
+
+    Raises:
+        ValueError: if ``seeds`` does not match the number of rows.
+    """
+    seeds = np.asarray(seeds)
+    if seeds.shape != (len(metrics),):
+        raise ValueError(f"need one seed per row: {len(metrics)} rows, seeds {seeds.shape}")
+    out = metrics.copy()
+    known = np.isin(seeds, references.index.to_numpy())
+    score = np.full(len(metrics), np.nan)
+    if known.any():
+        ref = references.loc[seeds[known]]
+        score[known] = optimality_score(
+            out["return"].to_numpy()[known], ref["hold"].to_numpy(), ref["oracle"].to_numpy()
+        )
+    out["optimality"] = score
+    return out
+
+
+def optimality_references(oracle: Trajectories) -> pd.DataFrame:
+    """Returns of the oracle and of holding the initial inputs, per env seed.
+
+    Args:
+        oracle: the NMPC oracle's trajectories (its seeds are replayed with zero actions).
+
+    Returns:
+        DataFrame indexed by ``seed`` with ``hold`` and ``oracle`` returns.
+    """
+    from polycstr_lib.nmpc import hold_policy
+
+    steps = oracle.rewards.shape[1]
+    hold = rollout(hold_policy, oracle.scenario, oracle.seeds, steps=steps)
+    return pd.DataFrame(
+        {"hold": hold.returns, "oracle": oracle.returns},
+        index=pd.Index(oracle.seeds, name="seed"),
+    )
+
+
 def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per method: mean/min/max normalised reward, violations, offset, settling.
 
@@ -116,7 +197,11 @@ def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         DataFrame indexed by method (normalised reward ``mean``, ``min``, ``max``,
         ``std`` over episodes, then the other metrics). ``settled %`` is the share of
         episodes that settle; ``settling h`` the median settling time of those that do.
+        Where some method's metrics have an ``optimality`` column (:func:`add_optimality`),
+        the table has an ``optimality`` column too: its mean over the episodes that have
+        one (NaN for a method without).
     """
+    with_optimality = any("optimality" in m for m in metrics.values())
     rows = {}
     for name, m in metrics.items():
         settled = np.isfinite(m["settling_h"])
@@ -130,6 +215,9 @@ def summary_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             "settled %": 100.0 * settled.mean(),
             "settling h": float(np.median(m["settling_h"][settled])) if settled.any() else np.inf,
         }
+        if with_optimality:
+            score = m["optimality"].dropna() if "optimality" in m else pd.Series(dtype=float)
+            rows[name]["optimality"] = float(score.mean()) if len(score) else np.nan
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

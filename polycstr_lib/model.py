@@ -15,6 +15,12 @@ Reaction and energy balances (rates in mol/(m^3 s), Arrhenius ``k = k0 exp(-E / 
     rho c_p V dT/dt = dH r_p V - UA (T - T_c) + q rho c_p (T_f - T)
 
 with ``q = (F_I + F_A + F_S) / (3600 rho)`` and ``D = q / V``.
+
+The balances are written once, in :func:`rhs_terms`, over any array namespace that has
+arithmetic and ``exp``: :func:`reactor_rhs` evaluates them with NumPy and
+:func:`reactor_rhs_casadi` traces them into a CasADi expression for the NMPC oracle
+(:mod:`polycstr_lib.nmpc`). The compiled integrator keeps its own scalar kernel with the
+analytic Jacobian; tests hold all three to round-off of each other.
 """
 
 from __future__ import annotations
@@ -74,33 +80,44 @@ class ReactorParams:
         return np.array([self.feed_max, self.coolant_max])
 
 
-def rate_constants(temperature, params: ReactorParams):
-    """Arrhenius constants ``(k_d, k_p, k_t)`` at ``temperature`` (K); broadcasts."""
-    inv_rt = 1.0 / (params.gas_constant * np.asarray(temperature, dtype=np.float64))
+def rate_constants(temperature, params: ReactorParams, exp=np.exp):
+    """Arrhenius constants ``(k_d, k_p, k_t)`` at ``temperature`` (K).
+
+    Args:
+        temperature: K; a number, a NumPy array (broadcasts) or a CasADi expression.
+        params: the reactor constants.
+        exp: the exponential of the array namespace (``np.exp``, ``casadi.exp``).
+
+    Returns:
+        The three rate constants, each like ``temperature``.
+    """
+    inv_rt = 1.0 / (params.gas_constant * temperature)
     return (
-        params.kd0 * np.exp(-params.ed * inv_rt),
-        params.kp0 * np.exp(-params.ep * inv_rt),
-        params.kt0 * np.exp(-params.et * inv_rt),
+        params.kd0 * exp(-params.ed * inv_rt),
+        params.kp0 * exp(-params.ep * inv_rt),
+        params.kt0 * exp(-params.et * inv_rt),
     )
 
 
-def reactor_rhs(state: np.ndarray, inputs: np.ndarray, params: ReactorParams) -> np.ndarray:
-    """Time derivative of the state, pure and float64.
+def rhs_terms(state, inputs, params: ReactorParams, exp=np.exp) -> tuple:
+    """The five balances, written once for every back end.
+
+    Only arithmetic and ``exp`` are used, so the same code evaluates NumPy arrays
+    (:func:`reactor_rhs`) and CasADi symbols (:func:`reactor_rhs_casadi`, the NMPC's model).
 
     Args:
-        state: ``(..., 5)`` array ``[C_A, C_I, C_R, C_P, T]``.
-        inputs: ``(..., 2)`` array ``[F_I (kg/h), T_c (K)]``, broadcastable to ``state``.
-        params: the reactor constants.
+        state: five components ``(C_A, C_I, C_R, C_P, T)`` (any indexable of length 5).
+        inputs: two components ``(F_I (kg/h), T_c (K))``.
+        params: the reactor constants (plain Python floats).
+        exp: the exponential of the array namespace.
 
     Returns:
-        ``(..., 5)`` array of derivatives, per second.
+        ``(dC_A/dt, dC_I/dt, dC_R/dt, dC_P/dt, dT/dt)``, per second.
     """
-    state = np.asarray(state, dtype=np.float64)
-    inputs = np.asarray(inputs, dtype=np.float64)
-    c_a, c_i, c_r, c_p, temp = np.moveaxis(state, -1, 0)
-    feed, coolant = np.moveaxis(inputs, -1, 0)
+    c_a, c_i, c_r, c_p, temp = (state[i] for i in range(5))
+    feed, coolant = inputs[0], inputs[1]
     p = params
-    k_d, k_p, k_t = rate_constants(temp, p)
+    k_d, k_p, k_t = rate_constants(temp, p, exp)
     flow = (feed + p.monomer_feed + p.solvent_feed) / (3600.0 * p.density)
     dilution = flow / p.volume
     r_d = k_d * c_i / p.initiator_molar_mass
@@ -116,7 +133,46 @@ def reactor_rhs(state: np.ndarray, inputs: np.ndarray, params: ReactorParams) ->
         - p.heat_transfer * (temp - coolant)
         + flow * p.density * p.heat_capacity * (p.feed_temperature - temp)
     ) / heat
-    return np.stack(np.broadcast_arrays(d_a, d_i, d_r, d_p, d_t), axis=-1)
+    return d_a, d_i, d_r, d_p, d_t
+
+
+def reactor_rhs(state: np.ndarray, inputs: np.ndarray, params: ReactorParams) -> np.ndarray:
+    """Time derivative of the state, pure and float64 (NumPy back end of :func:`rhs_terms`).
+
+    Args:
+        state: ``(..., 5)`` array ``[C_A, C_I, C_R, C_P, T]``.
+        inputs: ``(..., 2)`` array ``[F_I (kg/h), T_c (K)]``, broadcastable to ``state``.
+        params: the reactor constants.
+
+    Returns:
+        ``(..., 5)`` array of derivatives, per second.
+    """
+    state = np.moveaxis(np.asarray(state, dtype=np.float64), -1, 0)
+    inputs = np.moveaxis(np.asarray(inputs, dtype=np.float64), -1, 0)
+    terms = rhs_terms(state, inputs, params, np.exp)
+    return np.stack(np.broadcast_arrays(*terms), axis=-1)
+
+
+def reactor_rhs_casadi(state, inputs, params: ReactorParams):
+    """Time derivative of the state as a CasADi expression (CasADi back end of
+    :func:`rhs_terms`).
+
+    Args:
+        state: CasADi ``SX``/``MX`` column of 5 ``[C_A, C_I, C_R, C_P, T]``.
+        inputs: CasADi column of 2 ``[F_I (kg/h), T_c (K)]``.
+        params: the reactor constants.
+
+    Returns:
+        A 5x1 CasADi expression of the derivatives, per second.
+
+    Raises:
+        ValueError: if ``state`` or ``inputs`` has the wrong shape.
+    """
+    import casadi
+
+    if state.shape != (5, 1) or inputs.shape != (2, 1):
+        raise ValueError(f"state must be 5x1 and inputs 2x1, got {state.shape} and {inputs.shape}")
+    return casadi.vertcat(*rhs_terms(state, inputs, params, casadi.exp))
 
 
 @dataclass(frozen=True)

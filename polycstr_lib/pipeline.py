@@ -46,7 +46,13 @@ RUNS: tuple[NotebookRun, ...] = (
 PROFILES: dict[str, dict[str, dict]] = {
     "quick": {},
     "paper": {
-        "01_environment": {"grade_points": 41},
+        "01_environment": {
+            "grade_points": 41,
+            "nmpc_horizons": [5, 10, 20, 40],
+            "nmpc_study_scenarios": ["startup", "grade_down", "grade_up"],
+            "nmpc_study_episodes": 2,
+            "nmpc_study_steps": 200,
+        },
         "02_dataset": {},
         "03_iql_theory": {"bc_steps": 10_000, "iql_steps": 10_000, "test_episodes": 50},
         "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
@@ -67,6 +73,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "cql_steps": 500,
             "cost_steps": 10_000,
             "test_episodes": 50,
+            "nmpc_episodes": 50,
         },
         "06_ablations": {
             "agent_steps": 5000,

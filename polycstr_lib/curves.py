@@ -28,6 +28,7 @@ from polycstr_lib.training import TrainConfig, train_agent, train_many
 
 __all__ = [
     "BudgetRule",
+    "with_interval",
     "aggregate_curve",
     "compare_variants",
     "summarise_variants",
@@ -449,3 +450,19 @@ def summarise_variants(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def with_interval(
+    table: pd.DataFrame, column: str, low: str, high: str, digits: int = 1
+) -> pd.DataFrame:
+    """Replaces ``column``, ``low`` and ``high`` by one text column ``'value [low, high]'``
+    named ``'<column> [95 % CI]'`` (a narrower table for the page)."""
+    out = table.copy()
+    text = [
+        f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        for v, lo, hi in zip(out[column], out[low], out[high], strict=True)
+    ]
+    position = out.columns.get_loc(column)
+    out = out.drop(columns=[column, low, high])
+    out.insert(position, f"{column} [95 % CI]", text)
+    return out

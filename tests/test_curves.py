@@ -116,3 +116,12 @@ def test_compare_variants_trains_each_variant(minari_store, tmp_path, monkeypatc
     assert not np.array_equal(none, minmax)
     with pytest.raises(ValueError, match="unknown fields"):
         compare_variants({"bad": {"lr": 1.0}}, ["bc"], ["grade_up"], [0], 3, 2, refs)
+
+
+def test_with_interval_merges_three_columns() -> None:
+    from polycstr_lib.curves import with_interval
+
+    table = pd.DataFrame({"a": ["x"], "iqm": [97.06], "lo": [95.0], "hi": [98.81], "b": [1]})
+    out = with_interval(table, "iqm", "lo", "hi")
+    assert list(out.columns) == ["a", "iqm [95 % CI]", "b"]
+    assert out.iloc[0, 1] == "97.1 [95.0, 98.8]"

@@ -17,9 +17,9 @@ machine, or an existing cluster given by its scheduler address).
 
 Training is reproducible: the same configurations and data give bit-identical weights (one
 torch thread per worker, private generators; the global torch and NumPy RNG states are left
-untouched). A member of an ensemble equals the run of its seed alone to round-off (about
-1e-7 per step; ``tests/test_agents.py``); ``config.json`` records which seeds were trained
-together.
+untouched). A BC or IQL member of an ensemble equals the run of its seed trained alone bit
+for bit (``tests/test_agents.py``; CQL to round-off), so a cached run does not depend on the
+seeds it was trained with; ``config.json`` records them anyway.
 """
 
 from __future__ import annotations

@@ -314,12 +314,12 @@ def member_tensors(agent, index: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ensemble_member_matches_single_seed_run(name: str, data: TinyData) -> None:
-    """Member k of an S-member ensemble trains like the one-member agent of seed k.
+    """Member k of an S-member ensemble trains bit for bit like the one-member agent of seed
+    k: every member's products are its own calls, whatever S is (see EnsembleLinear).
 
-    The two runs do the same arithmetic per member except that batched matrix products and
-    reductions over S rows may round differently from those over one row (~1e-7 per step),
-    so after 200 steps they agree to 1e-5, far below any effect of a different seed (BC's
-    single matrix chain happens to round identically).
+    CQL is the exception found: after ~150 steps its actor's output bias can differ in the
+    last bit (cause not isolated; an elementwise kernel's vector/scalar split depends on
+    the tensor's total size), so its members are checked to 1e-5 after 200 steps.
     """
     ensemble = new_agent(name, data, seed=list(SEEDS))
     train_steps(ensemble, data, SEEDS, 200)
@@ -328,14 +328,30 @@ def test_ensemble_member_matches_single_seed_run(name: str, data: TinyData) -> N
         train_steps(single, data, (seed,), 200)
         got, want = member_tensors(ensemble, k), member_tensors(single, 0)
         for key in want:
-            torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-5, msg=key)
+            if name == "cql":
+                torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-5, msg=key)
+            else:
+                assert torch.equal(got[key], want[key]), key
     other = member_tensors(ensemble, 1)
     assert any(not torch.allclose(other[k], want[k], atol=1e-3) for k in want)
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_ensemble_member_matches_at_full_size(name: str, data: TinyData) -> None:
+    """The same at the real 2x256 size and batch 256, where batched kernels would differ."""
+    config = dataclasses.replace(small_config(name), hidden_dims=(256, 256))
+    scalers = Scalers.from_data(data)
+    ensemble = make_agent(name, OBS_DIM, ACT_DIM, config, scalers, seed=[3, 4])
+    single = make_agent(name, OBS_DIM, ACT_DIM, config, scalers, seed=4)
+    train_steps(ensemble, data, (3, 4), 3, batch_size=256)
+    train_steps(single, data, (4,), 3, batch_size=256)
+    got, want = member_tensors(ensemble, 1), member_tensors(single, 0)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_ensemble_losses_are_the_members_own(name: str, data: TinyData) -> None:
-    """Loss oracle per member: the ensemble's first-step losses equal each member's alone."""
+    """Loss oracle per member: the ensemble's first-step losses are each member's alone."""
     batch = sample_batch(data, 32, [torch.Generator().manual_seed(s) for s in SEEDS])
     losses = new_agent(name, data, seed=list(SEEDS)).update(batch)
     for k, seed in enumerate(SEEDS):
@@ -343,7 +359,7 @@ def test_ensemble_losses_are_the_members_own(name: str, data: TinyData) -> None:
         alone = new_agent(name, data, seed=seed).update(row)
         for key, value in alone.items():
             assert losses[key].shape == (len(SEEDS),)
-            assert losses[key][k] == pytest.approx(value[0], rel=1e-5, abs=1e-6), key
+            assert losses[key][k] == value[0], key
 
 
 @pytest.mark.parametrize("name", NAMES)

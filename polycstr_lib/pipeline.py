@@ -65,6 +65,9 @@ PROFILES: dict[str, dict[str, dict]] = {
                 "cql": [250, 500, 1000, 2000],
             },
             "validation_episodes": 20,
+            "variant_scenarios": ["startup", "grade_up"],
+            "variant_seeds": list(range(5)),
+            "variant_steps": 5000,
         },
         "05_results": {
             "seeds": [0, 1, 2, 3, 4],

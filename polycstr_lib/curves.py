@@ -122,6 +122,20 @@ def evaluate_agents(
     ]
 
 
+def _seed_row(metrics: pd.DataFrame, **keys: Any) -> dict[str, Any]:
+    """One run's validation statistics (from :func:`evaluate_agents` metrics) with its keys."""
+    score = metrics["normalised_reward"]
+    return {
+        **keys,
+        "mean": float(score.mean()),
+        "median": float(score.median()),
+        "min": float(score.min()),
+        "runaways": int(metrics["runaway"].sum()),
+        "violation_episodes": int((metrics["violations"] > 0).sum()),
+        "episodes": len(metrics),
+    }
+
+
 def learning_curve(
     algorithms: str | Sequence[str],
     scenarios: str | Sequence[str],
@@ -209,21 +223,7 @@ def learning_curve(
                     [x.act for x in agents], scenario, episodes, *references[scenario]
                 )
                 for s, m in zip(seeds, metrics, strict=True):
-                    score = m["normalised_reward"]
-                    rows.append(
-                        {
-                            "algorithm": a,
-                            "scenario": scenario,
-                            "seed": int(s),
-                            "steps": k,
-                            "mean": float(score.mean()),
-                            "median": float(score.median()),
-                            "min": float(score.min()),
-                            "runaways": int(m["runaway"].sum()),
-                            "violation_episodes": int((m["violations"] > 0).sum()),
-                            "episodes": episodes,
-                        }
-                    )
+                    rows.append(_seed_row(m, algorithm=a, scenario=scenario, seed=int(s), steps=k))
     return pd.DataFrame(rows)
 
 
@@ -388,21 +388,8 @@ def compare_variants(
             ]
             metrics = evaluate_agents([x.act for x in agents], sc, episodes, *references[sc])
             for (v, s), m in zip(keys, metrics, strict=True):
-                score = m["normalised_reward"]
                 rows.append(
-                    {
-                        "variant": v,
-                        "algorithm": a,
-                        "scenario": sc,
-                        "seed": int(s),
-                        "steps": steps,
-                        "mean": float(score.mean()),
-                        "median": float(score.median()),
-                        "min": float(score.min()),
-                        "runaways": int(m["runaway"].sum()),
-                        "violation_episodes": int((m["violations"] > 0).sum()),
-                        "episodes": episodes,
-                    }
+                    _seed_row(m, variant=v, algorithm=a, scenario=sc, seed=int(s), steps=steps)
                 )
     return pd.DataFrame(rows)
 

@@ -91,7 +91,9 @@ def test_train_agent_trains_logs_and_saves(name: str, data, tmp_artifacts: Path)
     assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1)
 
 
-def test_second_call_loads_instead_of_training(data, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def bc_updates(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts BC gradient steps: ``calls["n"]``."""
     calls = {"n": 0}
     original = BC.update
 
@@ -100,6 +102,11 @@ def test_second_call_loads_instead_of_training(data, monkeypatch: pytest.MonkeyP
         return original(self, batch)
 
     monkeypatch.setattr(BC, "update", counting_update)
+    return calls
+
+
+def test_second_call_loads_instead_of_training(data, bc_updates) -> None:
+    calls = bc_updates
     config = tiny_config("bc")
     agent1, log1 = train_agent(config, data=data, progress=False)
     assert calls["n"] == 6
@@ -316,15 +323,8 @@ def test_snapshot_equals_the_shorter_run(name: str, data, tmp_artifacts: Path) -
         )
 
 
-def test_ensemble_of_different_budgets_trains_once(data, monkeypatch) -> None:
-    calls = {"n": 0}
-    original = BC.update
-
-    def counting_update(self, batch):
-        calls["n"] += 1
-        return original(self, batch)
-
-    monkeypatch.setattr(BC, "update", counting_update)
+def test_ensemble_of_different_budgets_trains_once(data, bc_updates) -> None:
+    calls = bc_updates
     configs = [tiny_config("bc", seed=0, steps=3), tiny_config("bc", seed=1, steps=6)]
     results = train_ensemble(configs, data=data, progress=False)
     assert calls["n"] == 6  # one batched model, trained to the largest budget

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from polycstr_lib.artifacts import artifact_dir, atomic_write_bytes, config_key, config_to_dict
-from polycstr_lib.datasets import eval_seeds
+from polycstr_lib.datasets import SPLITS, episode_seeds
 from polycstr_lib.env import ACTION_SCALE, CONTROL_INTERVAL, EPISODE_STEPS, TEMPERATURE_LIMIT
 from polycstr_lib.model import STATE_NAMES, STATE_SCALE, ReactorParams, reactor_rhs_casadi
 from polycstr_lib.rollout import Trajectories, rollout
@@ -359,10 +359,11 @@ class NMPCRun:
     """One cached batch of NMPC test episodes (the cache key is a hash of all fields)."""
 
     scenario: str  # scenario name
-    episodes: int  # number of test episodes, env seeds eval_seeds(episodes, seed_offset)
-    seed_offset: int = 0  # offset of the test seeds (0: the same episodes as every table)
+    episodes: int  # number of episodes, env seeds episode_seeds(split, episodes, seed_offset)
+    seed_offset: int = 0  # offset of the seeds (0: the same test episodes as every table)
     steps: int = EPISODE_STEPS  # steps per episode
     nmpc: NMPCConfig = field(default_factory=NMPCConfig)  # the controller's settings
+    split: str = "test"  # 'test' (the tables) or 'validation' (choosing settings)
     version: str = NMPC_VERSION  # formulation version; a new one invalidates old caches
 
     def __post_init__(self) -> None:
@@ -373,6 +374,8 @@ class NMPCRun:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= EPISODE_STEPS:
             raise ValueError(f"steps must be an int in [1, {EPISODE_STEPS}], got {self.steps!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; expected one of {SPLITS}")
         if not isinstance(self.nmpc, NMPCConfig):
             raise ValueError(f"nmpc must be an NMPCConfig, got {type(self.nmpc).__name__}")
 
@@ -446,7 +449,7 @@ def run_nmpc(
             return loaded
     start = time.perf_counter()
     policy = NMPCPolicy(run.scenario, run.nmpc)
-    seeds = eval_seeds(run.episodes, run.seed_offset)
+    seeds = episode_seeds(run.split, run.episodes, run.seed_offset)
     traj = rollout(policy, run.scenario, seeds, steps=run.steps, progress=progress)
     stats = {
         "solve_seconds": np.asarray(policy.solve_seconds),
@@ -472,7 +475,8 @@ def horizon_study(
     Args:
         horizons: prediction horizons to compare, in control intervals.
         scenarios: scenarios to run each horizon on.
-        episodes: test episodes per scenario and horizon.
+        episodes: validation episodes per scenario and horizon (the horizon is a choice, so it
+            is never made on the test episodes of the tables).
         steps: steps per episode.
         base: settings other than the horizon.
         progress: show progress bars.
@@ -494,7 +498,7 @@ def horizon_study(
     for scenario in scenarios:
         for horizon in horizons:
             config = NMPCConfig(**{**config_to_dict(base), "horizon": horizon})
-            run = NMPCRun(scenario, episodes, steps=steps, nmpc=config)
+            run = NMPCRun(scenario, episodes, steps=steps, nmpc=config, split="validation")
             traj, stats = run_nmpc(run, progress=progress)
             seconds = np.asarray(stats["solve_seconds"])
             rows.append(

@@ -98,6 +98,7 @@ def test_config_rejects_bad_values(kwargs):
         ({"scenario": "startup", "episodes": 0}, "episodes"),
         ({"scenario": "startup", "episodes": 1, "steps": 500}, "steps"),
         ({"scenario": "startup", "episodes": 1, "nmpc": {"horizon": 3}}, "NMPCConfig"),
+        ({"scenario": "startup", "episodes": 1, "split": "train"}, "unknown split"),
     ],
 )
 def test_run_rejects_bad_values(kwargs, message):
@@ -240,6 +241,13 @@ def test_horizon_study_table(tmp_path, monkeypatch):
     assert list(table["horizon"]) == [2, 4]
     assert set(table.columns) >= {"return", "median_ms", "p95_ms", "violations", "failures"}
     assert (table["p95_ms"] >= table["median_ms"]).all()
+    # The horizon is a choice: the study runs on validation episodes, never on test ones.
+    from polycstr_lib.datasets import validation_seeds
+
+    study = NMPCRun("grade_down", 1, steps=3, nmpc=NMPCConfig(horizon=2), split="validation")
+    traj, stats = run_nmpc(study)
+    assert stats["cached"]  # the run the study made
+    np.testing.assert_array_equal(traj.seeds, validation_seeds(1))
     with pytest.raises(ValueError, match="horizons"):
         horizon_study([], ["grade_down"])
     with pytest.raises(ValueError, match="horizons"):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,18 +95,9 @@ def github_remote(url: str) -> str | None:
 
 def _origin(path: str | Path) -> str | None:
     """URL of the ``origin`` remote of the checkout holding ``path``, if any."""
-    try:
-        out = subprocess.run(
-            ["git", "remote", "get-url", "origin"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+    from polycstr_lib.provenance import git_output
+
+    return git_output(["remote", "get-url", "origin"], path)
 
 
 def public_repository(

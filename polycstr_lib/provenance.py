@@ -46,37 +46,31 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- provenance
+def git_output(args: list[str], cwd: str | Path) -> str | None:
+    """Stripped stdout of ``git <args>`` run in ``cwd``; None if git is missing, fails, times
+    out or prints nothing."""
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and text else None
+
+
 def git_commit(path: str | Path | None = None) -> str:
     """Short hash of ``HEAD`` of the checkout holding ``path`` (default: this package),
     with ``-dirty`` appended when tracked files differ from it; ``'unknown'`` when
     ``path`` is not inside a git checkout, the repository has no commit yet, or git is
     not installed."""
     cwd = Path(path) if path is not None else _REPO_ROOT
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if out.returncode != 0 or not out.stdout.strip():
-            return "unknown"
-        commit = out.stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if dirty.returncode == 0 and dirty.stdout.strip():
-            commit += "-dirty"
-        return commit
-    except (OSError, subprocess.SubprocessError):
+    commit = git_output(["rev-parse", "--short", "HEAD"], cwd)
+    if commit is None:
         return "unknown"
+    if git_output(["status", "--porcelain", "--untracked-files=no"], cwd):
+        commit += "-dirty"
+    return commit
 
 
 def package_versions(packages: tuple[str, ...] | list[str] = PACKAGES) -> dict[str, str]:

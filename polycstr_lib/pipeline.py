@@ -58,6 +58,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
         "04b_learning_curves": {
             "scenarios": ["startup", "grade_down", "grade_up"],
+            "algorithms": ["bc", "iql", "cql"],
             "seeds": list(range(10)),
             "checkpoints": {
                 "bc": [1000, 2500, 5000, 10_000, 20_000],

@@ -125,3 +125,30 @@ def test_with_interval_merges_three_columns() -> None:
     out = with_interval(table, "iqm", "lo", "hi")
     assert list(out.columns) == ["a", "iqm [95 % CI]", "b"]
     assert out.iloc[0, 1] == "97.1 [95.0, 98.8]"
+
+
+def test_plot_learning_curves_draws_seeds_aggregate_and_budgets() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from polycstr_lib.curves import plot_learning_curves
+
+    curve = pd.DataFrame(
+        {
+            "algorithm": "iql",
+            "scenario": ["startup"] * 4 + ["grade_up"] * 4,
+            "seed": [0, 1, 0, 1] * 2,
+            "steps": [10, 10, 20, 20] * 2,
+            "mean": [50.0, -900.0, 97.0, 98.0, 80.0, 85.0, 90.0, 91.0],
+            "runaways": 0,
+        }
+    )
+    aggregate = aggregate_curve(curve, reps=100)
+    budgets = BudgetRule().choose(aggregate)
+    fig = plot_learning_curves(curve, aggregate, budgets)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["startup", "grade_up"]
+    assert axes[0].get_yscale() == "symlog"
+    # two thin seed lines, the bold IQM line, the budget line, the 0 and 100 guides
+    assert len(axes[0].lines) == 2 + 1 + 1 + 2
+    assert min(axes[0].get_ylim()) <= -900.0  # the failed seed stays on the axis

@@ -22,6 +22,7 @@ SLICE = {
     "cql_steps": 5,
     "cost_steps": 30,
     "test_episodes": 2,
+    "nmpc_episodes": 1,
     "processes": 1,
 }
 

@@ -421,3 +421,57 @@ def load_offline_data(scenario: str) -> OfflineData:
 def normalised_reward(returns, return_min: float, return_max: float) -> np.ndarray:
     """``100 (R - R_min) / (R_max - R_min)``; values outside [0, 100] are kept."""
     return 100.0 * (np.asarray(returns, dtype=np.float64) - return_min) / (return_max - return_min)
+
+
+def runaway_episodes(traj: Trajectories) -> np.ndarray:
+    """(E,) bool: episodes whose temperature exceeds :data:`RUNAWAY_TEMPERATURE` at some step."""
+    return (np.asarray(traj.states)[:, :, 4] > RUNAWAY_TEMPERATURE).any(axis=1)
+
+
+def normalisation_reference(
+    traj: Trajectories, exclude_runaways: bool = False
+) -> tuple[float, float]:
+    """``(R_min, R_max)`` of the normalised reward from a scenario's data episodes.
+
+    The book's score uses every data episode (``exclude_runaways=False``, the values stored
+    with the dataset). The alternative leaves out the thermal runaways, whose returns are
+    orders of magnitude below the rest and so compress every other episode near 100.
+
+    Args:
+        traj: The data episodes (E episodes).
+        exclude_runaways: Leave out the episodes of :func:`runaway_episodes`.
+
+    Raises:
+        ValueError: When no episode is left (every episode ran away).
+    """
+    returns = np.asarray(traj.returns, dtype=np.float64)
+    keep = ~runaway_episodes(traj) if exclude_runaways else np.ones(len(returns), dtype=bool)
+    if not keep.any():
+        raise ValueError("every data episode runs away: no reference is left")
+    return float(returns[keep].min()), float(returns[keep].max())
+
+
+def reference_comparison(traj: Trajectories) -> dict[str, float]:
+    """How much the runaway episodes stretch the normalised-reward scale of one dataset.
+
+    Returns:
+        ``runaways`` (count), ``return_min`` and ``return_min_without_runaways``,
+        ``return_max``, ``stretch`` (ratio of the two ranges, 1 without runaways), and the
+        data's median and 10th-percentile score under each reference (``median_all``,
+        ``median_without``, ``p10_all``, ``p10_without``).
+    """
+    lo, hi = normalisation_reference(traj)
+    lo_kept, hi_kept = normalisation_reference(traj, exclude_runaways=True)
+    all_scores = normalised_reward(traj.returns, lo, hi)
+    kept_scores = normalised_reward(traj.returns, lo_kept, hi_kept)
+    return {
+        "runaways": int(runaway_episodes(traj).sum()),
+        "return_min": lo,
+        "return_min_without_runaways": lo_kept,
+        "return_max": hi,
+        "stretch": (hi - lo) / (hi_kept - lo_kept),
+        "median_all": float(np.median(all_scores)),
+        "median_without": float(np.median(kept_scores)),
+        "p10_all": float(np.percentile(all_scores, 10)),
+        "p10_without": float(np.percentile(kept_scores, 10)),
+    }

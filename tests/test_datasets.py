@@ -184,3 +184,42 @@ def test_validation_seeds_are_disjoint_from_data_and_test():
         episode_seeds("train", 5)
     with pytest.raises(ValueError, match="offset"):
         validation_seeds(5, offset=-1)
+
+
+def _toy_trajectories(returns, peak_temperatures):
+    """Episodes of one step whose returns and peak temperatures are given."""
+    from polycstr_lib.rollout import Trajectories
+
+    e = len(returns)
+    states = np.full((e, 2, 5), 350.0)
+    states[:, 1, 4] = peak_temperatures
+    rewards = np.asarray(returns, dtype=np.float64)[:, None]
+    return Trajectories(
+        scenario="startup",
+        seeds=np.arange(e),
+        observations=np.zeros((e, 2, 9), np.float32),
+        actions=np.zeros((e, 1, 2), np.float32),
+        rewards=rewards,
+        costs=-rewards,
+        violations=np.zeros((e, 1), bool),
+        states=states,
+        inputs=np.zeros((e, 2, 2)),
+        setpoints=np.zeros((e, 2)),
+    )
+
+
+def test_normalisation_reference_with_and_without_runaways():
+    from polycstr_lib.datasets import normalisation_reference, reference_comparison
+
+    traj = _toy_trajectories([-1000.0, -10.0, -30.0, -20.0], [500.0, 350.0, 360.0, 350.0])
+    assert normalisation_reference(traj) == (-1000.0, -10.0)
+    assert normalisation_reference(traj, exclude_runaways=True) == (-30.0, -10.0)
+    cmp = reference_comparison(traj)
+    assert cmp["runaways"] == 1
+    assert cmp["stretch"] == pytest.approx(990.0 / 20.0)
+    # without runaways the kept episodes span the full 0..100
+    assert cmp["median_without"] == pytest.approx(np.median([-4900.0, 100.0, 0.0, 50.0]))
+    calm = _toy_trajectories([-30.0, -10.0], [350.0, 350.0])
+    assert reference_comparison(calm)["stretch"] == 1.0
+    with pytest.raises(ValueError, match="every data episode runs away"):
+        normalisation_reference(_toy_trajectories([-1.0], [600.0]), exclude_runaways=True)

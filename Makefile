@@ -47,7 +47,11 @@ nbval: venv data
 browser: venv
 	$(BIN)/python -m pytest tests/browser -q -p no:cacheprovider
 
-test: unit nbval book postbuild browser
+# The unit tests (private data and artifact stores) run beside the notebooks under nbval, one
+# core each; the book build then reuses the artifacts that nbval trained.
+test: venv
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit nbval
+	$(MAKE) --no-print-directory book postbuild browser
 
 bench: venv data
 	$(BIN)/python benchmarks/simulator.py

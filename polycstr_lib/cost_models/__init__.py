@@ -27,6 +27,12 @@ from polycstr_lib.cost_models.diagnostics import (
     r2_score,
     sign_flip_rate,
 )
+from polycstr_lib.cost_models.ensemble import (
+    CostEnsemble,
+    PessimisticActionCost,
+    is_picnn_ensemble,
+    train_cost_ensemble,
+)
 from polycstr_lib.cost_models.networks import (
     CONVEX_NONDECREASING_ACTIVATIONS,
     PICNN,
@@ -42,15 +48,19 @@ __all__ = [
     "PICNN",
     "ActionCost",
     "AutogradActionCost",
+    "CostEnsemble",
     "CostModelConfig",
+    "PessimisticActionCost",
     "action_gradients",
     "build_cost_model",
     "convexity_certificate",
     "cost_targets",
     "direction_agreement",
     "discounted_cost_to_go",
+    "is_picnn_ensemble",
     "r2_score",
     "sign_flip_rate",
     "split_episodes",
+    "train_cost_ensemble",
     "train_cost_model",
 ]

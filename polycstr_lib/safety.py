@@ -238,7 +238,7 @@ def correct_actions(
     actions: Any,
     method: str = "gradient",
     steps: int = 5,
-    step_size: float | None = None,
+    step_size: float | Any | None = None,
     damping: float = 1e-3,
     action_scale: Any = None,
     trust_radius: float | None = None,
@@ -257,7 +257,8 @@ def correct_actions(
             or ``'normalised'`` (steps of η data spreads; needs ``action_scale``).
         steps: number of steps K >= 0.
         step_size: η for gradient steps (default 0.1), α for Newton (default 1.0), η in units
-            of the data's action spread for normalised steps (default 0.5).
+            of the data's action spread for normalised steps (default 0.5); a number, or a
+            ``(B,)`` array of per-sample step sizes (one batch serves a whole grid of them).
         damping: λ added to the Hessian's diagonal (Newton only); the diagonal is raised further
             if ``H + λI`` is not positive definite.
         action_scale: σ_a ``(action_dim,)``, the data's per-dimension action spread
@@ -279,7 +280,10 @@ def correct_actions(
     scale_np = _check_options(
         method, steps, damping, action_scale, trust_radius, pessimism, cost_model
     )
-    eta = default_step_size(method) if step_size is None else float(step_size)
+    eta: float | Tensor = default_step_size(method) if step_size is None else step_size
+    per_sample = step_size is not None and np.ndim(np.asarray(step_size)) > 0
+    if not per_sample:
+        eta = float(eta)
     is_numpy = not isinstance(actions, Tensor)
     a_in = torch.as_tensor(np.asarray(actions) if is_numpy else actions)
     out_dtype = a_in.dtype if a_in.is_floating_point() else torch.float32
@@ -297,6 +301,13 @@ def correct_actions(
     _check_finite(o, "observations")
     _check_finite(a, "actions")
     scale = _scale_tensor(scale_np, a.shape[-1], dtype)
+    if per_sample:
+        eta_np = np.asarray(step_size, dtype=np.float64)
+        if eta_np.shape != (len(a),) or not np.isfinite(eta_np).all():
+            raise ValueError(
+                f"per-sample step sizes must be a finite ({len(a)},) array, got {eta_np.shape}"
+            )
+        eta = torch.as_tensor(eta_np, dtype=dtype).unsqueeze(-1)
     fn = _conditioned(cost_model, o, pessimism)
     corrected, diag = _correct(
         fn, a.detach(), method, steps, eta, damping, True, scale, trust_radius

@@ -177,3 +177,19 @@ def test_corrected_policy_equals_correct_actions(name: str) -> None:
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
     assert out.dtype == np.float32 and np.abs(out).max() <= 1.0
     assert "trust_radius" in repr(plus)
+
+
+@pytest.mark.parametrize("name", ["plain", *VARIANTS])
+def test_per_sample_step_sizes_equal_separate_calls(name: str) -> None:
+    kwargs = VARIANTS.get(name, {})
+    model = model_for(name)
+    obs, act = batch(6, seed=9)
+    etas = np.array([1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0])
+    out, _ = correct_actions(model, obs, act, steps=3, step_size=etas, **kwargs)
+    for i, eta in enumerate(etas):
+        ref, _ = correct_actions(
+            model, obs[i : i + 1], act[i : i + 1], steps=3, step_size=eta, **kwargs
+        )
+        torch.testing.assert_close(out[i : i + 1], ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="per-sample"):
+        correct_actions(model, obs, act, steps=3, step_size=etas[:4], **kwargs)

@@ -188,3 +188,26 @@ def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> No
     plus = corrected_policy(AGENTS["hold", 0], MODELS, choice)
     assert isinstance(plus, CorrectedPolicy) and plus.step_size == choice["step_size"]
     assert (sweep["episodes"] == 1).all()
+
+
+def test_correction_path_costs_follow_the_simulator_at_the_data() -> None:
+    from polycstr_lib.correction_tuning import correction_path_costs
+    from polycstr_lib.gradients import one_step_cost
+    from polycstr_lib.rollout import rollout
+
+    traj = rollout(AGENTS["hold", 1].act, "startup", np.array([11, 12]))
+    paths = correction_path_costs(MODELS["picnn"], traj, SIGMA, n_states=3, steps=2, step_size=0.5)
+    assert len(paths) == 3 * 3 and list(paths["k"].unique()) == [0, 1, 2]
+    start = paths[paths["k"] == 0]
+    assert (start["distance"] == 0).all()
+    # at k = 0 the simulator column is the data's own one-step cost
+    rng = np.random.default_rng(0)
+    ep = rng.integers(0, traj.actions.shape[0], 3)
+    t = rng.integers(0, traj.actions.shape[1], 3)
+    np.testing.assert_allclose(start["simulator"], traj.costs[ep, t], rtol=1e-6)
+    ref = one_step_cost(
+        traj.states[ep, t], traj.inputs[ep, t], traj.actions[ep, t], traj.setpoints[ep]
+    )
+    np.testing.assert_allclose(start["simulator"], ref)
+    # normalised steps: at most step_size data spreads per step
+    assert paths["distance"].max() <= 2 * 0.5 + 1e-5

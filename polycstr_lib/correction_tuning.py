@@ -48,6 +48,7 @@ __all__ = [
     "corrected_policy",
     "correction_path_costs",
     "preferred_model",
+    "summarise_runs",
     "sweep_corrections",
 ]
 
@@ -599,3 +600,30 @@ def correction_path_costs(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def summarise_runs(
+    sweep: pd.DataFrame, by: Sequence[str] = ("algorithm", "variant", "step_size")
+) -> pd.DataFrame:
+    """Aggregate a sweep over training seeds: IQM of the runs' means, worst episode, runaways.
+
+    Args:
+        sweep: a :func:`sweep_corrections` table.
+        by: grouping columns.
+
+    Returns:
+        One row per group: ``iqm`` (IQM over runs of the mean normalised reward), ``worst``
+        (the worst episode of any run), ``runaways`` (summed), ``not_worse`` (runs not worse
+        than their base) and ``runs``.
+    """
+    return (
+        sweep.groupby(list(by), sort=False)
+        .agg(
+            iqm=("mean", _iqm),
+            worst=("min", "min"),
+            runaways=("runaways", "sum"),
+            not_worse=("not_worse", "sum"),
+            runs=("mean", "size"),
+        )
+        .reset_index()
+    )

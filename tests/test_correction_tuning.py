@@ -211,3 +211,15 @@ def test_correction_path_costs_follow_the_simulator_at_the_data() -> None:
     np.testing.assert_allclose(start["simulator"], ref)
     # normalised steps: at most step_size data spreads per step
     assert paths["distance"].max() <= 2 * 0.5 + 1e-5
+
+
+def test_summarise_runs_aggregates_over_seeds() -> None:
+    rows = [("a", 1.0, s, m, s != 3) for s, m in enumerate([0.0, 10.0, 20.0, 1000.0])]
+    sweep = table(rows)
+    sweep["min"] = sweep["mean"] - 5
+    sweep["runaways"] = [0, 0, 0, 1, 0, 2]
+    out = ct.summarise_runs(sweep[sweep["variant"] == "a"])
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["iqm"] == pytest.approx(15.0) and row["worst"] == -5.0
+    assert row["runaways"] == 3 and row["not_worse"] == 3 and row["runs"] == 4

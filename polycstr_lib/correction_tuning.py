@@ -400,7 +400,8 @@ def choose_from_sweep(
         ``safe`` of the overall choice; ``per_variant`` has one row per variant (index) with
         the chosen ``step_size``, its ``iqm``, ``safe``, ``runs_not_worse`` (of ``runs``), and
         the safe range ``safe_low``, ``safe_high`` (NaN when no step size is safe) and
-        ``safe_decades`` (log10 of high / low; 0 for a single safe step).
+        ``safe_decades`` (log10 of high / low; 0 for a single safe step), and ``worst_iqm``
+        (the lowest IQM over the whole grid: how badly the variant can fail).
 
     Raises:
         ValueError: a table without base rows or corrected rows.
@@ -434,6 +435,7 @@ def choose_from_sweep(
             "safe_low": float(low),
             "safe_high": float(high),
             "safe_decades": float(np.log10(high / low)) if np.isfinite(low) else float("nan"),
+            "worst_iqm": float(grid["iqm"].min()),
         }
     per_variant = pd.DataFrame.from_dict(rows, orient="index")
     per_variant.index.name = "variant"

@@ -160,6 +160,7 @@ def test_rule_prefers_safe_then_iqm_then_smaller_step() -> None:
     assert per.loc["a", "step_size"] == 0.1 and per.loc["a", "safe"]
     assert (per.loc["a", "safe_low"], per.loc["a", "safe_high"]) == (0.01, 0.1)
     assert per.loc["a", "safe_decades"] == pytest.approx(1.0)
+    assert per.loc["b", "worst_iqm"] == pytest.approx(10.0)
     assert per.loc["b", "step_size"] == 1.0
     assert (per.loc["b", "safe_low"], per.loc["b", "safe_high"]) == (1.0, 10.0)
     assert per.loc["c", "step_size"] == 1.0 and not per.loc["c", "safe"]

@@ -4,7 +4,9 @@ For one action and a batch of 100, times the correction of a base action by K = 
 projected gradient steps and by K = 1..5 damped Newton steps on a 2x64 PICNN (the deployment
 path, :meth:`CorrectedPolicy.act` around a policy that costs nothing, NumPy in and out; and the
 public :func:`correct_actions`, which also returns diagnostics), beside the forward pass of a
-2x256 MLP policy in the same run. Also times the plain-NN cost model (autograd path) at K = 5.
+2x256 MLP policy in the same run. Also times the plain-NN cost model (autograd path) at K = 5,
+and at K = 5 the support-aware variants: normalised steps, gradient steps in a trust region,
+and uncertainty-aware steps on a 5-member PICNN ensemble (pessimistic cost, κ = 0.5).
 
 Run: ``python benchmarks/safety_layer.py [--repeats 300] [--threads 1]``.
 Targets: <= 1 ms for one action with K = 5 gradient steps, <= 2 ms for a batch of 100.
@@ -21,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.cost_models import PICNN, MLPCost
+from polycstr_lib.cost_models import PICNN, CostEnsemble, MLPCost
 from polycstr_lib.safety import CorrectedPolicy, correct_actions
 
+SIGMA = np.array([0.088, 0.023])  # the data's action spread, order of magnitude (startup)
 OBS_SCALE = np.array([450.0, 10.0, 1.5e-6, 100.0, 350.0, 5.0, 2.0, 1.5, 340.0], dtype=np.float32)
 
 
@@ -99,15 +102,24 @@ def main() -> None:
     configs = [("PICNN", picnn, "gradient", k) for k in range(1, 6)]
     configs += [("PICNN", picnn, "newton", k) for k in range(1, 6)]
     configs += [("NN", mlp_cost, "gradient", 5), ("NN", mlp_cost, "newton", 5)]
-    for model_name, model, method, k in configs:
-        plus = CorrectedPolicy(ZeroCostPolicy(), model, method=method, steps=k)
-        row = [model_name, method, k]
+    ensemble = CostEnsemble([with_scalers(PICNN()) for _ in range(5)], range(5)).eval()
+    extra = {
+        "normalised": ("PICNN", picnn, "normalised", {"action_scale": SIGMA}),
+        "trust": ("PICNN", picnn, "gradient", {"action_scale": SIGMA, "trust_radius": 1.0}),
+        "pess.": ("PICNNx5", ensemble, "gradient", {"pessimism": 0.5}),
+    }
+    configs = [(*c, {}) for c in configs]
+    configs += [(name, model, method, 5, kw) for name, model, method, kw in extra.values()]
+    labels = [c[2] for c in configs[: -len(extra)]] + list(extra)
+    for (model_name, model, method, k, kw), label in zip(configs, labels, strict=True):
+        plus = CorrectedPolicy(ZeroCostPolicy(), model, method=method, steps=k, **kw)
+        row = [model_name, label, k]
         for b in (1, 100):
             row.append(median_ms(lambda p=plus, b=b: p.act(obs[b]), args.repeats))
             row.append(
                 median_ms(
-                    lambda m=model, b=b, meth=method, k=k: correct_actions(
-                        m, obs[b], act[b], meth, k
+                    lambda m=model, b=b, meth=method, k=k, kw=kw: correct_actions(
+                        m, obs[b], act[b], meth, k, **kw
                     ),
                     args.repeats,
                 )
@@ -118,14 +130,14 @@ def main() -> None:
           f"{args.repeats} repeats, times in ms")  # fmt: skip
     print(f"2x256 MLP policy forward: 1 obs {policy_ms[1]:.3f} ms, 100 obs {policy_ms[100]:.3f} ms")
     head = (
-        f"{'cost model':<10} {'method':<8} {'K':>2} | {'1: act':>7} {'1: c_a':>7} {'x pol':>6} |"
+        f"{'cost model':<10} {'variant':<10} {'K':>2} | {'1: act':>7} {'1: c_a':>7} {'x pol':>6} |"
         f" {'100: act':>8} {'100: c_a':>8} {'x pol':>6}"
     )
     print(head)
     print("-" * len(head))
     for name, method, k, a1, c1, a100, c100 in rows:
         print(
-            f"{name:<10} {method:<8} {k:>2} | {a1:7.3f} {c1:7.3f} {a1 / policy_ms[1]:6.1f} |"
+            f"{name:<10} {method:<10} {k:>2} | {a1:7.3f} {c1:7.3f} {a1 / policy_ms[1]:6.1f} |"
             f" {a100:8.3f} {c100:8.3f} {a100 / policy_ms[100]:6.1f}"
         )
     print("act: CorrectedPolicy.act around a free policy (deployment path, no diagnostics);")

@@ -39,6 +39,7 @@ RUNS: tuple[NotebookRun, ...] = (
         for scenario in ("startup", "grade_down", "grade_up")
     ),
     NotebookRun("06_ablations", "06_ablations"),
+    NotebookRun("08_correction_support", "08_correction_support"),
     NotebookRun("07_claims", "07_claims"),
 )
 
@@ -84,6 +85,18 @@ PROFILES: dict[str, dict[str, dict]] = {
             "cost_steps": 10_000,
             "test_episodes": 50,
             "expectiles": [0.5, 0.7, 0.9, 0.95],
+        },
+        "08_correction_support": {
+            "scenarios": ["startup", "grade_down", "grade_up"],
+            "algorithms": ["bc", "iql", "cql"],
+            "seeds": [0, 1, 2, 3, 4],
+            "agent_steps": {"bc": 5000, "iql": 5000, "cql": 500},
+            "cost_steps": 10_000,
+            "ensemble_seeds": [0, 1, 2, 3, 4],
+            "validation_episodes": 20,
+            "test_episodes": 50,
+            "raw_step_sizes": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            "normalised_step_sizes": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
         },
     },
 }

@@ -1,0 +1,153 @@
+"""The cost as a function of the action for fixed observations, with its derivatives.
+
+:class:`ActionCost` is the interface the safety layer descends; :class:`AutogradActionCost`
+serves any module, the PICNN has a closed-form forward-mode version.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from polycstr_lib.cost_models.networks import PICNN
+
+
+# ----------------------------------------------------------------------------------------------
+# Cost as a function of the action (used by the safety layer)
+# ----------------------------------------------------------------------------------------------
+class ActionCost:
+    """``a -> ĉ(s, a)`` for a fixed batch of observations, with first and second derivatives.
+
+    All methods take actions ``(B, action_dim)`` and return costs ``(B,)``, gradients
+    ``(B, action_dim)`` and Hessians ``(B, action_dim, action_dim)``, all detached.
+    """
+
+    def value(self, action: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def value_and_grad(self, action: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def value_grad_hess(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class AutogradActionCost(ActionCost):
+    """Generic :class:`ActionCost` of any module ``model(obs, action) -> (B,)`` via autograd.
+
+    Samples are independent, so the gradient of the summed cost is the per-sample gradient and
+    one more backward pass per action coordinate gives the per-sample Hessian rows.
+    """
+
+    def __init__(self, model: nn.Module, obs: Tensor) -> None:
+        self.model = model
+        self.obs = obs
+
+    def value(self, action: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.model(self.obs, action)
+
+    def value_and_grad(self, action: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            a = action.detach().requires_grad_(True)
+            cost = self.model(self.obs, a)
+            (grad,) = torch.autograd.grad(cost.sum(), a)
+        return cost.detach(), grad
+
+    def value_grad_hess(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.enable_grad():
+            a = action.detach().requires_grad_(True)
+            cost = self.model(self.obs, a)
+            (grad,) = torch.autograd.grad(cost.sum(), a, create_graph=True)
+            d = a.shape[-1]
+            rows = []
+            for j in range(d):
+                (row,) = torch.autograd.grad(
+                    grad[:, j].sum(), a, retain_graph=j < d - 1, allow_unused=True
+                )
+                rows.append(torch.zeros_like(a) if row is None else row)
+        return cost.detach(), grad.detach(), torch.stack(rows, dim=1).detach()
+
+
+class _PICNNActionCost(ActionCost):
+    """Closed-form forward-mode derivatives of a :class:`PICNN` in the action.
+
+    The state path and every state-only bracket are evaluated once in ``__init__``; each call
+    then runs only the action path, carrying per unit the packed vector
+    ``[p, dp/da (d values), d²p/da² (d² values)]`` through the layers. Every z-to-z layer is
+    linear in that packed vector, so one matmul per layer propagates value, Jacobian and
+    Hessian together, without autograd.
+    """
+
+    def __init__(self, model: PICNN, obs: Tensor) -> None:
+        with torch.no_grad():
+            obs = torch.as_tensor(obs, dtype=model.obs_mean.dtype)
+            terms = model._state_terms(obs)
+            weights = model.effective_z_weights()
+            # Per layer, unit index last: A_i^T = (W_y diag(gate_y))^T as (B, d, n), the
+            # constant (B, 1, n), the z-gate (B, 1, h) and (W_z^+)^T as (h, n).
+            self.At = [
+                (model.y[i].weight * g[:, None, :]).transpose(1, 2).contiguous()
+                for i, (_, g, _) in enumerate(terms)
+            ]
+            self.c = [c.unsqueeze(1) for _, _, c in terms]
+            self.gz = [None] + [gz.unsqueeze(1) for gz, _, _ in terms[1:]]
+            self.WzT = [None] + [w.detach().T.contiguous() for w in weights]
+            self.y_mean = model.y_mean
+            self.y_std = model.y_std
+        self.n_layers = len(terms)
+        self.d = self.At[0].shape[1]
+
+    def _run(self, action: Tensor, order: int) -> Tensor:
+        """Packed ``(B, 1 + d + d²)`` (order 2), ``(B, 1 + d)`` (order 1) or ``(B, 1)`` output."""
+        d = self.d
+        a = action.unsqueeze(1)  # (B, 1, d)
+        t = x = None
+        for i in range(self.n_layers):
+            lin = torch.baddbmm(self.c[i], a, self.At[i])  # (B, 1, n): constant + affine part
+            if i == 0:
+                parts = [lin]
+                if order >= 1:
+                    parts.append(self.At[0])
+                if order >= 2:
+                    parts.append(lin.new_zeros(lin.shape[0], d * d, lin.shape[2]))
+                t = torch.cat(parts, dim=1) if order else lin
+            else:
+                t = x @ self.WzT[i]  # (B, m, n): one matmul for value, Jacobian, Hessian
+                t[:, :1] += lin
+                if order >= 1:
+                    t[:, 1 : 1 + d] += self.At[i]
+            if i == self.n_layers - 1:
+                break
+            p = t[:, :1]
+            z = torch.nn.functional.softplus(p)
+            if order == 0:
+                x = z * self.gz[i + 1]
+                continue
+            sig = torch.sigmoid(p)
+            dp = t[:, 1 : 1 + d]
+            parts = [z, sig * dp]
+            if order >= 2:
+                outer = (dp.unsqueeze(2) * dp.unsqueeze(1)).flatten(1, 2)  # (B, d², n)
+                parts.append(sig * (1.0 - sig) * outer + sig * t[:, 1 + d :])
+            x = torch.cat(parts, dim=1) * self.gz[i + 1]  # gated z_{i+1} and its derivatives
+        return t.squeeze(-1)
+
+    def value(self, action: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.y_mean + self.y_std * self._run(action, 0)[:, 0]
+
+    def value_and_grad(self, action: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            t = self._run(action, 1)
+            return self.y_mean + self.y_std * t[:, 0], self.y_std * t[:, 1:]
+
+    def value_grad_hess(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.no_grad():
+            t = self._run(action, 2)
+            d = self.d
+            hess = (self.y_std * t[:, 1 + d :]).reshape(-1, d, d)
+            return self.y_mean + self.y_std * t[:, 0], self.y_std * t[:, 1 : 1 + d], hess

@@ -107,10 +107,12 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
     profile's fixed budget, and ``budget_sources`` says why.
 
     Args:
-        parameters: The run's parameters (``scenario`` and the profile's ``<algo>_steps``;
-            a missing ``<algo>_steps`` keeps the notebook's default).
+        parameters: The run's parameters (``scenario``, ``profile`` and the profile's
+            ``<algo>_steps``; a missing ``<algo>_steps`` keeps the notebook's default).
         curves: Glued values of the executed curves page (``curve_budgets``: algorithm ->
-            scenario -> ``{"steps": int, "converged": bool}``), or None when it is missing.
+            scenario -> ``{"steps": int, "converged": bool}``, and ``curves_profile``), or
+            None when it is missing. A page built with another profile than
+            ``parameters["profile"]`` is not used.
         enabled: Whether the profile takes budgets from the curves.
 
     Returns:
@@ -119,6 +121,8 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
         ``"profile (...)"`` with the reason).
     """
     scenario = parameters.get("scenario", "startup")
+    profile = parameters.get("profile")
+    stale = curves is not None and profile is not None and curves.get("curves_profile") != profile
     table = (curves or {}).get("curve_budgets", {})
     out: dict = {}
     sources = {}
@@ -128,6 +132,8 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
             sources[algo] = "profile (this profile does not take budgets from the curves)"
         elif curves is None:
             sources[algo] = "profile (no executed learning-curve page)"
+        elif stale:
+            sources[algo] = "profile (the learning-curve page was built with another profile)"
         elif entry is None:
             sources[algo] = f"profile (no learning curve on {scenario})"
         elif not entry["converged"]:

@@ -58,16 +58,20 @@ def test_effective_parameters_merge_defaults_and_profile() -> None:
         effective_parameters("99_missing", "quick")
 
 
-def _fake_curves_page(path, budgets) -> None:
-    """An executed curves page whose only output is the glued ``curve_budgets``."""
-    output = {
-        "output_type": "display_data",
-        "metadata": {
-            "scrapbook": {"name": "curve_budgets", "mime_prefix": "application/papermill.record/"}
-        },
-        "data": {"application/papermill.record/text/plain": repr(budgets)},
-    }
-    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": [output]}]}
+def _fake_curves_page(path, budgets, profile="quick") -> None:
+    """An executed curves page whose outputs are the glued ``curve_budgets`` and profile."""
+
+    def output(name, value):
+        return {
+            "output_type": "display_data",
+            "metadata": {
+                "scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}
+            },
+            "data": {"application/papermill.record/text/plain": repr(value)},
+        }
+
+    outputs = [output("curve_budgets", budgets), output("curves_profile", profile)]
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": outputs}]}
     path.write_text(json.dumps(nb))
 
 
@@ -101,10 +105,14 @@ def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monk
     empty.mkdir()
     missing = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
     assert "bc_steps" not in missing and "no executed" in missing["budget_sources"]["bc"]
+    # a curves page of another profile is not used
+    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets, profile="paper")
+    other = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    assert "bc_steps" not in other and "another profile" in other["budget_sources"]["bc"]
 
 
 def test_curve_budgets_override_the_profiles_fixed_budget():
     curves = {"curve_budgets": {"cql": {"grade_up": {"steps": 300, "converged": True}}}}
-    out = pipeline.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)
+    out = pipeline.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
     assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == pipeline.FROM_CURVES
     assert set(out["budget_sources"]) == set(pipeline.ALGORITHMS)

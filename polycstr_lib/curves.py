@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polycstr_lib.datasets import RUNAWAY_TEMPERATURE, episode_seeds
+from polycstr_lib.datasets import episode_seeds
 from polycstr_lib.evaluation import episode_metrics
+from polycstr_lib.report import with_interval
 from polycstr_lib.rollout import rollout
 from polycstr_lib.stats import interval_estimates, probability_of_improvement
 from polycstr_lib.training import TrainConfig, train_agent, train_many
@@ -99,7 +100,7 @@ def evaluate_agents(
 
     Returns:
         Per policy, the per-episode metrics of :func:`~polycstr_lib.evaluation.episode_metrics`
-        plus ``runaway`` (the temperature passed the runaway threshold).
+        (``runaway`` among them: the temperature passed the runaway threshold).
     """
     seeds = episode_seeds(split, episodes)
     n = len(policies)
@@ -116,7 +117,6 @@ def evaluate_agents(
     joint.reset = reset  # type: ignore[attr-defined]
     traj = rollout(joint, scenario, np.tile(seeds, n))
     metrics = episode_metrics(traj, return_min, return_max)
-    metrics["runaway"] = traj.states[:, :, 4].max(axis=1) > RUNAWAY_TEMPERATURE
     return [
         metrics.iloc[i * episodes : (i + 1) * episodes].reset_index(drop=True) for i in range(n)
     ]
@@ -437,19 +437,3 @@ def summarise_variants(
                 }
             )
     return pd.DataFrame(rows)
-
-
-def with_interval(
-    table: pd.DataFrame, column: str, low: str, high: str, digits: int = 1
-) -> pd.DataFrame:
-    """Replaces ``column``, ``low`` and ``high`` by one text column ``'value [low, high]'``
-    named ``'<column> [95 % CI]'`` (a narrower table for the page)."""
-    out = table.copy()
-    text = [
-        f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-        for v, lo, hi in zip(out[column], out[low], out[high], strict=True)
-    ]
-    position = out.columns.get_loc(column)
-    out = out.drop(columns=[column, low, high])
-    out.insert(position, f"{column} [95 % CI]", text)
-    return out

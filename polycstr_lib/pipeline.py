@@ -72,7 +72,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "variant_steps": 5000,
         },
         "05_results": {
-            "seeds": [0, 1, 2, 3, 4],
+            "seeds": list(range(10)),
             "bc_steps": 5000,
             "iql_steps": 5000,
             "cql_steps": 500,
@@ -100,6 +100,85 @@ PROFILES: dict[str, dict[str, dict]] = {
         },
     },
 }
+
+
+#: Profiles whose results pages train at the budgets the learning curves justify
+#: (:func:`curve_budgets`); the others use their fixed ``<algo>_steps``.
+BUDGETS_FROM_CURVES: dict[str, bool] = {"quick": True, "paper": True}
+
+#: The page whose glued ``curve_budgets`` set the results pages' budgets.
+CURVES_PAGE = "04b_learning_curves"
+ALGORITHMS = ("bc", "iql", "cql")
+FROM_CURVES = "learning curves"
+
+
+def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -> dict:
+    """The ``<algo>_steps`` and ``budget_sources`` of a results run, from the curves page.
+
+    An algorithm trains at its learning-curve budget on the run's scenario when the curves
+    page measured it there and the budget rule marks the curve converged; otherwise at the
+    profile's fixed budget, and ``budget_sources`` says why.
+
+    Args:
+        parameters: The run's parameters (``scenario``, ``profile`` and the profile's
+            ``<algo>_steps``; a missing ``<algo>_steps`` keeps the notebook's default).
+        curves: Glued values of the executed curves page (``curve_budgets``: algorithm ->
+            scenario -> ``{"steps": int, "converged": bool}``, and ``curves_profile``), or
+            None when it is missing. A page built with another profile than
+            ``parameters["profile"]`` is not used.
+        enabled: Whether the profile takes budgets from the curves.
+
+    Returns:
+        Overrides for the run: ``<algo>_steps`` for every algorithm whose budget comes from
+        the curves, and ``budget_sources`` (algorithm -> ``"learning curves"`` or
+        ``"profile (...)"`` with the reason).
+    """
+    scenario = parameters.get("scenario", "startup")
+    profile = parameters.get("profile")
+    stale = curves is not None and profile is not None and curves.get("curves_profile") != profile
+    table = (curves or {}).get("curve_budgets", {})
+    out: dict = {}
+    sources = {}
+    for algo in ALGORITHMS:
+        entry = table.get(algo, {}).get(scenario)
+        if not enabled:
+            sources[algo] = "profile (this profile does not take budgets from the curves)"
+        elif curves is None:
+            sources[algo] = "profile (no executed learning-curve page)"
+        elif stale:
+            sources[algo] = "profile (the learning-curve page was built with another profile)"
+        elif entry is None:
+            sources[algo] = f"profile (no learning curve on {scenario})"
+        elif not entry["converged"]:
+            sources[algo] = f"profile (the curve on {scenario} has not converged)"
+        else:
+            out[f"{algo}_steps"] = int(entry["steps"])
+            sources[algo] = FROM_CURVES
+    out["budget_sources"] = sources
+    return out
+
+
+def with_curve_budgets(
+    run: NotebookRun, profile: str, executed_dir: Path | None = None
+) -> NotebookRun:
+    """``run`` with the budgets of :func:`curve_budgets` when it is a results page.
+
+    Args:
+        run: A run of :func:`runs_for`.
+        profile: Its profile (:data:`BUDGETS_FROM_CURVES` says whether curves are used).
+        executed_dir: Where the executed curves page is (default :data:`EXECUTED_DIR`).
+
+    Returns:
+        The run with updated parameters (other runs unchanged).
+    """
+    if run.notebook != "05_results":
+        return run
+    from polycstr_lib.claims import read_glue
+
+    page = (executed_dir or EXECUTED_DIR) / f"{CURVES_PAGE}.ipynb"
+    curves = read_glue(page) if page.is_file() else None
+    overrides = curve_budgets(run.parameters, curves, BUDGETS_FROM_CURVES.get(profile, False))
+    return NotebookRun(run.notebook, run.page, {**run.parameters, **overrides})
 
 
 def runs_for(profile: str) -> list[NotebookRun]:
@@ -159,6 +238,7 @@ def execute_notebooks(
     for run in runs_for(profile):
         if only and run.page not in only:
             continue
+        run = with_curve_budgets(run, profile)  # after the curves page ran, if it did
         source = NOTEBOOK_DIR / f"{run.notebook}.ipynb"
         target = EXECUTED_DIR / f"{run.page}.ipynb"
         partial = target.with_suffix(".partial.ipynb")

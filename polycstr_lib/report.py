@@ -1,8 +1,12 @@
 """Tables and figures of the result pages, made to read well in the book.
 
-- :func:`drop_empty_columns` and :func:`page_table`: no column that is empty or all NaN
-  (the ``± 95 %`` columns of :func:`~polycstr_lib.evaluation.seed_summary` with one seed);
-  with several seeds, ``mean ± 95 %`` in one column.
+- :func:`drop_empty_columns` and :func:`page_table`: no column that is empty or all NaN;
+  an interval column ``'<col> ± 95 %'`` merged into its column.
+- :func:`results_page_table`: the results pages' table (:func:`~polycstr_lib.evaluation.
+  results_table`) in seven columns: IQM across seeds with its 95 % stratified-bootstrap
+  interval, median, worst episode, episodes over 370 K and runaways (``k/n``), offset and
+  optimality.
+- :func:`with_interval`: a value and its interval as one text column.
 - :func:`reward_figure`: normalised reward of every test episode per method on a
   symmetric-log axis (linear between -100 and 100, logarithmic beyond), so that a method
   whose episodes fail by thousands of points is on the axis with the others.
@@ -24,8 +28,10 @@ __all__ = [
     "REWARD_LINTHRESH",
     "drop_empty_columns",
     "page_table",
+    "results_page_table",
     "reward_figure",
     "trajectory_figure",
+    "with_interval",
 ]
 
 #: Normalised rewards within +-100 are drawn on a linear scale, beyond on a log scale.
@@ -50,7 +56,7 @@ def drop_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
-#: Suffix of the interval columns of :func:`~polycstr_lib.evaluation.seed_summary`.
+#: Suffix of interval (half-width) columns that :func:`page_table` merges.
 INTERVAL_SUFFIX = " ± 95 %"
 
 
@@ -63,7 +69,7 @@ def page_table(
     browser may wrap, so that a table with intervals still fits the text column.
 
     Args:
-        table: e.g. :func:`~polycstr_lib.evaluation.seed_summary`.
+        table: any summary table.
         digits: decimals kept, for every column, or per column name (the others keep
             ``default_digits``).
         default_digits: decimals of the columns ``digits`` does not name.
@@ -86,6 +92,63 @@ def page_table(
         ]
         shown = shown.drop(columns=half).rename(columns={col: half})
     return shown
+
+
+def with_interval(
+    table: pd.DataFrame, column: str, low: str, high: str, digits: int = 1
+) -> pd.DataFrame:
+    """Replaces ``column``, ``low`` and ``high`` by one text column ``'value [low, high]'``
+    named ``'<column> [95 % CI]'`` (a narrower table for the page)."""
+    out = table.copy()
+    text = [
+        f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        for v, lo, hi in zip(out[column], out[low], out[high], strict=True)
+    ]
+    position = out.columns.get_loc(column)
+    out = out.drop(columns=[column, low, high])
+    out.insert(position, f"{column} [95 % CI]", text)
+    return out
+
+
+#: Columns of :func:`results_page_table`, in order (optimality only where measured).
+RESULTS_COLUMNS = (
+    "IQM [95 % CI]",
+    "median",
+    "worst episode",
+    "over 370 K",
+    "runaways",
+    "offset",
+    "optimality",
+)
+
+
+def results_page_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A :func:`~polycstr_lib.evaluation.results_table` as the results pages show it.
+
+    Args:
+        table: :func:`~polycstr_lib.evaluation.results_table`.
+        digits: Decimals of the scores and the offset.
+
+    Returns:
+        At most seven columns (:data:`RESULTS_COLUMNS`): ``IQM [95 % CI]`` as
+        ``'value [low, high]'`` text, ``median``, ``worst episode``, ``over 370 K`` and
+        ``runaways`` as ``'k/n'`` episode counts, ``offset`` and ``optimality`` (dropped
+        where the table has none or all NaN).
+    """
+    shown = with_interval(table, "iqm", "iqm_low", "iqm_high", digits=digits).rename(
+        columns={"iqm [95 % CI]": "IQM [95 % CI]", "worst": "worst episode"}
+    )
+    episodes = table["episodes"].astype(int)
+    shown["over 370 K"] = [
+        f"{k}/{n}" for k, n in zip(table["violating"].astype(int), episodes, strict=True)
+    ]
+    shown["runaways"] = [
+        f"{k}/{n}" for k, n in zip(table["runaways"].astype(int), episodes, strict=True)
+    ]
+    for col in ("median", "worst episode", "offset", "optimality"):
+        if col in shown.columns:
+            shown[col] = shown[col].astype(float).round(digits)
+    return drop_empty_columns(shown[[c for c in RESULTS_COLUMNS if c in shown.columns]])
 
 
 def _pooled(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:

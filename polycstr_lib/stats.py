@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
+    "Comparison",
+    "compare_runs",
+    "improvement_probability",
     "interval_estimates",
     "iqm",
     "probability_of_improvement",
@@ -143,3 +147,56 @@ def probability_of_improvement(
 
     point, interval = _bootstrap({"x,y": (x, y)}, func, reps, seed, confidence)
     return float(point["x,y"][0]), float(interval["x,y"][0, 0]), float(interval["x,y"][1, 0])
+
+
+def improvement_probability(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """Point estimate of P(X > Y) (rliable's probability of improvement), no bootstrap.
+
+    The probability that a run of X scores above a run of Y (ties count one half),
+    averaged over tasks; deterministic, so verdicts need no bootstrap seed.
+
+    Args:
+        scores_x: ``(R_x, T)`` scores of X (a 1-D array is one task).
+        scores_y: ``(R_y, T)`` scores of Y (same tasks).
+
+    Returns:
+        P(X > Y) in [0, 1].
+
+    Raises:
+        ValueError: Different numbers of tasks, or bad scores (:func:`score_matrix`).
+    """
+    from rliable import metrics
+
+    x, y = score_matrix(scores_x), score_matrix(scores_y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"X has {x.shape[1]} tasks and Y {y.shape[1]}")
+    return float(metrics.probability_of_improvement(x, y))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """IQMs of two sets of runs, their gap and the probability that X beats Y."""
+
+    iqm_x: float
+    iqm_y: float
+    p: float  # P(X > Y), :func:`improvement_probability`
+
+    @property
+    def gap(self) -> float:
+        """``iqm_x - iqm_y``."""
+        return self.iqm_x - self.iqm_y
+
+
+def compare_runs(
+    scores_x: np.ndarray | list[float], scores_y: np.ndarray | list[float]
+) -> Comparison:
+    """IQM of X, IQM of Y and P(X > Y) of two sets of per-run scores.
+
+    Args:
+        scores_x: Scores of X's runs (e.g. per training seed), ``(R_x,)`` or ``(R_x, T)``.
+        scores_y: Scores of Y's runs, same tasks.
+
+    Returns:
+        A :class:`Comparison`.
+    """
+    return Comparison(iqm(scores_x), iqm(scores_y), improvement_probability(scores_x, scores_y))

@@ -134,3 +134,98 @@ def test_no_result_pages_give_an_empty_table():
     table = assess_claims({}, {})
     assert table.empty and list(table.columns) == ["paper", "this build", "verdict", "rule"]
     assert verdict_counts(table) == {HOLDS: 0, PARTLY: 0, FAILS: 0}
+
+
+def seeded(values, method, means, seeds=None, mins=None):
+    """``values`` with per-seed lists for ``method`` (means over seeds kept consistent)."""
+    seeds = list(range(len(means))) if seeds is None else seeds
+    mins = [m - 10.0 for m in means] if mins is None else mins
+    values.update(
+        {
+            f"{method}_seeds": seeds,
+            f"{method}_seed_means": means,
+            f"{method}_seed_mins": mins,
+            f"{method}_seed_stds": [10.0] * len(means),
+            f"{method}_seed_offsets": [1.0] * len(means),
+            f"{method}_mean": sum(means) / len(means),
+            f"{method}_min": sum(mins) / len(mins),
+        }
+    )
+    return values
+
+
+def test_better_than_claims_need_probability_of_improvement_across_seeds():
+    bc = [30.0, 30.0, 30.0, 30.0]
+    # IQM of [10, 70, 70, 70] keeps the middle two: 70; P(IQL > BC) = 3/4
+    startup = seeded(seeded(scenario_values(), "BC", bc), "IQL", [70.0, 70.0, 70.0, 10.0])
+    table = assess_claims({"startup": startup}, {})
+    assert table.loc["C1", "verdict"] == HOLDS
+    assert "IQM IQL 70.0 vs BC 30.0" in table.loc["C1", "this build"]
+    assert "P(IQL > BC) = 0.75" in table.loc["C1", "this build"]
+    # half the seeds fail: P = 0.5, IQM 40 -> not even partly
+    seeded(startup, "IQL", [70.0, 70.0, 10.0, 10.0])
+    assert assess_claims({"startup": startup}, {}).loc["C1", "verdict"] == FAILS
+    # C8: P(CQL > BC) = 0.5 with equal IQMs does not count as a win
+    down = seeded(seeded(scenario_values(), "BC", [50.0, 70.0]), "CQL", [60.0, 60.0])
+    assert assess_claims({"grade_down": down}, {}).loc["C8", "verdict"] == FAILS
+    seeded(down, "CQL", [71.0, 75.0])  # P = 1
+    assert assess_claims({"grade_down": down}, {}).loc["C8", "verdict"] == HOLDS
+
+
+def test_c3_compares_the_seeds_worst_episodes():
+    startup = seeded(scenario_values(), "IQL", [90.0, 90.0], mins=[70.0, 72.0])
+    seeded(startup, "IQL+", [90.0, 90.0], mins=[80.0, 81.0])
+    table = assess_claims({"startup": startup}, {})
+    assert (
+        table.loc["C3", "verdict"] == HOLDS
+        and "P(IQL+ > IQL) = 1.00" in table.loc["C3", "this build"]
+    )
+    seeded(startup, "IQL+", [90.0, 90.0], mins=[70.5, 71.0])  # 0.25 below: within a point
+    assert assess_claims({"startup": startup}, {}).loc["C3", "verdict"] == PARTLY
+
+
+def test_seed_halves_split_the_sorted_seeds():
+    from polycstr_lib.claims import seed_halves
+
+    values = seeded(scenario_values(), "BC", [30.0, 10.0, 20.0, 0.0], seeds=[3, 1, 2, 0])
+    first, second = seed_halves({"startup": values})
+    assert first["startup"]["BC_seeds"] == [0, 1] and second["startup"]["BC_seeds"] == [2, 3]
+    assert first["startup"]["BC_seed_means"] == [0.0, 10.0]
+    assert first["startup"]["BC_mean"] == 5.0 and second["startup"]["BC_mean"] == 25.0
+    assert second["startup"]["BC_min"] == 15.0  # mins are means - 10
+    assert first["startup"]["PI_mean"] == second["startup"]["PI_mean"] == values["PI_mean"]
+    odd = seeded(scenario_values(), "BC", [1.0, 2.0, 3.0])
+    first, second = seed_halves({"startup": odd})
+    assert first["startup"]["BC_seeds"] == [0] and second["startup"]["BC_seeds"] == [1, 2]
+    assert seed_halves({"startup": seeded(scenario_values(), "BC", [1.0])}) is None
+    assert seed_halves({"startup": scenario_values()}) is None  # no per-seed lists at all
+
+
+def test_seed_stability_says_stable_or_flips():
+    from polycstr_lib.claims import (
+        NO_SEEDS,
+        NOT_ASSESSABLE,
+        STABLE,
+        claims_table,
+        seed_stability,
+        stability_counts,
+    )
+
+    bc = [40.0, 41.0, 42.0, 43.0]
+    agree = seeded(seeded(scenario_values(), "BC", bc), "IQL", [95.0, 96.0, 97.0, 98.0])
+    stability = seed_stability({"startup": agree}, COST)
+    assert stability["C1"] == STABLE
+    assert stability["C4"] == stability["C6"] == NO_SEEDS
+    # seeds 0 and 1 of IQL work, seeds 2 and 3 fail: the halves disagree
+    disagree = seeded(seeded(scenario_values(), "BC", bc), "IQL", [95.0, 96.0, 30.0, 31.0])
+    stability = seed_stability({"startup": disagree}, COST)
+    assert stability["C1"] == "flips (first half: holds, second half: does not hold)"
+    table = claims_table({"startup": disagree}, COST)
+    assert list(table.columns) == ["paper", "this build", "verdict", "seed halves", "rule"]
+    assert table.loc["C1", "verdict"] == FAILS  # P(IQL > BC) = 8/16 over all seeds
+    counts = stability_counts(table)
+    assert counts["flips"] >= 1 and sum(counts.values()) == len(table)
+    one_seed = {"startup": scenario_values()}
+    stability = seed_stability(one_seed, COST)
+    assert stability["C1"] == NOT_ASSESSABLE and stability["C4"] == NO_SEEDS
+    assert claims_table({}, {}).empty

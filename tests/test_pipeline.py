@@ -1,5 +1,7 @@
 """Profiles, the parameters table of the book, and the in-page integrator check."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ def test_profiles_merge_overrides_and_reject_unknown_names():
     quick = {run.page: run.parameters for run in pipeline.runs_for("quick")}
     paper = {run.page: run.parameters for run in pipeline.runs_for("paper")}
     assert quick["05_results_grade_up"] == {"profile": "quick", "scenario": "grade_up"}
-    assert paper["05_results_grade_up"]["seeds"] == [0, 1, 2, 3, 4]
+    assert paper["05_results_grade_up"]["seeds"] == list(range(10))  # >= 10 seeds
     assert paper["05_results_grade_up"]["scenario"] == "grade_up"  # the run's own value wins
     assert all(p["profile"] == "paper" for p in paper.values())
     with pytest.raises(ValueError, match="quick, paper"):
@@ -54,3 +56,63 @@ def test_effective_parameters_merge_defaults_and_profile() -> None:
         effective_parameters("05_results", "huge")
     with pytest.raises(ValueError, match="no notebook"):
         effective_parameters("99_missing", "quick")
+
+
+def _fake_curves_page(path, budgets, profile="quick") -> None:
+    """An executed curves page whose outputs are the glued ``curve_budgets`` and profile."""
+
+    def output(name, value):
+        return {
+            "output_type": "display_data",
+            "metadata": {
+                "scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}
+            },
+            "data": {"application/papermill.record/text/plain": repr(value)},
+        }
+
+    outputs = [output("curve_budgets", budgets), output("curves_profile", profile)]
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": outputs}]}
+    path.write_text(json.dumps(nb))
+
+
+def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monkeypatch):
+    budgets = {
+        "bc": {"startup": {"steps": 500, "converged": True}},
+        "iql": {"startup": {"steps": 2000, "converged": False}},
+    }
+    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
+    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", True)
+    runs = {r.page: r for r in pipeline.runs_for("quick")}
+    startup = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    assert startup["bc_steps"] == 500  # converged: the curve's budget
+    assert "iql_steps" not in startup and "cql_steps" not in startup  # the profile's
+    assert startup["budget_sources"]["bc"] == pipeline.FROM_CURVES
+    assert "not converged" in startup["budget_sources"]["iql"]
+    assert "no learning curve on startup" in startup["budget_sources"]["cql"]
+    down = pipeline.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
+    assert "bc_steps" not in down.parameters
+    assert down.parameters["budget_sources"]["bc"] == "profile (no learning curve on grade_down)"
+    # other pages are untouched
+    claims = runs["07_claims"]
+    assert pipeline.with_curve_budgets(claims, "quick", tmp_path) == claims
+    # a profile that does not take budgets from the curves keeps its own
+    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", False)
+    kept = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    assert "bc_steps" not in kept and "does not take" in kept["budget_sources"]["bc"]
+    # no executed curves page: the profile's budgets, and the page says so
+    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
+    assert "bc_steps" not in missing and "no executed" in missing["budget_sources"]["bc"]
+    # a curves page of another profile is not used
+    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets, profile="paper")
+    other = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    assert "bc_steps" not in other and "another profile" in other["budget_sources"]["bc"]
+
+
+def test_curve_budgets_override_the_profiles_fixed_budget():
+    curves = {"curve_budgets": {"cql": {"grade_up": {"steps": 300, "converged": True}}}}
+    out = pipeline.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
+    assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == pipeline.FROM_CURVES
+    assert set(out["budget_sources"]) == set(pipeline.ALGORITHMS)

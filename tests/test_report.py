@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from polycstr_lib.evaluation import seed_summary  # noqa: E402
 from polycstr_lib.report import (  # noqa: E402
     drop_empty_columns,
     page_table,
@@ -47,22 +46,39 @@ def test_drop_empty_columns():
     assert list(table.columns) == ["a", "nan", "none", "blank", "text"]  # not modified
 
 
-def test_page_table_of_one_seed_has_no_all_nan_column():
-    per_seed = {"A": {0: _metrics([10, 20])}, "B": {0: _metrics([30, 40])}}
-    table = seed_summary(per_seed)
-    assert table["mean ± 95 %"].isna().all()  # the raw summary has them
+def test_page_table_merges_interval_columns_and_drops_all_nan_ones():
+    table = pd.DataFrame(
+        {"mean": [1.234, 35.0], "mean ± 95 %": [0.5, np.nan], "x": [np.nan, np.nan]},
+        index=["A", "B"],
+    )
     shown = page_table(table)
-    assert not shown.isna().all().any()
-    assert "mean ± 95 %" not in shown.columns and "mean" in shown.columns
-    # with several seeds the intervals stay, merged into their column
-    per_seed["A"][1] = _metrics([12, 25])
-    table = seed_summary(per_seed)
-    shown = page_table(table)
-    assert "mean" not in shown.columns and "min" not in shown.columns
-    assert list(shown.columns[:2]) == ["mean ± 95 %", "min ± 95 %"]
-    half = table.loc["A", "mean ± 95 %"]
-    assert shown.loc["A", "mean ± 95 %"] == f"{table.loc['A', 'mean']:.2f} ± {half:.2f}"
-    assert shown.loc["B", "mean ± 95 %"] == "35.00"  # one seed: no interval
+    assert list(shown.columns) == ["mean ± 95 %"]
+    assert shown.loc["A", "mean ± 95 %"] == "1.23 ± 0.50"
+    assert shown.loc["B", "mean ± 95 %"] == "35.00"  # no half-width: the value alone
+    assert list(page_table(table.drop(columns="mean ± 95 %")).columns) == ["mean"]
+
+
+def test_results_page_table_has_seven_readable_columns():
+    from polycstr_lib.evaluation import results_table
+    from polycstr_lib.report import RESULTS_COLUMNS, results_page_table
+
+    def metrics(rewards, runaway):
+        return _metrics(rewards).assign(runaway=runaway, violations=[4 * r for r in runaway])
+
+    per_seed = {
+        "A": {0: metrics([10, 20], [False, True]), 1: metrics([30, 40], [False, False])},
+        "B": {0: metrics([50, 60], [False, False])},
+    }
+    table = results_table(per_seed, reps=50)
+    shown = results_page_table(table)
+    assert list(shown.columns) == [c for c in RESULTS_COLUMNS if c != "optimality"]
+    assert shown.loc["A", "runaways"] == "1/4" and shown.loc["A", "over 370 K"] == "1/4"
+    assert shown.loc["B", "IQM [95 % CI]"] == "55.0 [55.0, 55.0]"
+    assert shown.loc["A", "worst episode"] == 10.0
+    per_seed["A"][0] = per_seed["A"][0].assign(optimality=[80.0, 90.0])
+    shown = results_page_table(results_table(per_seed, reps=50))
+    assert list(shown.columns) == list(RESULTS_COLUMNS) and len(shown.columns) <= 7
+    assert shown.loc["A", "optimality"] == 85.0
 
 
 def test_page_table_rounds_per_column():

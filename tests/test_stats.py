@@ -56,3 +56,29 @@ def test_bad_scores_are_rejected() -> None:
         iqm([1.0, np.nan])
     with pytest.raises(ValueError, match="tasks"):
         probability_of_improvement(np.zeros((3, 2)), np.zeros((3, 1)))
+
+
+def test_improvement_probability_point_estimates() -> None:
+    from polycstr_lib.stats import improvement_probability
+
+    assert improvement_probability([10.0, 11.0, 12.0], [1.0, 2.0]) == 1.0  # disjoint
+    assert improvement_probability([1.0, 2.0], [10.0, 11.0, 12.0]) == 0.0
+    assert improvement_probability([5.0], [5.0]) == 0.5  # ties count one half
+    # 3 of the 4 pairs won: (3 > 2), (3 > 1), (1 > 0.5)... counted by hand
+    assert improvement_probability([1.0, 3.0], [0.5, 2.0]) == pytest.approx(3 / 4)
+    state = np.random.get_state()  # noqa: NPY002
+    improvement_probability([1.0, 3.0], [0.5, 2.0])
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
+    with pytest.raises(ValueError, match="tasks"):
+        improvement_probability(np.zeros((2, 2)), np.zeros((2, 1)))
+
+
+def test_compare_runs_gives_iqms_gap_and_probability() -> None:
+    from polycstr_lib.stats import compare_runs
+
+    # four runs: the IQM keeps the middle two (trim int(1) at each end)
+    c = compare_runs([0.0, 10.0, 20.0, 100.0], [1.0, 2.0, 3.0, 4.0])
+    assert c.iqm_x == pytest.approx(15.0) and c.iqm_y == pytest.approx(2.5)
+    assert c.gap == pytest.approx(12.5)
+    # x beats y in 12 of 16 pairs (0 loses to all four)
+    assert c.p == pytest.approx(12 / 16)

@@ -79,6 +79,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "cost_steps": 10_000,
             "test_episodes": 50,
             "nmpc_episodes": 50,
+            "correction_variants": ["plain", "normalised", "trust region", "uncertainty"],
+            "validation_episodes": 20,
         },
         "06_ablations": {
             "agent_steps": 5000,

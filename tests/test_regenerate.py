@@ -24,6 +24,8 @@ SLICE = {
     "test_episodes": 2,
     "nmpc_episodes": 1,
     "processes": 1,
+    "correction_variants": ["plain", "trust region"],
+    "validation_episodes": 1,
 }
 
 

@@ -83,10 +83,17 @@ PROFILES: dict[str, dict[str, dict]] = {
             "validation_episodes": 20,
         },
         "06_ablations": {
+            "seeds": [0, 1, 2, 3, 4],
             "agent_steps": 5000,
             "cost_steps": 10_000,
-            "test_episodes": 50,
+            "ensemble_seeds": [0, 1, 2, 3, 4],
+            "step_sizes": [0.03, 0.1, 0.3, 1.0, 3.0],
+            "newton_step_sizes": [0.1, 0.3, 1.0],
+            "steps_grid": [1, 2, 3, 5, 10],
+            "trust_radii": [0.3, 1.0, 3.0, 10.0],
             "expectiles": [0.5, 0.7, 0.9, 0.95],
+            "validation_episodes": 20,
+            "test_episodes": 50,
         },
         "08_correction_support": {
             "scenarios": ["startup", "grade_down", "grade_up"],

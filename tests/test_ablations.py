@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_correction_tuning import AGENTS, MODELS, SIGMA, picnn
 from test_safety import ConstantPolicy, QuadraticCost
 
 from polycstr_lib.ablations import (
@@ -14,7 +15,12 @@ from polycstr_lib.ablations import (
     correction_latency,
     evaluate_corrections,
     pareto_front,
+    run_ablations,
+    stage_one_variants,
+    test_chosen,
+    variant_latency,
 )
+from polycstr_lib.correction_tuning import CorrectionVariant
 from polycstr_lib.evaluation import evaluate_policy
 
 torch.set_num_threads(1)
@@ -119,7 +125,7 @@ def test_evaluate_corrections_rows_and_zero_steps_equal_the_base_policy(minari_s
         "offset",
         "latency_ms",
     } <= set(table.columns)
-    direct, _ = evaluate_policy(base.act, "grade_up", 2, r_min, r_max)
+    direct, _ = evaluate_policy(base.act, "grade_up", 2, r_min, r_max, split="validation")
     assert table.loc[0, "mean"] == pytest.approx(direct["normalised_reward"].mean(), abs=1e-9)
     assert table.loc[0, "latency_ms"] == 0.0 and table.loc[1, "latency_ms"] > 0.0
     # Same definitions as the results pages: violations summed over episodes, population std.
@@ -130,3 +136,83 @@ def test_evaluate_corrections_rows_and_zero_steps_equal_the_base_policy(minari_s
     assert table.loc[1, "mean"] != table.loc[0, "mean"]
     with pytest.raises(KeyError, match="no cost model"):
         evaluate_corrections(base, {}, settings, "grade_up", 2, r_min, r_max)
+    with pytest.raises(ValueError, match="split"):
+        evaluate_corrections(base, models, settings, "grade_up", 2, r_min, r_max, split="train")
+
+
+def test_evaluate_corrections_honours_the_split() -> None:
+    # The default is validation; 'test' runs other episode seeds (other initial states).
+    base = ConstantPolicy(np.array([0.2, -0.1]))
+    models = {"q": QuadraticCost().double()}
+    settings = [CorrectionSetting("K", "q", "gradient", 0, 0.1)]
+    val = evaluate_corrections(base, models, settings, "startup", 2, -5e5, -1e3)
+    test = evaluate_corrections(base, models, settings, "startup", 2, -5e5, -1e3, split="test")
+    for split, table in (("validation", val), ("test", test)):
+        direct, _ = evaluate_policy(base.act, "startup", 2, -5e5, -1e3, split=split)
+        assert table.loc[0, "mean"] == pytest.approx(direct["normalised_reward"].mean(), rel=1e-9)
+    assert val.loc[0, "mean"] != test.loc[0, "mean"]
+
+
+def test_stage_one_variants_are_normalised_per_model_and_newton() -> None:
+    variants, grids, sweep_of = stage_one_variants(
+        ["picnn", "mlp", "ensemble"], steps=2, step_sizes=(0.1, 1.0), newton_step_sizes=(1.0,)
+    )
+    assert list(variants) == [
+        "PICNN one-step", "NN one-step", "PICNN ensemble", "Newton, PICNN one-step"
+    ]  # fmt: skip
+    assert variants["NN one-step"] == CorrectionVariant("normalised", "mlp", 2)
+    assert variants["PICNN ensemble"].pessimism == 0.5
+    assert variants["Newton, PICNN one-step"].method == "newton"
+    assert grids["PICNN one-step"] == (0.1, 1.0) and grids["Newton, PICNN one-step"] == (1.0,)
+    assert set(sweep_of.values()) == {"cost model", "Newton"}
+    with pytest.raises(ValueError, match="models"):
+        stage_one_variants(["adam"])
+    with pytest.raises(ValueError, match="Newton"):
+        stage_one_variants(["mlp"])
+    assert "Newton, PICNN one-step" not in stage_one_variants(["mlp"], newton_step_sizes=())[0]
+
+
+def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
+    models = {"picnn": MODELS["picnn"], "picnn_ctg": picnn(2), "ensemble": MODELS["ensemble"]}
+    kw = dict(r_min=-5e5, r_max=-1e3, action_scale=SIGMA, cache_dir=tmp_path)
+    result = run_ablations(
+        AGENTS, models, "startup", 1, steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,),
+        steps_grid=(1, 4), trust_radii=(0.5,), **kw,
+    )  # fmt: skip
+    assert list(result.chosen.index) == ["cost model", "Newton", "K", "trust radius"]
+    # the second stage varies the first stage's overall choice at its chosen step size
+    overall = result.variants[result.overall]
+    eta = result.per_variant.loc[result.overall, "step_size"]
+    assert result.variants["K = 4"] == CorrectionVariant(
+        overall.method, overall.model, 4, None, overall.pessimism
+    )
+    assert result.variants["ρ = 0.5"].trust_radius == 0.5
+    second = result.sweep[result.sweep["sweep"].isin(["K", "trust radius"])]
+    assert len(second) == 2 * 3 and (second["step_size"] == eta).all()
+    assert result.chosen.loc["K", "variant"] in ("K = 1", "K = 4")
+    assert result.chosen.loc["Newton", "variant"] == "Newton, PICNN one-step"
+    # summary: IQM over the two seeds of every setting
+    row = result.summary[result.summary["variant"] == "none"].iloc[0]
+    base = result.sweep[result.sweep["variant"] == "none"]
+    assert row["runs"] == 2 and row["iqm"] == pytest.approx(base["mean"].mean())
+    # the final table is the only test run: other episode seeds than validation
+    test = test_chosen(AGENTS, models, result, "startup", 1, **kw)
+    assert list(dict.fromkeys(test["sweep"])) == ["base", *result.chosen.index]
+    assert set(test["runs"]) == {2}
+    val_base = result.summary.loc[result.summary["variant"] == "none", "iqm"].iloc[0]
+    assert test.loc[test["sweep"] == "base", "iqm"].iloc[0] != pytest.approx(val_base)
+    files = sorted(p.name for p in (tmp_path / "correction_sweeps").glob("*.pkl"))
+    assert sum(f.startswith("startup_validation") for f in files) == 2
+    assert sum(f.startswith("startup_test") for f in files) == 1
+    with pytest.raises(ValueError, match="steps_grid"):
+        run_ablations(AGENTS, models, "startup", 1, steps_grid=(0,), **kw)
+
+
+def test_variant_latency_is_positive() -> None:
+    obs = np.random.default_rng(0).normal(size=(3, 9)).astype(np.float32)
+    act = np.zeros((3, 2), np.float32)
+    variant = CorrectionVariant("normalised", "q", steps=2, trust_radius=1.0)
+    ms = variant_latency(QuadraticCost().double(), obs, act, variant, 0.5, SIGMA, repeats=3)
+    assert 0.0 < ms < 1e4
+    with pytest.raises(ValueError):
+        variant_latency(QuadraticCost(), obs, act[:2], variant, 0.5, SIGMA)

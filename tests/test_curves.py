@@ -105,7 +105,7 @@ def test_compare_variants_trains_each_variant(minari_store, tmp_path, monkeypatc
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     refs = {"grade_up": (-1e6, 0.0)}
-    variants = {"none": {}, "minmax": {"action_scaling": "minmax"}}
+    variants = {"none": {"action_scaling": "none"}, "minmax": {}}
     table = compare_variants(
         variants, ["bc"], ["grade_up"], [0, 1], 3, 2, refs, processes=1, progress=False
     )

@@ -1,17 +1,20 @@
-"""Which action units should the agents learn in? A validation study (deviation D29).
+"""Training choices decided on validation episodes: action units (D29) and precision (D21).
 
-Trains BC and IQL in four variants (the default min-max action units, the env's own units,
-standardised units, and rewards scaled by their std) over several seeds and scenarios, and
-scores every run on validation episodes (never test episodes). Prints, per algorithm, the
-IQM across seeds and scenarios with its 95 % bootstrap interval and the probability that a
-run of each variant beats a run of the default (rliable), and per scenario the IQM.
+``--study units`` trains BC and IQL in four variants (the default min-max action units, the
+env's own units, standardised units, and rewards scaled by their std); ``--study precision``
+in float32 (the default) and bfloat16 mixed precision. Every run is scored on validation
+episodes (never test episodes). Prints, per algorithm, the IQM across seeds and scenarios
+with its 95 % bootstrap interval and the probability that a run of each variant beats a run
+of the default (rliable), and per scenario the IQM.
 
-BC ignores rewards, so its "reward std" row repeats its default row bit for bit: a check that
-a variant's difference is the variant's and not the training's.
+BC ignores rewards, so in the units study its "reward std" row repeats its default row bit
+for bit: a check that a variant's difference is the variant's and not the training's.
 
-Run (about 20 minutes on one core; trained agents are cached in the artifact directory):
+Run (trained agents are cached in the artifact directory; about 20 minutes for the units
+study and 8 for the precision study on one core):
 
-    python studies/action_scaling.py [--seeds 0 1 2 3] [--steps 2000] [--episodes 10]
+    python studies/training_choices.py --study units [--seeds 0 1 2 3] [--steps 2000]
+    python studies/training_choices.py --study precision
 """
 
 from __future__ import annotations
@@ -25,16 +28,24 @@ from polycstr_lib.curves import compare_variants, summarise_variants
 from polycstr_lib.datasets import ensure_dataset, read_sidecar
 from polycstr_lib.stats import iqm
 
-VARIANTS = {
-    "min-max units": {},
-    "env units": {"action_scaling": "none"},
-    "std units": {"action_scaling": "std"},
-    "reward std": {"reward_scaling": "std"},
+#: study → variant name → TrainConfig overrides; the first variant of each is the default.
+STUDIES = {
+    "units": {
+        "min-max units": {},
+        "env units": {"action_scaling": "none"},
+        "std units": {"action_scaling": "std"},
+        "reward std": {"reward_scaling": "std"},
+    },
+    "precision": {
+        "float32": {},
+        "bfloat16": {"precision": "bfloat16"},
+    },
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", choices=sorted(STUDIES), default="units")
     parser.add_argument("--scenarios", nargs="+", default=["startup", "grade_up"])
     parser.add_argument("--algorithms", nargs="+", default=["bc", "iql"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
@@ -49,8 +60,9 @@ def main() -> None:
         side = read_sidecar(scenario)
         references[scenario] = (side["return_min"], side["return_max"])
     start = time.perf_counter()
+    variants = STUDIES[args.study]
     runs = compare_variants(
-        VARIANTS,
+        variants,
         args.algorithms,
         args.scenarios,
         args.seeds,
@@ -62,7 +74,7 @@ def main() -> None:
     )
     if args.csv:
         runs.to_csv(args.csv, index=False)
-    summary = summarise_variants(runs, baseline="min-max units")
+    summary = summarise_variants(runs, baseline=next(iter(variants)))
     per_scenario = (
         runs.groupby(["algorithm", "variant", "scenario"])["mean"]
         .apply(lambda x: iqm(x.to_numpy()))

@@ -81,9 +81,11 @@ __all__ = [
 OBS_DIM = 9  # [C_A, C_I, C_R, C_P, T, e_P, e_T, F_I, T_c]
 ACT_DIM = 2  # changes of F_I and T_c, scaled to [-1, 1]
 
-#: Format of a saved agent (2: every tensor has the member axis first). Cached runs of another
-#: format are retrained.
-AGENT_FORMAT = 2
+#: Format of a saved agent (2: every tensor has the member axis first; 3: the same layout,
+#: but members of an ensemble are trained with their own parameter tensors, so that a member
+#: equals its seed's single run bit for bit; format-2 runs from ensembles of several seeds
+#: could differ from it). Cached runs of another format are retrained.
+AGENT_FORMAT = 3
 
 #: Relative cost of one gradient step per algorithm (2x256 nets), to balance Dask tasks.
 _STEP_COST = {"bc": 1.0, "iql": 5.0, "cql": 25.0}

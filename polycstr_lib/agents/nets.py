@@ -1,9 +1,11 @@
 """Pieces shared by the offline agents: batches, scalers, ensemble layers, actors, Polyak updates.
 
 Every agent is an *ensemble*: ``S`` independent members (one per training seed) trained side
-by side as one batched model. Each network stores its members' weights stacked along a
-leading axis (:class:`EnsembleLinear`), so that one optimiser step, one loss and one
-autograd pass serve all ``S`` seeds. Members never share
+by side as one batched model. Each network applies its members' layers side by side on a
+leading member axis (:class:`EnsembleLinear`), so that one optimiser step, one loss and one
+autograd pass serve all ``S`` seeds; each member's parameters are nevertheless their own
+tensors of the single run's shapes (:class:`MemberParameters`), so member ``k`` trains bit
+for bit like the single run of its seed, whatever ``S``. Members never share
 anything that learns: each has its own initialisation (built exactly as a single network
 under its seed), its own batch indices and noise (private generators), and its own optimiser
 state (Adam is elementwise); the loss that is differentiated is the *sum* of the members'
@@ -38,6 +40,7 @@ __all__ = [
     "EnsembleMLP",
     "EnsembleQ",
     "EnsembleTanhGaussianActor",
+    "MemberParameters",
     "Scalers",
     "Temperature",
     "TransitionData",
@@ -383,34 +386,123 @@ def build_members(
     return out
 
 
-class EnsembleLinear(nn.Module):
+class MemberParameters(nn.Module):
+    """A module whose parameters have a member axis but are stored one tensor per member.
+
+    A stacked parameter ``name`` of shape ``(S, *shape)`` is held as ``S`` parameters
+    ``name_0 … name_{S-1}`` of exactly the shape a one-member agent's has, so that the
+    optimiser (PyTorch's fused Adam), the Polyak update and every other elementwise kernel see
+    the same tensor sizes as in the single run of that seed. They must: these kernels run a
+    vectorised loop over whole vector widths and a scalar loop over the tail, which round
+    differently, so in one stacked tensor member ``k`` would be updated by a different path
+    depending on ``S`` (measured: fused Adam on a ``(4, 1, 2)`` bias differs from the
+    ``(1, 1, 2)`` run in the last bit after a few steps). :meth:`stacked` gives the
+    ``(S, *shape)`` view for the forward pass, and ``state_dict`` keeps the stacked layout
+    (one ``(S, *shape)`` tensor per name).
+    """
+
+    def __init__(self, n_members: int) -> None:
+        super().__init__()
+        self.n_members = n_members
+        self._stacked_names: tuple[str, ...] = ()
+
+    def register_members(self, name: str, stacked: torch.Tensor) -> None:
+        """Registers ``stacked`` (``(S, *shape)``) as ``S`` per-member parameters."""
+        if stacked.shape[0] != self.n_members:
+            raise ValueError(f"{name} has {stacked.shape[0]} members, not {self.n_members}")
+        for i, value in enumerate(stacked.detach().unbind(0)):
+            self.register_parameter(f"{name}_{i}", nn.Parameter(value.clone().contiguous()))
+        self._stacked_names = (*self._stacked_names, name)
+
+    def members(self, name: str) -> list[nn.Parameter]:
+        """The per-member parameters of ``name``, member order."""
+        return [self._parameters[f"{name}_{i}"] for i in range(self.n_members)]
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """The members' parameters of ``name`` stacked along a leading member axis."""
+        return torch.stack(self.members(name))
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        for name in self._stacked_names:
+            value = self.stacked(name)
+            destination[prefix + name] = value if keep_vars else value.detach()
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        for name in self._stacked_names:
+            key = prefix + name
+            if key not in state_dict:
+                missing_keys.append(key)
+                continue
+            value, params = state_dict[key], self.members(name)
+            want = (len(params), *params[0].shape)
+            if tuple(value.shape) != want:
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape "
+                    f"{tuple(value.shape)}, the shape in current model is {want}"
+                )
+                continue
+            with torch.no_grad():
+                for param, member in zip(params, value.unbind(0), strict=True):
+                    param.copy_(member)
+        if strict:
+            for key in state_dict:
+                if key.startswith(prefix):
+                    head = key[len(prefix) :].split(".", 1)[0]
+                    if head not in self._modules and head not in self._stacked_names:
+                        unexpected_keys.append(key)
+
+
+class EnsembleLinear(MemberParameters):
     """``S`` independent affine maps applied side by side: ``(S, ..., in) → (S, ..., out)``.
 
-    ``weight`` is ``(S, in, out)`` (the transpose of ``nn.Linear``'s, so the product needs no
-    transposed view) and ``bias`` is ``(S, 1, out)``. Each member's product is its own
-    ``addmm`` on its own rows, exactly the call an ensemble of one makes: a member's numbers
-    do not depend on how many members it is trained with (one batched ``baddbmm`` is 10-30 %
-    faster on this CPU but rounds differently for different ``S``, which would make a cached
-    run depend on the seeds it happened to be trained with).
+    Member ``s`` has its own ``weight_s`` ``(in, out)`` (the transpose of ``nn.Linear``'s, so
+    the product needs no transposed view) and ``bias_s`` ``(1, out)``; ``state_dict`` holds
+    them stacked as ``weight`` ``(S, in, out)`` and ``bias`` ``(S, 1, out)``. Each member's
+    product is its own ``addmm`` on its own rows, exactly the call an ensemble of one makes,
+    and each member's parameters are their own tensors (see :class:`MemberParameters`), so a
+    member's numbers do not depend on how many members it is trained with. (One batched
+    ``baddbmm`` is 10-30 % faster on this CPU but rounds differently for different ``S``; one
+    stacked parameter tensor makes the fused Adam step round differently once ``S`` times a
+    row reaches the kernel's vector width, e.g. a 2-wide output bias from ``S = 4``.)
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight.contiguous())
-        self.bias = nn.Parameter(bias.contiguous())
+        super().__init__(weight.shape[0])
+        self.register_members("weight", weight)
+        self.register_members("bias", bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The members' weights stacked: ``(S, in, out)``."""
+        return self.stacked("weight")
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The members' biases stacked: ``(S, 1, out)``."""
+        return self.stacked("bias")
 
     @classmethod
     def stack(cls, layers: Sequence[nn.Linear]) -> EnsembleLinear:
         """Stacks the members' ``nn.Linear`` layers (weights copied)."""
         weight = torch.stack([layer.weight.detach().t() for layer in layers])
         bias = torch.stack([layer.bias.detach().unsqueeze(0) for layer in layers])
-        return cls(weight.clone(), bias.clone())
+        return cls(weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Applies member ``s``'s map to ``x[s]`` (any middle dimensions)."""
         s, d = x.shape[0], x.shape[-1]
         flat = x.reshape(s, -1, d)
-        y = torch.stack([torch.addmm(self.bias[i], flat[i], self.weight[i]) for i in range(s)])
+        weights, biases = self.members("weight"), self.members("bias")
+        y = torch.stack([torch.addmm(biases[i], flat[i], weights[i]) for i in range(s)])
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -450,7 +542,7 @@ class EnsembleQ(nn.Module):
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
-class EnsembleGaussianActor(nn.Module):
+class EnsembleGaussianActor(MemberParameters):
     """IQL's actor: Normal(tanh(MLP(s)), exp(log_std)) with a state-independent log-std.
 
     The deterministic action is the tanh-squashed mean; the log-likelihood of dataset actions
@@ -464,10 +556,10 @@ class EnsembleGaussianActor(nn.Module):
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
     ) -> None:
-        super().__init__()
+        n_members = net.layers[0].n_members
+        super().__init__(n_members)
         self.net = net
-        n_members = net.layers[0].weight.shape[0]
-        self.log_std = nn.Parameter(torch.zeros(n_members, 1, act_dim))
+        self.register_members("log_std", torch.zeros(n_members, 1, act_dim))
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 
@@ -477,6 +569,11 @@ class EnsembleGaussianActor(nn.Module):
         log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
         z = (action - mean) * torch.exp(-log_std)
         return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    @property
+    def log_std(self) -> torch.Tensor:
+        """The members' log-std stacked: ``(S, 1, act_dim)`` (one parameter per member)."""
+        return self.stacked("log_std")
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action (already in [-1, 1])."""
@@ -538,20 +635,26 @@ class EnsembleTanhGaussianActor(nn.Module):
         return torch.tanh(mean)
 
 
-class Temperature(nn.Module):
+class Temperature(MemberParameters):
     """A learnable log-temperature per member (SAC's entropy weight α = exp(log_alpha))."""
 
     def __init__(self, n_members: int, initial: float) -> None:
-        super().__init__()
-        self.log_alpha = nn.Parameter(torch.full((n_members,), math.log(initial)))
+        super().__init__(n_members)
+        self.register_members("log_alpha", torch.full((n_members,), math.log(initial)))
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        """The members' log α stacked: ``(S,)`` (one parameter per member)."""
+        return self.stacked("log_alpha")
 
 
 def adam(params: Any, lr: float) -> torch.optim.Adam:
     """The agents' optimiser: Adam with PyTorch's fused CPU kernel.
 
-    Adam is elementwise, so one optimiser over stacked member weights updates each member
-    exactly as its own optimiser would. The fused kernel updates all tensors in one call
-    instead of a dozen small ops per tensor, and is deterministic on the CPU.
+    Adam is elementwise, and each member's parameters are their own tensors (see
+    :class:`MemberParameters`), so one optimiser over all members updates each member exactly
+    as its own optimiser would. The fused kernel updates all tensors in one call instead of a
+    dozen small ops per tensor, and is deterministic on the CPU.
     """
     return torch.optim.Adam(params, lr=lr, fused=True)
 

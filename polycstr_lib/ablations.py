@@ -124,6 +124,21 @@ def correction_grid(
     return settings
 
 
+def _median_correction_ms(
+    cost_model: nn.Module, obs: np.ndarray, act: np.ndarray, kwargs: dict, repeats: int
+) -> float:
+    """Median time (ms) of one ``correct_actions`` call on a single action, after a warm-up;
+    the calls cycle through the rows of ``obs``/``act``."""
+    correct_actions(cost_model, obs[0], act[0], **kwargs)  # warm-up
+    times = []
+    for i in range(repeats):
+        j = i % len(obs)
+        start = time.perf_counter()
+        correct_actions(cost_model, obs[j], act[j], **kwargs)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
 def correction_latency(
     cost_model: nn.Module,
     observations: Any,
@@ -158,14 +173,7 @@ def correction_latency(
         "steps": setting.steps,
         "step_size": setting.resolved_step_size(),
     }
-    correct_actions(cost_model, obs[0], act[0], **kwargs)  # warm-up
-    times = []
-    for i in range(repeats):
-        j = i % len(obs)
-        start = time.perf_counter()
-        correct_actions(cost_model, obs[j], act[j], **kwargs)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return _median_correction_ms(cost_model, obs, act, kwargs, repeats)
 
 
 def evaluate_corrections(
@@ -500,11 +508,4 @@ def variant_latency(
         raise ValueError("observations and actions must be (N, d) arrays with the same N >= 1")
     kwargs = variant.policy_kwargs(step_size, action_scale)
     with torch.no_grad():
-        correct_actions(cost_model, obs[0], act[0], **kwargs)  # warm-up
-        times = []
-        for i in range(repeats):
-            j = i % len(obs)
-            start = time.perf_counter()
-            correct_actions(cost_model, obs[j], act[j], **kwargs)
-            times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        return _median_correction_ms(cost_model, obs, act, kwargs, repeats)

@@ -116,3 +116,22 @@ def test_curve_budgets_override_the_profiles_fixed_budget():
     out = pipeline.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
     assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == pipeline.FROM_CURVES
     assert set(out["budget_sources"]) == set(pipeline.ALGORITHMS)
+
+
+def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
+    """`make test` executes beside nbval the quick pages whose parameters differ from the
+    notebook defaults (nbval runs only the defaults), so that the book build finds them
+    cached; a page added to the book, or a changed default, must show up in WARM_PAGES."""
+    import re
+
+    makefile = (pipeline.REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^WARM_PAGES := (.+)$", makefile, flags=re.MULTILINE)
+    assert match, "the Makefile no longer defines WARM_PAGES"
+    warm = set(match.group(1).split())
+    not_under_nbval = set()
+    for run in pipeline.runs_for("quick"):
+        defaults = pipeline.effective_parameters(run.notebook, "quick")
+        if any(defaults.get(k) != v for k, v in run.parameters.items()):
+            not_under_nbval.add(run.page)
+    assert warm == not_under_nbval
+    assert warm == {"05_results_grade_down", "05_results_grade_up"}

@@ -268,7 +268,47 @@ def execute_notebooks(
             raise
         os.replace(partial, target)
         timings.append((run.page, time.perf_counter() - start))
+    write_timings_table()
     return timings
+
+
+def write_timings_table(executed_dir: Path | None = None) -> Path:
+    """Write ``timings.md`` beside the executed pages: how long each page's execution took.
+
+    Read from the papermill metadata of every executed page in the book's order, so the
+    table describes the pages as they are, also when only some were re-executed. A page
+    whose training runs were cached executes in a fraction of its cold time.
+
+    Args:
+        executed_dir: Where the executed pages are (default :data:`EXECUTED_DIR`).
+
+    Returns:
+        The path of the table.
+    """
+    import json
+
+    folder = executed_dir or EXECUTED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "| page | profile | execution (min) | finished (UTC) |",
+        "|---|---|---:|---|",
+    ]
+    total = 0.0
+    for run in RUNS:
+        page = folder / f"{run.page}.ipynb"
+        if not page.is_file():
+            lines.append(f"| `{run.page}` | not executed | | |")
+            continue
+        meta = json.loads(page.read_text(encoding="utf-8"))["metadata"].get("papermill", {})
+        seconds = float(meta.get("duration") or 0.0)
+        total += seconds
+        profile = meta.get("parameters", {}).get("profile", "unknown")
+        finished = str(meta.get("end_time") or "")[:16].replace("T", " ")
+        lines.append(f"| `{run.page}` | {profile} | {seconds / 60:.1f} | {finished} |")
+    lines.append(f"| all pages | | {total / 60:.1f} | |")
+    path = folder / "timings.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def write_parameters_table() -> Path:

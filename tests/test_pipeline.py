@@ -135,3 +135,24 @@ def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
             not_under_nbval.add(run.page)
     assert warm == not_under_nbval
     assert warm == {"05_results_grade_down", "05_results_grade_up"}
+
+
+def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):
+    def page(name, seconds, profile):
+        meta = {
+            "papermill": {
+                "duration": seconds,
+                "end_time": "2026-11-22T06:34:51.25+00:00",
+                "parameters": {"profile": profile},
+            }
+        }
+        (tmp_path / f"{name}.ipynb").write_text(json.dumps({"cells": [], "metadata": meta}))
+
+    page("02_dataset", 30.0, "paper")
+    page("01_environment", 90.0, "paper")
+    lines = pipeline.write_timings_table(tmp_path).read_text().splitlines()
+    assert lines[2] == "| `01_environment` | paper | 1.5 | 2026-11-22 06:34 |"
+    assert lines[3] == "| `02_dataset` | paper | 0.5 | 2026-11-22 06:34 |"
+    assert lines[4] == "| `03_iql_theory` | not executed | | |"
+    assert len(lines) == 2 + len(pipeline.RUNS) + 1
+    assert lines[-1] == "| all pages | | 2.0 | |"

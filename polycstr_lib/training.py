@@ -25,6 +25,7 @@ seeds it was trained with; ``config.json`` records them anyway.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -579,9 +580,33 @@ class _Task:
         return dataclasses.replace(self, configs=low), dataclasses.replace(self, configs=high)
 
 
+def generous_malloc() -> bool:
+    """Lets glibc keep freed memory of this process for reuse instead of returning it at once.
+
+    Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (so that workers
+    hand memory back to the OS). Setting it also freezes glibc's mmap threshold at 128 KiB,
+    so every batch-sized tensor of an ensemble update is mapped, zero-filled by the kernel
+    and unmapped again at each step: training then runs about 2.7 times slower, with more
+    system time than user time (``benchmarks/training.py --malloc`` measures it). A trim
+    threshold of 256 MiB and an mmap threshold of 32 MiB (glibc's largest dynamic value)
+    restore what an ordinary process does. It changes no number, only where memory comes
+    from.
+
+    Returns:
+        Whether the thresholds were set (False where the C library is not glibc).
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h> parameter numbers
+    return bool(mallopt(m_trim_threshold, 256 << 20)) and bool(mallopt(m_mmap_threshold, 32 << 20))
+
+
 def _run_task(task: _Task) -> list[str]:
     """Trains one ensemble (in a worker process: one torch thread); returns its run folders."""
     torch.set_num_threads(1)
+    generous_malloc()  # on any Dask worker, local or remote (see its docstring)
     previous = os.environ.get(ARTIFACTS_ENV)
     os.environ[ARTIFACTS_ENV] = task.artifact_root
     try:

@@ -15,6 +15,12 @@ snapshots are saved as the cached runs of the shorter budgets, which is what lea
 read. :func:`train_many` spreads ensembles over Dask workers (a local cluster sized to the
 machine, or an existing cluster given by its scheduler address).
 
+An interrupted ensemble resumes: while it trains, its whole training state (weights,
+optimiser moments, generators, the log so far) is written atomically to
+``artifact_dir()/resume/`` every :data:`RESUME_EVERY_S` seconds and at every snapshot, and a
+later call for the same seeds, settings and data continues from there, to the same bits as
+an uninterrupted run. The file is removed when the ensemble reaches its budget.
+
 Training is reproducible: the same configurations and data give bit-identical weights (one
 torch thread per worker, private generators; the global torch and NumPy RNG states are left
 untouched). A BC or IQL member of an ensemble equals the run of its seed trained alone bit
@@ -90,6 +96,10 @@ AGENT_FORMAT = 3
 
 #: Relative cost of one gradient step per algorithm (2x256 nets), to balance Dask tasks.
 _STEP_COST = {"bc": 1.0, "iql": 5.0, "cql": 25.0}
+
+#: Seconds of training between two writes of an ensemble's resume state (the state is also
+#: written at every snapshot). One write of a 10-seed IQL state is about 50 MB.
+RESUME_EVERY_S = 120.0
 
 #: Accepted values of ``TrainConfig.precision``.
 PRECISIONS = ("float32", "bfloat16")
@@ -403,12 +413,22 @@ def train_ensemble(
         seeds = sorted({c.seed for c in pending})
         pending_keys = {config_key(c) for c in pending}
         tensors = _TrainingTensors.from_data(data)
+        resume = resume_path(pending[0], seeds, fingerprint)
+        if force:
+            resume.unlink(missing_ok=True)
         previous_threads = torch.get_num_threads()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
             for step, agent, logs, seconds in _train_members(
-                pending[0], seeds, budget, sorted(save_at), tensors, progress
+                pending[0],
+                seeds,
+                budget,
+                sorted(save_at),
+                tensors,
+                progress,
+                resume,
+                min(c.steps for c in pending),
             ):
                 state = agent.state_dict()
                 for k, seed in enumerate(seeds):
@@ -481,6 +501,56 @@ def precision_context(precision: str) -> contextlib.AbstractContextManager:
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
+def resume_path(config: TrainConfig, seeds: Sequence[int], fingerprint: str | None) -> Path:
+    """Where the resume state of an ensemble lives: one file per settings, seeds and data."""
+    config = config.resolved()
+    tag = json.dumps([_group_key(config), sorted(int(s) for s in seeds), fingerprint])
+    key = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return artifact_dir() / "resume" / f"{config.algorithm}-{config.scenario}-{key}.pt"
+
+
+def _optimizers(agent: Agent) -> dict[str, torch.optim.Optimizer]:
+    return {k: v for k, v in vars(agent).items() if isinstance(v, torch.optim.Optimizer)}
+
+
+def _training_state(
+    agent: Agent,
+    generators: Sequence[torch.Generator],
+    step: int,
+    log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
+    seconds: float,
+) -> dict[str, Any]:
+    """Everything the loop needs to continue after ``step`` to the same bits."""
+    rows, sums, count = log
+    return {
+        "step": step,
+        "agent": agent.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
+        "agent_generators": [g.get_state() for g in getattr(agent, "generators", [])],
+        "generators": [g.get_state() for g in generators],
+        "torch_rng": torch.get_rng_state(),
+        "rows": rows,
+        "sums": sums,
+        "count": count,
+        "seconds": seconds,
+    }
+
+
+def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
+    """The resume state at ``path`` if it is for ``seeds`` and at most ``not_after`` steps."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        # our own artifact: NumPy arrays in the log need the full unpickler
+        state = torch.load(path, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - a corrupted file only costs the time it saved
+        warnings.warn(f"ignoring unreadable resume state {path.name}: {error}", stacklevel=3)
+        return None
+    if list(state["agent"]["seeds"]) != list(seeds) or state["step"] > not_after:
+        return None
+    return state
+
+
 def _train_members(
     config: TrainConfig,
     seeds: Sequence[int],
@@ -488,11 +558,17 @@ def _train_members(
     save_at: Sequence[int],
     data: _TrainingTensors,
     progress: bool,
+    resume: Path | None = None,
+    resume_not_after: int = 0,
 ) -> Iterator[tuple[int, Agent, list[pd.DataFrame], float]]:
-    """The gradient-step loop of one ensemble (no caching).
+    """The gradient-step loop of one ensemble (no caching of runs).
 
     Yields ``(step, agent, logs, seconds)`` at every step in ``save_at``: the ensemble, each
-    member's log as a shorter run would have written it, and the wall time so far.
+    member's log as a shorter run would have written it, and the wall time so far. With a
+    ``resume`` path, the loop starts from the state saved there when it is at most
+    ``resume_not_after`` steps in (no run asked for ends before it), writes its state there
+    every :data:`RESUME_EVERY_S` seconds and at every step of ``save_at``, and removes it at
+    the end.
     """
     # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
     with torch.random.fork_rng(devices=[]):
@@ -503,14 +579,33 @@ def _train_members(
         rows: list[dict[str, Any]] = []  # one per logging interval, values of shape (S,)
         sums: dict[str, np.ndarray] = {}
         count = 0
-        start = time.perf_counter()
+        first = 1
+        elapsed = 0.0
+        state = _load_resume(resume, seeds, resume_not_after)
+        if state is not None:
+            agent.load_state_dict(state["agent"])
+            for name, optimizer in _optimizers(agent).items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            for g, g_state in zip(
+                getattr(agent, "generators", []), state["agent_generators"], strict=True
+            ):
+                g.set_state(g_state)
+            for g, g_state in zip(generators, state["generators"], strict=True):
+                g.set_state(g_state)
+            torch.set_rng_state(state["torch_rng"])
+            rows, sums, count = state["rows"], state["sums"], state["count"]
+            first, elapsed = state["step"] + 1, state["seconds"]
+        start = time.perf_counter() - elapsed
+        last_write = time.perf_counter()
         save = set(save_at)
         label = f"seeds {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
         bar = tqdm(
-            range(1, budget + 1),
+            range(first, budget + 1),
             desc=f"{config.algorithm} {config.scenario} {label}",
             disable=not progress,
             mininterval=1.0,
+            initial=first - 1,
+            total=budget,
         )
         for step in bar:
             batch = sample_batch(data, config.batch_size, generators)
@@ -540,7 +635,16 @@ def _train_members(
                     members = rows if boundary else [*rows, row]
                     logs = [_member_log(members, i) for i in range(len(seeds))]
                     yield step, agent, logs, time.perf_counter() - start
+            due = step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
+            if resume is not None and step < budget and due:
+                seconds = time.perf_counter() - start
+                state = _training_state(agent, generators, step, (rows, sums, count), seconds)
+                resume.parent.mkdir(parents=True, exist_ok=True)
+                atomic_torch_save(state, resume)
+                last_write = time.perf_counter()
         bar.close()
+        if resume is not None:
+            resume.unlink(missing_ok=True)
 
 
 def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:

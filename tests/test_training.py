@@ -412,3 +412,86 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
     assert applied == 1
     assert churn > 50 * 500  # about 1,024 faults per tensor
     assert kept < 50 * 10
+
+
+# --- resuming an interrupted ensemble ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql"])
+def test_interrupted_ensemble_resumes_to_the_same_bits(
+    name: str, data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 11-step run stopped after step 7 and called again continues from its state after
+    step 7 and ends with the weights and losses of an uninterrupted run."""
+    import polycstr_lib.training as training
+
+    configs = [tiny_config(name, seed=s, steps=11) for s in (0, 1)]
+    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)  # write the state after every step
+    real = training.sample_batch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    fingerprint = data_fingerprint(data)
+    state_file = training.resume_path(configs[0], [0, 1], fingerprint)
+    assert state_file.is_file()
+    assert torch.load(state_file, weights_only=False)["step"] == 7
+
+    calls["n"] = -1000  # no more interruptions; count the steps of the second call
+    resumed = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    assert calls["n"] == -1000 + 4  # steps 8 to 11 only
+    assert not state_file.exists()  # removed once the budget is reached
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
+    monkeypatch.setattr(training, "sample_batch", real)
+    straight = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    for (a, log_a), (b, log_b) in zip(resumed, straight, strict=True):
+        assert_same_weights(a, b)
+        losses = [c for c in log_a.columns if c != "time_s"]
+        assert log_a[losses].equals(log_b[losses])
+
+
+def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable(
+    data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polycstr_lib.training as training
+
+    configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
+    state_file = training.resume_path(configs[0], [0, 1], data_fingerprint(data))
+    state_file.parent.mkdir(parents=True)
+    state_file.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unreadable resume state"):
+        train_ensemble(configs, data=data, progress=False)
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
+    straight = train_ensemble(
+        [tiny_config("bc", seed=s, steps=3) for s in (0, 1)], data=data, progress=False
+    )
+    # a state after 6 steps must not serve a 3-step run
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "third"))
+    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
+    real = training.sample_batch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(configs, data=data, progress=False)
+    monkeypatch.setattr(training, "sample_batch", real)
+    short = train_ensemble(
+        [tiny_config("bc", seed=s, steps=3) for s in (0, 1)], data=data, progress=False
+    )
+    for (a, _), (b, _) in zip(short, straight, strict=True):
+        assert_same_weights(a, b)

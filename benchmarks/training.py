@@ -18,8 +18,14 @@ Usage::
 
     .venv/bin/python benchmarks/training.py [--seconds 5] [--algos bc iql cql] [--seeds 5]
         [--no-d3rlpy] [--install-d3rlpy]
+    .venv/bin/python benchmarks/training.py --malloc [--seconds 5] [--algos ...] [--seeds 10]
 
 The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
+
+``--malloc`` times one ensemble per algorithm in a process started as Dask's nanny starts its
+workers (``MALLOC_TRIM_THRESHOLD_=65536``), with and without
+:func:`polycstr_lib.training.generous_malloc`, which every training task calls; its last line
+is ``IQL <n>-seed ensemble in a Dask-like worker, generous_malloc/as started: R.RRx``.
 """
 
 from __future__ import annotations
@@ -102,6 +108,33 @@ def measure(
 
 def _child(algo: str, seconds: float, barrier, queue, precision: str, seeds: int) -> None:
     queue.put(measure(algo, seconds, barrier, precision, seeds))
+
+
+def _child_malloc(algo: str, seconds: float, seeds: int, fix: bool, queue) -> None:
+    if fix:
+        from polycstr_lib.training import generous_malloc
+
+        generous_malloc()
+    queue.put(measure(algo, seconds, seeds=seeds))
+
+
+def measure_malloc(algo: str, seconds: float, seeds: int, fix: bool) -> float:
+    """Agent-steps/s of one ensemble in a fresh process with Dask's worker malloc setting."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    previous = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # the child reads it when it starts
+    try:
+        proc = ctx.Process(target=_child_malloc, args=(algo, seconds, seeds, fix, queue))
+        proc.start()
+    finally:
+        if previous is None:
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_")
+        else:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = previous
+    rate = queue.get()
+    proc.join()
+    return rate
 
 
 def split_seeds(n_seeds: int, processes: int) -> list[int]:
@@ -207,7 +240,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds in the job")
     parser.add_argument("--no-d3rlpy", action="store_true")
     parser.add_argument("--install-d3rlpy", action="store_true")
+    parser.add_argument(
+        "--malloc", action="store_true", help="only the Dask worker malloc comparison"
+    )
     args = parser.parse_args()
+    if args.malloc:
+        algos = sorted(args.algos, key=lambda a: a == "iql")
+        print(
+            f"agent-steps/s of one {args.seeds}-seed ensemble, one thread, in a process "
+            "started with MALLOC_TRIM_THRESHOLD_=65536 (as Dask's nanny starts workers)"
+        )
+        for algo in algos:
+            slow = measure_malloc(algo, args.seconds, args.seeds, fix=False)
+            fast = measure_malloc(algo, args.seconds, args.seeds, fix=True)
+            print(
+                f"{algo.upper()} {args.seeds}-seed ensemble in a Dask-like worker, "
+                f"generous_malloc/as started: {fast / slow:.2f}x ({fast:.1f} vs {slow:.1f})"
+            )
+        return
     if args.install_d3rlpy and not (D3RLPY_VENV / "bin" / "python").exists():
         install_d3rlpy()
     algos = sorted(args.algos, key=lambda a: a == "iql")  # IQL's ratio is the last line

@@ -122,3 +122,32 @@ def test_ensemble_needs_members() -> None:
         CostEnsemble([], [])
     with pytest.raises(ValueError):
         CostEnsemble([PICNN()], [0, 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_stacked_members_equal_each_members_own_closed_form(dtype) -> None:
+    """The pessimistic cost runs PICNN members as one batched model; every member's value,
+    gradient and Hessian equal its own conditioned cost's, for one action and for many."""
+    ensemble = _ensemble(4).to(dtype)
+    gen = torch.Generator().manual_seed(1)
+    base = torch.tensor([450.0, 10.0, 1.5e-6, 100.0, 350.0, 5.0, 2.0, 1.5, 340.0], dtype=dtype)
+    for batch in (1, 37):
+        obs = base * (1 + 0.1 * torch.randn(batch, 9, generator=gen, dtype=dtype))
+        a = (2 * torch.rand(batch, 2, generator=gen) - 1).to(dtype)
+        fn = ensemble.conditioned(obs, 0.5)
+        assert fn._stacked is not None
+        values, grads, hess = fn._stacked.value_grad_hess(a)
+        v1, g1 = fn._stacked.value_and_grad(a)
+        for k, member in enumerate(fn.members):
+            mv, mg, mh = member.value_grad_hess(a)
+            torch.testing.assert_close(values[k], mv, rtol=0, atol=0)
+            torch.testing.assert_close(grads[k], mg, rtol=0, atol=0)
+            torch.testing.assert_close(hess[k], mh, rtol=0, atol=0)
+            torch.testing.assert_close(v1[k], member.value_and_grad(a)[0], rtol=0, atol=0)
+            torch.testing.assert_close(g1[k], member.value_and_grad(a)[1], rtol=0, atol=0)
+            torch.testing.assert_close(fn._stacked.value(a)[k], member.value(a), rtol=0, atol=0)
+        # and the pessimistic combination is that of the member loop
+        looped = PessimisticActionCost(fn.members, 0.5)
+        looped._stacked = None
+        for got, want in zip(fn.value_grad_hess(a), looped.value_grad_hess(a), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)

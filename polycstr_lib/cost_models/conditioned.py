@@ -6,6 +6,7 @@ serves any module, the PICNN has a closed-form forward-mode version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -151,3 +152,90 @@ class _PICNNActionCost(ActionCost):
             d = self.d
             hess = (self.y_std * t[:, 1 + d :]).reshape(-1, d, d)
             return self.y_mean + self.y_std * t[:, 0], self.y_std * t[:, 1 : 1 + d], hess
+
+
+class _StackedPICNNActionCost:
+    """Several :class:`_PICNNActionCost` of equal layer sizes, evaluated as one.
+
+    The members' tensors are stacked on a leading member axis, so each layer is one batched
+    operation over members instead of one call per member. Only the z-path products stay one
+    per member, each shaped exactly as in the member's own :class:`_PICNNActionCost`, so every
+    member's outputs equal its own bit for bit (a test checks), and so does the pessimistic
+    cost built from them.
+
+    Outputs have a leading member axis: costs ``(M, B)``, gradients ``(M, B, d)``, Hessians
+    ``(M, B, d, d)``.
+    """
+
+    def __init__(self, members: Sequence[_PICNNActionCost]) -> None:
+        first = members[0]
+        self.n_members, self.n_layers, self.d = len(members), first.n_layers, first.d
+        self.batch = first.At[0].shape[0]
+
+        def stack(name: str, i: int) -> Tensor:
+            return torch.stack([getattr(m, name)[i] for m in members])
+
+        L = self.n_layers  # noqa: N806 - the layer count, as in the docstrings
+        # (M·B, d, n), (M·B, 1, n) and (M·B, 1, h): the member axis folded into the batch
+        self.At = [stack("At", i).flatten(0, 1) for i in range(L)]
+        self.c = [stack("c", i).flatten(0, 1) for i in range(L)]
+        self.gz = [None] + [stack("gz", i).flatten(0, 1) for i in range(1, L)]
+        # the members' own (h, n) tensors, strides included (they select the matmul kernel)
+        self.WzT = [None] + [[m.WzT[i] for m in members] for i in range(1, L)]
+        self.y_mean = torch.stack([torch.as_tensor(m.y_mean).reshape(()) for m in members])
+        self.y_std = torch.stack([torch.as_tensor(m.y_std).reshape(()) for m in members])
+
+    def _run(self, action: Tensor, order: int) -> Tensor:
+        """Packed ``(M, B, 1 + d + d²)``, ``(M, B, 1 + d)`` or ``(M, B, 1)`` output."""
+        d, m_count, b = self.d, self.n_members, action.shape[0]
+        a = action.unsqueeze(1).repeat(m_count, 1, 1)  # (M·B, 1, d): every member, same a
+        t = x = None
+        for i in range(self.n_layers):
+            lin = torch.baddbmm(self.c[i], a, self.At[i])
+            if i == 0:
+                parts = [lin]
+                if order >= 1:
+                    parts.append(self.At[0])
+                if order >= 2:
+                    parts.append(lin.new_zeros(lin.shape[0], d * d, lin.shape[2]))
+                t = torch.cat(parts, dim=1) if order else lin
+            else:
+                # one product per member, shaped as in its own _PICNNActionCost: a batched
+                # matmul over members would sum in another order (gradients differ ~1e-7)
+                xs = x.reshape(m_count, b, *x.shape[1:])
+                t = torch.cat([xs[k] @ self.WzT[i][k] for k in range(m_count)])
+                t[:, :1] += lin
+                if order >= 1:
+                    t[:, 1 : 1 + d] += self.At[i]
+            if i == self.n_layers - 1:
+                break
+            p = t[:, :1]
+            z = torch.nn.functional.softplus(p)
+            if order == 0:
+                x = z * self.gz[i + 1]
+                continue
+            sig = torch.sigmoid(p)
+            dp = t[:, 1 : 1 + d]
+            parts = [z, sig * dp]
+            if order >= 2:
+                outer = (dp.unsqueeze(2) * dp.unsqueeze(1)).flatten(1, 2)
+                parts.append(sig * (1.0 - sig) * outer + sig * t[:, 1 + d :])
+            x = torch.cat(parts, dim=1) * self.gz[i + 1]
+        return t.squeeze(-1).reshape(m_count, b, -1)
+
+    def value(self, action: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.y_mean[:, None] + self.y_std[:, None] * self._run(action, 0)[..., 0]
+
+    def value_and_grad(self, action: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            t = self._run(action, 1)
+            std = self.y_std[:, None]
+            return self.y_mean[:, None] + std * t[..., 0], std[..., None] * t[..., 1:]
+
+    def value_grad_hess(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.no_grad():
+            t = self._run(action, 2)
+            d, std = self.d, self.y_std[:, None]
+            hess = (std[..., None] * t[..., 1 + d :]).reshape(*t.shape[:2], d, d)
+            return self.y_mean[:, None] + std * t[..., 0], std[..., None] * t[..., 1 : 1 + d], hess

@@ -40,7 +40,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from polycstr_lib.cost_models.conditioned import ActionCost
+from polycstr_lib.cost_models.conditioned import (
+    ActionCost,
+    _PICNNActionCost,
+    _StackedPICNNActionCost,
+)
 from polycstr_lib.cost_models.config import CostModelConfig
 from polycstr_lib.cost_models.diagnostics import _predict, r2_score
 from polycstr_lib.cost_models.networks import PICNN, _CostModel, build_cost_model
@@ -113,6 +117,13 @@ class PessimisticActionCost(ActionCost):
             raise ValueError(f"pessimism must lie in [0, 1], got {pessimism}")
         self.members = list(members)
         self.pessimism = pessimism
+        # PICNN members of equal sizes run as one batched model; the others one by one.
+        self._stacked = None
+        if len(self.members) > 1 and all(type(m) is _PICNNActionCost for m in self.members):
+            shapes = {tuple(tuple(w.shape) for w in m.WzT[1:]) for m in self.members}
+            batches = {m.At[0].shape[0] for m in self.members}
+            if len(shapes) == 1 and len(batches) == 1:
+                self._stacked = _StackedPICNNActionCost(self.members)
 
     def _combine(self, values: Tensor, *derivs: Tensor) -> tuple[Tensor, ...]:
         """Combine stacked member outputs ``(M, B, ...)`` into the pessimistic ones."""
@@ -124,27 +135,36 @@ class PessimisticActionCost(ActionCost):
             out.append((1.0 - k) * d.mean(0) + k * d[idx, rows])
         return tuple(out)
 
+    def _values(self, action: Tensor) -> Tensor:
+        if self._stacked is not None:
+            return self._stacked.value(action)
+        return torch.stack([m.value(action) for m in self.members])
+
     def value(self, action: Tensor) -> Tensor:
-        values = torch.stack([m.value(action) for m in self.members])
-        return self._combine(values)[0]
+        return self._combine(self._values(action))[0]
 
     def value_and_grad(self, action: Tensor) -> tuple[Tensor, Tensor]:
-        pairs = [m.value_and_grad(action) for m in self.members]
-        values = torch.stack([v for v, _ in pairs])
-        grads = torch.stack([g for _, g in pairs])
+        if self._stacked is not None:
+            values, grads = self._stacked.value_and_grad(action)
+        else:
+            pairs = [m.value_and_grad(action) for m in self.members]
+            values = torch.stack([v for v, _ in pairs])
+            grads = torch.stack([g for _, g in pairs])
         value, grad = self._combine(values, grads)
         return value, grad
 
     def value_grad_hess(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        triples = [m.value_grad_hess(action) for m in self.members]
-        values, grads, hess = (torch.stack(t) for t in zip(*triples, strict=True))
+        if self._stacked is not None:
+            values, grads, hess = self._stacked.value_grad_hess(action)
+        else:
+            triples = [m.value_grad_hess(action) for m in self.members]
+            values, grads, hess = (torch.stack(t) for t in zip(*triples, strict=True))
         value, grad, h = self._combine(values, grads, hess)
         return value, grad, h
 
     def spread(self, action: Tensor) -> Tensor:
         """Standard deviation of the members' costs ``(B,)`` (the ensemble's uncertainty)."""
-        values = torch.stack([m.value(action) for m in self.members])
-        return values.std(0, unbiased=False)
+        return self._values(action).std(0, unbiased=False)
 
 
 def _ensemble_cache_path(

@@ -417,6 +417,24 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
 # --- resuming an interrupted ensemble ---------------------------------------------------------
 
 
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, int]:
+    """Makes the training loop raise KeyboardInterrupt when it samples the batch of ``step``;
+    returns the call counter (set it far below ``step`` to stop interrupting)."""
+    import polycstr_lib.training as training
+
+    real = training.sample_batch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_batch", interrupted)
+    return calls
+
+
 @pytest.mark.parametrize("name", ["bc", "iql", "cql"])
 def test_interrupted_ensemble_resumes_to_the_same_bits(
     name: str, data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
@@ -428,15 +446,7 @@ def test_interrupted_ensemble_resumes_to_the_same_bits(
     configs = [tiny_config(name, seed=s, steps=11) for s in (0, 1)]
     monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)  # write the state after every step
     real = training.sample_batch
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "sample_batch", interrupted)
+    calls = interrupt_at_step(monkeypatch, 8)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
     fingerprint = data_fingerprint(data)
@@ -478,15 +488,7 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "third"))
     monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
     real = training.sample_batch
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "sample_batch", interrupted)
+    interrupt_at_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False)
     monkeypatch.setattr(training, "sample_batch", real)

@@ -73,6 +73,67 @@ class AutogradActionCost(ActionCost):
         return cost.detach(), grad.detach(), torch.stack(rows, dim=1).detach()
 
 
+def _packed_forward(
+    At: Sequence[Tensor],  # noqa: N803 - A transposed, as in the docstrings
+    c: Sequence[Tensor],
+    gz: Sequence[Tensor | None],
+    WzT: Sequence[Sequence[Tensor] | None],  # noqa: N803
+    action: Tensor,
+    order: int,
+) -> Tensor:
+    """The action path of ``M`` conditioned PICNNs carrying ``[p, dp/da, d²p/da²]`` per unit.
+
+    Args:
+        At: per layer, ``A_i^T`` of every member, ``(M·B, d, n)`` (member-major).
+        c: per layer, the state-only constant, ``(M·B, 1, n)``.
+        gz: per layer from the second, the z-gate, ``(M·B, 1, h)`` (``None`` first).
+        WzT: per layer from the second, each member's ``(W_z^+)^T`` ``(h, n)`` (``None`` first).
+        action: ``(B, d)``, the same for every member.
+        order: 0 (value), 1 (and gradient) or 2 (and Hessian).
+
+    Returns:
+        ``(M, B, 1 [+ d [+ d²]])``.
+    """
+    d = At[0].shape[1]
+    n_members = len(WzT[1]) if len(WzT) > 1 else At[0].shape[0] // action.shape[0]
+    b = action.shape[0]
+    a = action.unsqueeze(1).repeat(n_members, 1, 1)  # (M·B, 1, d)
+    t = x = None
+    for i in range(len(At)):
+        lin = torch.baddbmm(c[i], a, At[i])  # (M·B, 1, n): constant + affine part
+        if i == 0:
+            parts = [lin]
+            if order >= 1:
+                parts.append(At[0])
+            if order >= 2:
+                parts.append(lin.new_zeros(lin.shape[0], d * d, lin.shape[2]))
+            t = torch.cat(parts, dim=1) if order else lin
+        else:
+            # one matmul per member for value, Jacobian and Hessian together, shaped as for a
+            # single model: a batched matmul over members sums in another order (~1e-7)
+            xs = x.reshape(n_members, b, *x.shape[1:])
+            products = [xs[k] @ WzT[i][k] for k in range(n_members)]
+            t = products[0] if n_members == 1 else torch.cat(products)
+            t[:, :1] += lin
+            if order >= 1:
+                t[:, 1 : 1 + d] += At[i]
+        if i == len(At) - 1:
+            break
+        p = t[:, :1]
+        z = torch.nn.functional.softplus(p)
+        if order == 0:
+            x = z * gz[i + 1]
+            continue
+        sig = torch.sigmoid(p)
+        dp = t[:, 1 : 1 + d]
+        parts = [z, sig * dp]
+        if order >= 2:
+            outer = (dp.unsqueeze(2) * dp.unsqueeze(1)).flatten(1, 2)  # (M·B, d², n)
+            parts.append(sig * (1.0 - sig) * outer + sig * t[:, 1 + d :])
+        x = torch.cat(parts, dim=1) * gz[i + 1]  # gated z_{i+1} and its derivatives
+    return t.squeeze(-1).reshape(n_members, b, -1)
+
+
 class _PICNNActionCost(ActionCost):
     """Closed-form forward-mode derivatives of a :class:`PICNN` in the action.
 
@@ -104,38 +165,8 @@ class _PICNNActionCost(ActionCost):
 
     def _run(self, action: Tensor, order: int) -> Tensor:
         """Packed ``(B, 1 + d + d²)`` (order 2), ``(B, 1 + d)`` (order 1) or ``(B, 1)`` output."""
-        d = self.d
-        a = action.unsqueeze(1)  # (B, 1, d)
-        t = x = None
-        for i in range(self.n_layers):
-            lin = torch.baddbmm(self.c[i], a, self.At[i])  # (B, 1, n): constant + affine part
-            if i == 0:
-                parts = [lin]
-                if order >= 1:
-                    parts.append(self.At[0])
-                if order >= 2:
-                    parts.append(lin.new_zeros(lin.shape[0], d * d, lin.shape[2]))
-                t = torch.cat(parts, dim=1) if order else lin
-            else:
-                t = x @ self.WzT[i]  # (B, m, n): one matmul for value, Jacobian, Hessian
-                t[:, :1] += lin
-                if order >= 1:
-                    t[:, 1 : 1 + d] += self.At[i]
-            if i == self.n_layers - 1:
-                break
-            p = t[:, :1]
-            z = torch.nn.functional.softplus(p)
-            if order == 0:
-                x = z * self.gz[i + 1]
-                continue
-            sig = torch.sigmoid(p)
-            dp = t[:, 1 : 1 + d]
-            parts = [z, sig * dp]
-            if order >= 2:
-                outer = (dp.unsqueeze(2) * dp.unsqueeze(1)).flatten(1, 2)  # (B, d², n)
-                parts.append(sig * (1.0 - sig) * outer + sig * t[:, 1 + d :])
-            x = torch.cat(parts, dim=1) * self.gz[i + 1]  # gated z_{i+1} and its derivatives
-        return t.squeeze(-1)
+        weights = [None] + [[w] for w in self.WzT[1:]]
+        return _packed_forward(self.At, self.c, self.gz, weights, action, order)[0]
 
     def value(self, action: Tensor) -> Tensor:
         with torch.no_grad():
@@ -170,7 +201,6 @@ class _StackedPICNNActionCost:
     def __init__(self, members: Sequence[_PICNNActionCost]) -> None:
         first = members[0]
         self.n_members, self.n_layers, self.d = len(members), first.n_layers, first.d
-        self.batch = first.At[0].shape[0]
 
         def stack(name: str, i: int) -> Tensor:
             return torch.stack([getattr(m, name)[i] for m in members])
@@ -187,41 +217,7 @@ class _StackedPICNNActionCost:
 
     def _run(self, action: Tensor, order: int) -> Tensor:
         """Packed ``(M, B, 1 + d + d²)``, ``(M, B, 1 + d)`` or ``(M, B, 1)`` output."""
-        d, m_count, b = self.d, self.n_members, action.shape[0]
-        a = action.unsqueeze(1).repeat(m_count, 1, 1)  # (M·B, 1, d): every member, same a
-        t = x = None
-        for i in range(self.n_layers):
-            lin = torch.baddbmm(self.c[i], a, self.At[i])
-            if i == 0:
-                parts = [lin]
-                if order >= 1:
-                    parts.append(self.At[0])
-                if order >= 2:
-                    parts.append(lin.new_zeros(lin.shape[0], d * d, lin.shape[2]))
-                t = torch.cat(parts, dim=1) if order else lin
-            else:
-                # one product per member, shaped as in its own _PICNNActionCost: a batched
-                # matmul over members would sum in another order (gradients differ ~1e-7)
-                xs = x.reshape(m_count, b, *x.shape[1:])
-                t = torch.cat([xs[k] @ self.WzT[i][k] for k in range(m_count)])
-                t[:, :1] += lin
-                if order >= 1:
-                    t[:, 1 : 1 + d] += self.At[i]
-            if i == self.n_layers - 1:
-                break
-            p = t[:, :1]
-            z = torch.nn.functional.softplus(p)
-            if order == 0:
-                x = z * self.gz[i + 1]
-                continue
-            sig = torch.sigmoid(p)
-            dp = t[:, 1 : 1 + d]
-            parts = [z, sig * dp]
-            if order >= 2:
-                outer = (dp.unsqueeze(2) * dp.unsqueeze(1)).flatten(1, 2)
-                parts.append(sig * (1.0 - sig) * outer + sig * t[:, 1 + d :])
-            x = torch.cat(parts, dim=1) * self.gz[i + 1]
-        return t.squeeze(-1).reshape(m_count, b, -1)
+        return _packed_forward(self.At, self.c, self.gz, self.WzT, action, order)
 
     def value(self, action: Tensor) -> Tensor:
         with torch.no_grad():

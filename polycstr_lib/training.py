@@ -740,7 +740,8 @@ def plan_tasks(
     """Groups the runs left to train into ensembles, split so that every worker has work.
 
     Runs that differ only in seed and steps form one ensemble; while there are fewer
-    ensembles than workers, the costliest one with several seeds is split in two.
+    ensembles than workers, the costliest one with several seeds is split in two, unless an
+    interrupted run of it left a resume state (continuing beats restarting in halves).
 
     Returns:
         The tasks, costliest first.
@@ -756,8 +757,15 @@ def plan_tasks(
     tasks = [
         _Task(tuple(g), tensors[g[0].scenario], force, snapshots, root) for g in groups.values()
     ]
+
+    def resumable(task: _Task) -> bool:
+        pending = [c for c in task.configs if _stale(c, prints.get(c.scenario), force, False)]
+        fingerprint = prints.get(task.configs[0].scenario)
+        seeds = sorted({c.seed for c in pending})
+        return not force and resume_path(task.configs[0], seeds, fingerprint).is_file()
+
     while len(tasks) < workers:
-        splittable = [t for t in tasks if len(t.seeds) > 1]
+        splittable = [t for t in tasks if len(t.seeds) > 1 and not resumable(t)]
         if not splittable:
             break
         biggest = max(splittable, key=lambda t: t.cost)

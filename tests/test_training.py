@@ -292,6 +292,21 @@ def test_plan_groups_seeds_into_ensembles_and_splits_for_workers(data) -> None:
     ]
 
 
+def test_plan_keeps_an_interrupted_ensemble_whole(data, monkeypatch) -> None:
+    """An ensemble with a resume state is not split for idle workers: it continues."""
+    import polycstr_lib.training as training
+
+    configs = [tiny_config("iql", seed=s, steps=9) for s in range(4)]
+    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
+    interrupt_at_step(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(configs, data=data, progress=False)
+    tasks = plan_tasks(configs, {"startup": data}, workers=2)
+    assert [t.seeds for t in tasks] == [[0, 1, 2, 3]]
+    forced = plan_tasks(configs, {"startup": data}, workers=2, force=True)
+    assert sorted(t.seeds for t in forced) == [[0, 1], [2, 3]]
+
+
 def test_train_many_rejects_bad_arguments(data) -> None:
     with pytest.raises(ValueError, match="processes"):
         train_many([tiny_config()], processes=0, data={"startup": data})

@@ -730,6 +730,27 @@ def _run_task(task: _Task) -> list[str]:
             os.environ[ARTIFACTS_ENV] = previous
 
 
+#: generous_malloc's mmap threshold: a block at least this large is mapped, zero-filled and
+#: unmapped afresh at every allocation, whatever the malloc settings.
+_MMAP_THRESHOLD = 32 << 20
+
+
+def max_members(config: TrainConfig) -> int:
+    """The most seeds one ensemble of ``config`` trains at once.
+
+    An ensemble's largest activation grows with its members. Past the mmap threshold every
+    allocation of it costs fresh pages, and a 10-seed CQL (whose critics see 31 actions per
+    state) then spends as much time in the kernel as in its own work, at less than half the
+    per-seed speed of three seeds (``benchmarks/training.py --malloc``). So seeds are grouped
+    such that the largest activation stays below the threshold. Members are exact whatever
+    their number, so the grouping changes no number.
+    """
+    config = config.resolved()
+    rows = 1 + 3 * config.agent.n_action_samples if config.algorithm == "cql" else 1
+    per_member = config.batch_size * rows * max(config.agent.hidden_dims) * 4  # float32 bytes
+    return max(1, _MMAP_THRESHOLD // per_member)
+
+
 def plan_tasks(
     configs: Sequence[TrainConfig],
     data: Mapping[str, Any],
@@ -739,9 +760,10 @@ def plan_tasks(
 ) -> list[_Task]:
     """Groups the runs left to train into ensembles, split so that every worker has work.
 
-    Runs that differ only in seed and steps form one ensemble; while there are fewer
-    ensembles than workers, the costliest one with several seeds is split in two, unless an
-    interrupted run of it left a resume state (continuing beats restarting in halves).
+    Runs that differ only in seed and steps form one ensemble of at most
+    :func:`max_members` seeds; while there are fewer ensembles than workers, the costliest
+    one with several seeds is split in two, unless an interrupted run of it left a resume
+    state (continuing beats restarting in halves).
 
     Returns:
         The tasks, costliest first.
@@ -754,9 +776,14 @@ def plan_tasks(
             groups.setdefault(_group_key(c), []).append(c)
     snapshots = _check_snapshot_steps(snapshot_steps)
     root = str(artifact_dir().resolve())
-    tasks = [
-        _Task(tuple(g), tensors[g[0].scenario], force, snapshots, root) for g in groups.values()
-    ]
+    tasks = []
+    for group in groups.values():
+        seeds = sorted({c.seed for c in group})
+        cap = max_members(group[0])
+        for start in range(0, len(seeds), cap):
+            part = set(seeds[start : start + cap])
+            chunk = tuple(c for c in group if c.seed in part)
+            tasks.append(_Task(chunk, tensors[group[0].scenario], force, snapshots, root))
 
     def resumable(task: _Task) -> bool:
         pending = [c for c in task.configs if _stale(c, prints.get(c.scenario), force, False)]

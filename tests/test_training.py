@@ -292,6 +292,19 @@ def test_plan_groups_seeds_into_ensembles_and_splits_for_workers(data) -> None:
     ]
 
 
+def test_plan_caps_ensembles_below_the_mmap_threshold(data) -> None:
+    """A 2x256 CQL member's critic activations take 8 MB (256 states x 31 actions x 256 units),
+    so four fit below 32 MiB; a 2x256 IQL member's largest takes 256 KB."""
+    from polycstr_lib.training import max_members
+
+    cql = TrainConfig(algorithm="cql", scenario="startup", steps=5, seed=0)
+    iql = TrainConfig(algorithm="iql", scenario="startup", steps=5, seed=0)
+    assert max_members(cql) == 4 and max_members(iql) == 128
+    configs = [dataclasses.replace(cql, seed=s) for s in range(10)]
+    tasks = plan_tasks(configs, {"startup": data}, workers=1)
+    assert sorted(t.seeds for t in tasks) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
 def test_plan_keeps_an_interrupted_ensemble_whole(data, monkeypatch) -> None:
     """An ensemble with a resume state is not split for idle workers: it continues."""
     import polycstr_lib.training as training

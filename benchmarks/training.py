@@ -19,6 +19,7 @@ Usage::
     .venv/bin/python benchmarks/training.py [--seconds 5] [--algos bc iql cql] [--seeds 5]
         [--no-d3rlpy] [--install-d3rlpy]
     .venv/bin/python benchmarks/training.py --malloc [--seconds 5] [--algos ...] [--seeds 10]
+    .venv/bin/python benchmarks/training.py --members [--seconds 10] [--algos cql] [--seeds 10]
 
 The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
 
@@ -26,6 +27,11 @@ The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
 workers (``MALLOC_TRIM_THRESHOLD_=65536``), with and without
 :func:`polycstr_lib.training.generous_malloc`, which every training task calls; its last line
 is ``IQL <n>-seed ensemble in a Dask-like worker, generous_malloc/as started: R.RRx``.
+
+``--members`` times, in the same kind of worker with :func:`generous_malloc`, a ``--seeds``
+ensemble whole against the ensembles of at most :func:`polycstr_lib.training.max_members`
+seeds that ``plan_tasks`` makes of it; its last line is ``<ALGO> <n> seeds in ensembles of at
+most <m>/one ensemble: R.RRx``.
 """
 
 from __future__ import annotations
@@ -137,6 +143,20 @@ def measure_malloc(algo: str, seconds: float, seeds: int, fix: bool) -> float:
     return rate
 
 
+def members_job_rate(algo: str, seconds: float, seeds: int) -> tuple[float, int]:
+    """Agent-steps/s of ``seeds`` seeds trained as ``plan_tasks`` groups them, and the cap.
+
+    The groups (at most :func:`max_members` seeds each) run one after another on one core, so
+    the job's rate is its agent-steps over the sum of the groups' times.
+    """
+    from polycstr_lib.training import TrainConfig, max_members
+
+    cap = max_members(TrainConfig(algorithm=algo, batch_size=BATCH_SIZE))
+    sizes = [min(cap, seeds - start) for start in range(0, seeds, cap)]
+    rates = {size: measure_malloc(algo, seconds, size, fix=True) for size in set(sizes)}
+    return seeds / sum(size / rates[size] for size in sizes), cap
+
+
 def split_seeds(n_seeds: int, processes: int) -> list[int]:
     """Ensemble sizes per process, as even as possible (5 over 2 → [3, 2])."""
     return [n_seeds // processes + (i < n_seeds % processes) for i in range(processes)]
@@ -243,7 +263,25 @@ def main() -> None:
     parser.add_argument(
         "--malloc", action="store_true", help="only the Dask worker malloc comparison"
     )
+    parser.add_argument(
+        "--members",
+        action="store_true",
+        help="only the ensemble-size comparison (one ensemble vs groups of max_members)",
+    )
     args = parser.parse_args()
+    if args.members:
+        print(
+            f"agent-steps/s of a {args.seeds}-seed job, one thread, in a Dask-like worker with "
+            "generous_malloc: one ensemble, or ensembles of at most max_members seeds in turn"
+        )
+        for algo in sorted(args.algos, key=lambda a: a == "cql"):
+            whole = measure_malloc(algo, args.seconds, args.seeds, fix=True)
+            grouped, cap = members_job_rate(algo, args.seconds, args.seeds)
+            print(
+                f"{algo.upper()} {args.seeds} seeds in ensembles of at most {cap}/one ensemble: "
+                f"{grouped / whole:.2f}x ({grouped:.1f} vs {whole:.1f})"
+            )
+        return
     if args.malloc:
         algos = sorted(args.algos, key=lambda a: a == "iql")
         print(

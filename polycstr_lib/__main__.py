@@ -1,4 +1,4 @@
-"""Command line: ``python -m polycstr_lib {data,train,evaluate,notebooks,book} --help``."""
+"""Command line: ``python -m polycstr_lib {data,train,evaluate,notebooks,book,numbers} --help``."""
 
 from __future__ import annotations
 
@@ -159,6 +159,49 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def _cmd_numbers(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from polycstr_lib.pipeline import differing_numbers, glued_numbers
+
+    def read(folder: str | None) -> dict:
+        pages = glued_numbers(Path(folder) if folder else None)
+        if args.page:
+            unknown = sorted(set(args.page) - set(pages))
+            if unknown:
+                raise SystemExit(f"no executed page {unknown} in {folder or 'book/executed'}")
+            pages = {page: pages[page] for page in args.page}
+        return {
+            page: {
+                name: value
+                for name, value in values.items()
+                if (not args.match or args.match in name)
+                and not any(text in name for text in args.skip or ())
+            }
+            for page, values in pages.items()
+        }
+
+    try:
+        mine = read(args.executed)
+        if args.against is None:
+            for page, values in mine.items():
+                for name, value in values.items():
+                    print(f"{page}\t{name}\t{value!r}")
+            return 0
+        other = read(args.against)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    differences = differing_numbers(mine, other)
+    for page, name, left, right in differences:
+        print(f"{page}\t{name}\t{left!r}\t{right!r}")
+    count = sum(len(values) for values in mine.values())
+    if differences:
+        print(f"{len(differences)} glued values differ", file=sys.stderr)
+        return 1
+    print(f"identical: {count} glued values on {len(mine)} pages", file=sys.stderr)
+    return 0
+
+
 def _scenario(value: str) -> str:
     if value not in SCENARIOS:
         raise argparse.ArgumentTypeError(
@@ -256,6 +299,27 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--only", action="append", help="page stem to execute (repeatable)")
         p.set_defaults(func=func)
+    numbers = sub.add_parser(
+        "numbers",
+        help="print the values glued into the book's prose, or compare two builds' values",
+    )
+    numbers.add_argument(
+        "--executed", help="folder of executed pages (default: book/executed)", metavar="DIR"
+    )
+    numbers.add_argument(
+        "--against",
+        metavar="DIR",
+        help="a second build's executed pages: print only the values that differ, exit 1 if any",
+    )
+    numbers.add_argument("--page", action="append", help="page stem (repeatable; default: all)")
+    numbers.add_argument("--match", help="only glue names containing this text")
+    numbers.add_argument(
+        "--skip",
+        action="append",
+        metavar="TEXT",
+        help="leave out glue names containing this text (repeatable), e.g. _ms for timings",
+    )
+    numbers.set_defaults(func=_cmd_numbers)
     return parser
 
 

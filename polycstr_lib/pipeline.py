@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,3 +321,61 @@ def write_parameters_table() -> Path:
     sources = [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in dict.fromkeys(r.notebook for r in RUNS)]
     path.write_text(parameters_markdown(sources))
     return path
+
+
+def glued_numbers(executed_dir: Path | None = None) -> dict[str, dict]:
+    """Every value glued into the prose, per executed page in the book's order.
+
+    What a reviewer checks against the paper, and what two builds of one commit must agree
+    on bit for bit (:func:`differing_numbers`). Pages not executed are left out.
+
+    Args:
+        executed_dir: Where the executed pages are (default :data:`EXECUTED_DIR`).
+
+    Returns:
+        ``{page stem: {glue name: value}}``, values parsed as Python literals.
+
+    Raises:
+        FileNotFoundError: when the folder does not exist.
+        ValueError: when a page holds a glued value that is not a Python literal.
+    """
+    from polycstr_lib.claims import read_glue
+
+    folder = executed_dir or EXECUTED_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no executed pages at {folder}: run `make book` first")
+    pages = [folder / f"{run.page}.ipynb" for run in RUNS]
+    return {page.stem: read_glue(page) for page in pages if page.is_file()}
+
+
+def _same_value(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # NaN on both sides
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+MISSING = "(missing)"
+
+
+def differing_numbers(
+    first: Mapping[str, Mapping], second: Mapping[str, Mapping]
+) -> list[tuple[str, str, object, object]]:
+    """The glued values two builds disagree on, as ``(page, name, first, second)``.
+
+    Values compare exactly (floats bit for bit, NaN equal to NaN, containers element by
+    element); a page or value present on one side only differs, shown as :data:`MISSING`.
+    """
+    differences = []
+    for page in dict.fromkeys([*first, *second]):
+        a, b = first.get(page, {}), second.get(page, {})
+        for name in dict.fromkeys([*a, *b]):
+            left, right = a.get(name, MISSING), b.get(name, MISSING)
+            if not _same_value(left, right):
+                differences.append((page, name, left, right))
+    return differences

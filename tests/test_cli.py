@@ -8,7 +8,7 @@ import pytest
 from polycstr_lib.__main__ import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["data", "train", "evaluate", "notebooks", "book"])
+@pytest.mark.parametrize("command", ["data", "train", "evaluate", "notebooks", "book", "numbers"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])
@@ -82,3 +82,69 @@ def test_train_several_seeds_with_snapshots(minari_store, tmp_path, monkeypatch,
         == 0
     )
     assert "seed 2: loaded from cache" in capsys.readouterr().out
+
+
+def _executed_page(folder, page: str, values: dict) -> None:
+    """An executed page whose only outputs are ``values`` glued as myst-nb does."""
+    import json
+
+    outputs = [
+        {
+            "output_type": "display_data",
+            "metadata": {
+                "scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}
+            },
+            "data": {"application/papermill.record/text/plain": repr(value)},
+        }
+        for name, value in values.items()
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": outputs}]}
+    (folder / f"{page}.ipynb").write_text(json.dumps(nb))
+
+
+def test_numbers_prints_every_glued_value_in_book_order(tmp_path, capsys):
+    _executed_page(tmp_path, "07_claims", {"count_holds": 3})
+    _executed_page(tmp_path, "02_dataset", {"episodes": 100, "load_seconds": 1.5})
+    assert main(["numbers", "--executed", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "02_dataset\tepisodes\t100",
+        "02_dataset\tload_seconds\t1.5",
+        "07_claims\tcount_holds\t3",
+    ]
+    assert main(["numbers", "--executed", str(tmp_path), "--skip", "_seconds"]) == 0
+    assert "load_seconds" not in capsys.readouterr().out
+
+
+def test_numbers_against_another_build_lists_exactly_the_differences(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    same = {"iqm": 97.25, "nan": float("nan"), "seeds": [1.0, 2.0], "verdict": "holds"}
+    _executed_page(first, "05_results_startup", {**same, "worst": -3.5, "only_first": 1})
+    _executed_page(second, "05_results_startup", {**same, "worst": -3.5000000000000004})
+    _executed_page(second, "07_claims", {"count_holds": 3})
+    assert main(["numbers", "--executed", str(first), "--against", str(first)]) == 0
+    assert "identical: 6 glued values on 1 pages" in capsys.readouterr().err
+    assert main(["numbers", "--executed", str(first), "--against", str(second)]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [
+        "05_results_startup\tworst\t-3.5\t-3.5000000000000004",
+        "05_results_startup\tonly_first\t1\t'(missing)'",
+        "07_claims\tcount_holds\t'(missing)'\t3",
+    ]
+    assert "3 glued values differ" in out.err
+
+
+def test_numbers_rejects_a_missing_folder_or_page(tmp_path):
+    with pytest.raises(SystemExit, match="run `make book` first"):
+        main(["numbers", "--executed", str(tmp_path / "nowhere")])
+    _executed_page(tmp_path, "02_dataset", {"episodes": 100})
+    with pytest.raises(SystemExit, match="no executed page"):
+        main(["numbers", "--executed", str(tmp_path), "--page", "99_missing"])
+
+
+def test_numbers_treats_an_int_and_an_equal_float_as_different():
+    from polycstr_lib.pipeline import differing_numbers
+
+    assert differing_numbers({"p": {"x": 1}}, {"p": {"x": 1.0}}) == [("p", "x", 1, 1.0)]
+    assert differing_numbers({"p": {"x": {"a": [0.1]}}}, {"p": {"x": {"a": [0.1]}}}) == []

@@ -39,15 +39,25 @@ __all__ = [
 ]
 
 
+#: Budget-rule outcomes: confirmed by a later checkpoint; only the last checkpoint is within
+#: the tolerance, so nothing confirms the curve stays there (it may still be rising); the
+#: curve falls off its best for good.
+CONVERGED, UNCONFIRMED, FALLING = "converged", "unconfirmed", "falling"
+
+
 @dataclass(frozen=True)
 class BudgetRule:
     """The smallest checkpoint from which the aggregate stays within ``tolerance`` of the best.
 
     A checkpoint qualifies when it and every later checkpoint score at least the best
     checkpoint's aggregate minus ``tolerance``: a curve that dips again later (a seed that
-    diverges with more training) does not count as converged at an early good point. If no
-    checkpoint qualifies (the last one is not within tolerance), the budget is the last
-    checkpoint and ``converged`` is False.
+    diverges with more training) does not count as settled at an early good point. The budget
+    is the smallest qualifying checkpoint. The curve has *converged* only when a later
+    checkpoint confirms that budget: when only the last checkpoint qualifies, the curve may
+    still be rising or dip again, so its budget is the last checkpoint and ``converged`` is
+    False (status "unconfirmed"). When no
+    checkpoint qualifies (the curve falls off its best and does not come back), the budget is
+    the best checkpoint (early stopping on validation episodes) and ``converged`` is False.
     """
 
     tolerance: float = 2.0  # normalised-reward points below the best checkpoint's aggregate
@@ -57,8 +67,9 @@ class BudgetRule:
         """Budget per (algorithm, scenario) from an :func:`aggregate_curve` table.
 
         Returns:
-            Indexed by (algorithm, scenario): ``budget`` (steps), ``converged`` (bool) and
-            ``best`` (the best checkpoint's aggregate).
+            Indexed by (algorithm, scenario): ``budget`` (steps), ``converged`` (bool: the
+            budget is confirmed by a later checkpoint), ``status`` (:data:`CONVERGED`,
+            :data:`UNCONFIRMED` or :data:`FALLING`) and ``best`` (the best checkpoint's aggregate).
 
         Raises:
             ValueError: A negative tolerance.
@@ -71,9 +82,18 @@ class BudgetRule:
             good = values >= values.max() - self.tolerance
             # qualifies: this checkpoint and all later ones are good
             stays = good[::-1].cummin()[::-1]
-            converged = bool(stays.any())
-            budget = int(stays[stays].index.min()) if converged else int(values.index.max())
-            rows[key] = {"budget": budget, "converged": converged, "best": float(values.max())}
+            if stays.any():
+                budget = int(stays[stays].index.min())
+                # confirmed by a later checkpoint, or not (only the last qualifies)
+                status = CONVERGED if int(stays.sum()) >= 2 else UNCONFIRMED
+            else:
+                budget, status = int(values.idxmax()), FALLING
+            rows[key] = {
+                "budget": budget,
+                "converged": status == CONVERGED,
+                "status": status,
+                "best": float(values.max()),
+            }
         out = pd.DataFrame.from_dict(rows, orient="index")
         out.index = pd.MultiIndex.from_tuples(out.index, names=["algorithm", "scenario"])
         return out

@@ -120,28 +120,39 @@ BUDGETS_FROM_CURVES: dict[str, bool] = {"quick": True, "paper": True}
 CURVES_PAGE = "04b_learning_curves"
 ALGORITHMS = ("bc", "iql", "cql")
 FROM_CURVES = "learning curves"
+#: What a results page says of a budget from a curve that has not converged, by the status
+#: of :class:`polycstr_lib.curves.BudgetRule` (spelled out: importing curves needs torch).
+NOT_CONVERGED = {
+    "unconfirmed": " (last checkpoint: no later checkpoint on {scenario} confirms it)",
+    "falling": " (best checkpoint: the curve on {scenario} falls off after it)",
+}
 
 
 def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -> dict:
     """The ``<algo>_steps`` and ``budget_sources`` of a results run, from the curves page.
 
-    An algorithm trains at its learning-curve budget on the run's scenario when the curves
-    page measured it there and the budget rule marks the curve converged; otherwise at the
+    An algorithm trains at its learning-curve budget on the run's scenario whenever the
+    curves page measured it there: the budget the rule confirmed, or, for a curve that has not
+    converged, the last checkpoint (unconfirmed) or the best one (falling off after it), and
+    ``budget_sources`` says which. An algorithm without a curve on the scenario trains at the
     profile's fixed budget, and ``budget_sources`` says why.
 
     Args:
         parameters: The run's parameters (``scenario``, ``profile`` and the profile's
             ``<algo>_steps``; a missing ``<algo>_steps`` keeps the notebook's default).
         curves: Glued values of the executed curves page (``curve_budgets``: algorithm ->
-            scenario -> ``{"steps": int, "converged": bool}``, and ``curves_profile``), or
+            scenario -> ``{"steps": int, "converged": bool, "status": str}``, with
+            ``status`` ``"converged"``, ``"unconfirmed"`` or ``"falling"``
+            (:class:`~polycstr_lib.curves.BudgetRule`); and ``curves_profile``), or
             None when it is missing. A page built with another profile than
             ``parameters["profile"]`` is not used.
         enabled: Whether the profile takes budgets from the curves.
 
     Returns:
         Overrides for the run: ``<algo>_steps`` for every algorithm whose budget comes from
-        the curves, and ``budget_sources`` (algorithm -> ``"learning curves"`` or
-        ``"profile (...)"`` with the reason).
+        the curves, and ``budget_sources`` (algorithm -> ``"learning curves"``, ``"learning
+        curves (...)"`` for a curve that has not converged, or ``"profile (...)"``, each with
+        the reason).
     """
     scenario = parameters.get("scenario", "startup")
     profile = parameters.get("profile")
@@ -159,11 +170,10 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
             sources[algo] = "profile (the learning-curve page was built with another profile)"
         elif entry is None:
             sources[algo] = f"profile (no learning curve on {scenario})"
-        elif not entry["converged"]:
-            sources[algo] = f"profile (the curve on {scenario} has not converged)"
         else:
             out[f"{algo}_steps"] = int(entry["steps"])
-            sources[algo] = FROM_CURVES
+            status = entry.get("status", "converged" if entry["converged"] else "unconfirmed")
+            sources[algo] = FROM_CURVES + NOT_CONVERGED.get(status, "").format(scenario=scenario)
     out["budget_sources"] = sources
     return out
 

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polycstr_lib.curves import BudgetRule, aggregate_curve, evaluate_agents, learning_curve
+from polycstr_lib.curves import (
+    CONVERGED,
+    FALLING,
+    UNCONFIRMED,
+    BudgetRule,
+    aggregate_curve,
+    evaluate_agents,
+    learning_curve,
+)
 from polycstr_lib.evaluation import evaluate_policy
 from polycstr_lib.pi import GainRanges, PIController
 
@@ -23,16 +31,21 @@ def test_budget_rule_takes_the_smallest_budget_from_which_the_curve_stays_good()
     )
     budgets = BudgetRule(tolerance=2.0).choose(aggregate)
     assert budgets.loc[("iql", "startup"), "budget"] == 2000  # 97, 99, 98.5 >= 99 - 2
-    # BC is good at 1000 but collapses at 2000: only the last checkpoint qualifies.
+    assert budgets.loc[("iql", "startup"), "converged"]  # confirmed by 5000 and 10000
+    assert budgets.loc[("iql", "startup"), "status"] == CONVERGED
+    # BC is good at 1000 but collapses at 2000: only the last checkpoint qualifies, and
+    # nothing after it shows that BC stays there.
     assert budgets.loc[("bc", "startup"), "budget"] == 5000
-    assert budgets.loc[("bc", "startup"), "converged"]
-    # CQL's best point is the first and it never comes back: not converged, last checkpoint.
-    assert budgets.loc[("cql", "startup"), "budget"] == 300
+    assert not budgets.loc[("bc", "startup"), "converged"]
+    assert budgets.loc[("bc", "startup"), "status"] == UNCONFIRMED
+    # CQL's best point is the first and it never comes back: the best checkpoint.
+    assert budgets.loc[("cql", "startup"), "budget"] == 100
     assert not budgets.loc[("cql", "startup"), "converged"]
+    assert budgets.loc[("cql", "startup"), "status"] == FALLING
     strict = BudgetRule(tolerance=0.0).choose(aggregate)
-    # With no tolerance the later dip (98.5 < 99) means IQL never settles at its best.
-    assert strict.loc[("iql", "startup"), "budget"] == 10000
-    assert not strict.loc[("iql", "startup"), "converged"]
+    # With no tolerance the later dip (98.5 < 99) means IQL falls off its best at 5000.
+    assert strict.loc[("iql", "startup"), "budget"] == 5000
+    assert strict.loc[("iql", "startup"), "status"] == FALLING
     with pytest.raises(ValueError, match="tolerance"):
         BudgetRule(tolerance=-1).choose(aggregate)
 

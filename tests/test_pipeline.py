@@ -77,17 +77,20 @@ def _fake_curves_page(path, budgets, profile="quick") -> None:
 
 def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monkeypatch):
     budgets = {
-        "bc": {"startup": {"steps": 500, "converged": True}},
-        "iql": {"startup": {"steps": 2000, "converged": False}},
+        "bc": {"startup": {"steps": 500, "converged": True, "status": "converged"}},
+        "iql": {"startup": {"steps": 2000, "converged": False, "status": "unconfirmed"}},
     }
     _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
     monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", True)
     runs = {r.page: r for r in pipeline.runs_for("quick")}
     startup = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert startup["bc_steps"] == 500  # converged: the curve's budget
-    assert "iql_steps" not in startup and "cql_steps" not in startup  # the profile's
+    assert startup["iql_steps"] == 2000  # not converged: still the curve's, and said so
+    assert "cql_steps" not in startup  # no curve: the profile's
     assert startup["budget_sources"]["bc"] == pipeline.FROM_CURVES
-    assert "not converged" in startup["budget_sources"]["iql"]
+    assert startup["budget_sources"]["iql"] == (
+        "learning curves (last checkpoint: no later checkpoint on startup confirms it)"
+    )
     assert "no learning curve on startup" in startup["budget_sources"]["cql"]
     down = pipeline.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
     assert "bc_steps" not in down.parameters
@@ -156,3 +159,19 @@ def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):
     assert lines[4] == "| `03_iql_theory` | not executed | | |"
     assert len(lines) == 2 + len(pipeline.RUNS) + 1
     assert lines[-1] == "| all pages | | 2.0 | |"
+
+
+def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_rule():
+    from polycstr_lib.curves import CONVERGED, FALLING, UNCONFIRMED
+
+    assert set(pipeline.NOT_CONVERGED) == {UNCONFIRMED, FALLING} and CONVERGED not in (
+        pipeline.NOT_CONVERGED
+    )
+    entry = {"steps": 250, "converged": False, "status": FALLING}
+    out = pipeline.curve_budgets(
+        {"scenario": "grade_up"}, {"curve_budgets": {"cql": {"grade_up": entry}}}
+    )
+    assert out["cql_steps"] == 250
+    assert out["budget_sources"]["cql"] == (
+        "learning curves (best checkpoint: the curve on grade_up falls off after it)"
+    )

@@ -48,6 +48,7 @@ __all__ = [
     "corrected_policy",
     "correction_path_costs",
     "preferred_model",
+    "safe_ranges",
     "summarise_runs",
     "sweep_corrections",
 ]
@@ -447,6 +448,33 @@ def choose_from_sweep(
         "safe": bool(best["safe"]),
     }
     return choice, per_variant
+
+
+def safe_ranges(sweep: pd.DataFrame, by: str = "algorithm") -> pd.DataFrame:
+    """The safe step-size range of every variant, for each value of ``by`` on its own.
+
+    :func:`choose_from_sweep` on the rows of one algorithm (or another column of the sweep):
+    a step size is safe for that algorithm when none of *its* runs is made worse. A variant
+    can thus be safe over a wide range for one base agent and nowhere for another.
+
+    Args:
+        sweep: a :func:`sweep_corrections` table (validation episodes).
+        by: the column to split by.
+
+    Returns:
+        Indexed by (``by``, ``variant``): ``safe_low``, ``safe_high``, ``safe_decades`` (as
+        in :func:`choose_from_sweep`; NaN when no step size is safe) and ``worst_iqm``.
+
+    Raises:
+        ValueError: ``by`` is not a column of the sweep.
+    """
+    if by not in sweep.columns:
+        raise ValueError(f"the sweep has no column {by!r}")
+    columns = ["safe_low", "safe_high", "safe_decades", "worst_iqm"]
+    parts = {
+        value: choose_from_sweep(part)[1][columns] for value, part in sweep.groupby(by, sort=False)
+    }
+    return pd.concat(parts, names=[by, "variant"])
 
 
 def choose_correction(

@@ -14,6 +14,7 @@ from polycstr_lib.correction_tuning import (
     choose_from_sweep,
     corrected_policy,
     preferred_model,
+    safe_ranges,
     sweep_corrections,
 )
 from polycstr_lib.cost_models import PICNN, CostEnsemble
@@ -172,6 +173,34 @@ def test_rule_prefers_safe_then_iqm_then_smaller_step() -> None:
         preferred_model(per, {"x": "zzz"})
     with pytest.raises(ValueError, match="base"):
         choose_from_sweep(sweep[sweep["variant"] != "none"])
+
+
+def test_safe_ranges_judge_each_algorithm_by_its_own_runs() -> None:
+    bc = table(
+        [
+            ("a", 0.1, 0, 60.0, True), ("a", 0.1, 1, 60.0, True),
+            ("a", 1.0, 0, 60.0, True), ("a", 1.0, 1, 60.0, True),
+        ]
+    )  # fmt: skip
+    iql = bc.assign(algorithm="iql")
+    iql.loc[
+        (iql["variant"] == "a") & (iql["step_size"] == 1.0) & (iql["seed"] == 1), "not_worse"
+    ] = False
+    iql.loc[iql["variant"] == "a", "mean"] = [55.0, 55.0, 55.0, -20.0]
+    ranges = safe_ranges(pd.concat([bc, iql], ignore_index=True))
+    assert list(ranges.index) == [("bc", "a"), ("iql", "a")]
+    assert (ranges.loc[("bc", "a"), "safe_low"], ranges.loc[("bc", "a"), "safe_high"]) == (0.1, 1.0)
+    assert ranges.loc[("bc", "a"), "safe_decades"] == pytest.approx(1.0)
+    assert (ranges.loc[("iql", "a"), "safe_low"], ranges.loc[("iql", "a"), "safe_high"]) == (
+        0.1,
+        0.1,
+    )
+    assert ranges.loc[("iql", "a"), "worst_iqm"] == pytest.approx(17.5)
+    # pooled over both algorithms, one unsafe IQL run makes 1.0 unsafe for the variant
+    _, pooled = choose_from_sweep(pd.concat([bc, iql], ignore_index=True))
+    assert pooled.loc["a", "safe_high"] == 0.1
+    with pytest.raises(ValueError, match="no column"):
+        safe_ranges(bc, by="scenario")
 
 
 def test_iqm_over_runs_trims_the_outer_quarters() -> None:

@@ -1,4 +1,7 @@
-"""Command line: ``python -m polycstr_lib {data,train,evaluate,notebooks,book,numbers} --help``."""
+"""Command line: ``python -m polycstr_lib <command> --help``.
+
+Commands: data, train, evaluate, notebooks, book, numbers, progress.
+"""
 
 from __future__ import annotations
 
@@ -202,6 +205,30 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_progress(args: argparse.Namespace) -> int:
+    import math
+
+    from polycstr_lib.training import RESUME_EVERY_S, training_in_progress
+
+    table = training_in_progress()
+    if table.empty:
+        print("no training in progress (no resume states)")
+        return 0
+
+    def minutes(seconds: float) -> str:
+        return "?" if math.isnan(seconds) else f"{seconds / 60:.0f} min"
+
+    print(f"{'ensemble':<28}{'step':>14}{'steps/s':>9}{'left':>9}  state written")
+    for row in table.itertuples():
+        name = f"{row.algorithm} {row.scenario} ({row.seeds} seeds)"
+        of = f"{row.step:,}/{row.budget:,}" if row.budget else f"{row.step:,}"
+        written = f"{row.age_s:.0f} s ago"
+        if row.age_s > 3 * RESUME_EVERY_S:
+            written += " (stopped: the next run resumes it)"
+        print(f"{name:<28}{of:>14}{row.steps_per_s:>9.2f}{minutes(row.eta_s):>9}  {written}")
+    return 0
+
+
 def _scenario(value: str) -> str:
     if value not in SCENARIOS:
         raise argparse.ArgumentTypeError(
@@ -320,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out glue names containing this text (repeatable), e.g. _ms for timings",
     )
     numbers.set_defaults(func=_cmd_numbers)
+    progress = sub.add_parser(
+        "progress",
+        help="training in progress or interrupted (for a long build, from another terminal)",
+    )
+    progress.set_defaults(func=_cmd_progress)
     return parser
 
 

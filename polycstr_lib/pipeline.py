@@ -9,6 +9,7 @@ page; a failed notebook keeps its partial output beside it as ``*.failed.ipynb``
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -254,6 +255,7 @@ def execute_notebooks(
 
     EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
     write_parameters_table()
+    print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")
     timings = []
     for run in runs_for(profile):
         if only and run.page not in only:
@@ -271,7 +273,7 @@ def execute_notebooks(
                 parameters=run.parameters,
                 kernel_name=kernel_name,
                 cwd=str(NOTEBOOK_DIR),
-                progress_bar=False,
+                progress_bar=sys.stderr.isatty(),  # cells done, in a terminal (not in CI logs)
             )
         except BaseException:
             if partial.exists():

@@ -82,6 +82,7 @@ __all__ = [
     "train_agent",
     "train_ensemble",
     "train_many",
+    "training_in_progress",
     "validate_offline_data",
 ]
 
@@ -519,11 +520,14 @@ def _training_state(
     step: int,
     log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
     seconds: float,
+    budget: int,
 ) -> dict[str, Any]:
-    """Everything the loop needs to continue after ``step`` to the same bits."""
+    """Everything the loop needs to continue after ``step`` to the same bits (and, for
+    :func:`training_in_progress`, the ``budget`` it runs to)."""
     rows, sums, count = log
     return {
         "step": step,
+        "budget": budget,
         "agent": agent.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
         "agent_generators": [g.get_state() for g in getattr(agent, "generators", [])],
@@ -534,6 +538,51 @@ def _training_state(
         "count": count,
         "seconds": seconds,
     }
+
+
+def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
+    """The ensembles whose training was interrupted or is running now, from their resume states.
+
+    A long build (the paper profile trains for hours inside a notebook cell) can be followed
+    from another terminal with ``python -m polycstr_lib progress``.
+
+    Args:
+        directory: the resume folder (default ``artifact_dir() / "resume"``).
+
+    Returns:
+        One row per resume state, sorted by file name: ``algorithm``, ``scenario``, ``seeds``
+        (count), ``step``, ``budget`` (0 when the state predates this field), ``seconds`` of
+        training so far, ``steps_per_s``, ``eta_s`` (NaN without a budget) and ``age_s`` (since
+        the state was written: a state not rewritten for much longer than
+        :data:`RESUME_EVERY_S` belongs to a stopped run, which the next call resumes).
+        Unreadable files are skipped with a warning.
+    """
+    folder = directory or artifact_dir() / "resume"
+    rows = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            state = torch.load(path, weights_only=False, map_location="cpu")
+        except Exception as error:  # noqa: BLE001 - one bad file must not hide the others
+            warnings.warn(f"skipping unreadable resume state {path.name}: {error}", stacklevel=2)
+            continue
+        algorithm, scenario = path.stem.rsplit("-", 1)[0].split("-", 1)
+        step, seconds, budget = int(state["step"]), float(state["seconds"]), state.get("budget", 0)
+        rate = step / seconds if seconds > 0 else float("nan")
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "scenario": scenario,
+                "seeds": len(state["agent"]["seeds"]),
+                "step": step,
+                "budget": int(budget),
+                "seconds": seconds,
+                "steps_per_s": rate,
+                "eta_s": (budget - step) / rate if budget and rate > 0 else float("nan"),
+                "age_s": time.time() - path.stat().st_mtime,
+            }
+        )
+    columns = ["algorithm", "scenario", "seeds", "step", "budget", "seconds", "steps_per_s"]
+    return pd.DataFrame(rows, columns=[*columns, "eta_s", "age_s"])
 
 
 def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
@@ -638,7 +687,8 @@ def _train_members(
             due = step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
             if resume is not None and step < budget and due:
                 seconds = time.perf_counter() - start
-                state = _training_state(agent, generators, step, (rows, sums, count), seconds)
+                log = (rows, sums, count)
+                state = _training_state(agent, generators, step, log, seconds, budget)
                 resume.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(state, resume)
                 last_write = time.perf_counter()

@@ -8,7 +8,9 @@ import pytest
 from polycstr_lib.__main__ import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["data", "train", "evaluate", "notebooks", "book", "numbers"])
+@pytest.mark.parametrize(
+    "command", ["data", "train", "evaluate", "notebooks", "book", "numbers", "progress"]
+)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])

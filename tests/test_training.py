@@ -525,3 +525,31 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
     )
     for (a, _), (b, _) in zip(short, straight, strict=True):
         assert_same_weights(a, b)
+
+
+def test_training_in_progress_reports_an_interrupted_ensemble(
+    data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import polycstr_lib.training as training
+    from polycstr_lib.__main__ import main
+
+    assert training.training_in_progress().empty
+    assert main(["progress"]) == 0
+    assert "no training in progress" in capsys.readouterr().out
+    configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
+    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
+    interrupt_at_step(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(configs, data=data, progress=False)
+    (tmp_artifacts / "resume" / "iql-grade_up-0123456789abcdef.pt").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="unreadable resume state iql-grade_up"):
+        table = training.training_in_progress()
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["algorithm"], row["scenario"], row["seeds"]) == ("bc", configs[0].scenario, 2)
+    assert (row["step"], row["budget"]) == (5, 9)
+    assert row["eta_s"] == pytest.approx(4 / row["steps_per_s"])
+    with pytest.warns(UserWarning):
+        assert main(["progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"bc {configs[0].scenario} (2 seeds)" in out and "5/9" in out

@@ -127,6 +127,8 @@ NOT_CONVERGED = {
     "unconfirmed": " (last checkpoint: no later checkpoint on {scenario} confirms it)",
     "falling": " (best checkpoint: the curve on {scenario} falls off after it)",
 }
+#: ... and of one whose status this version does not know (a page built by another version).
+UNKNOWN_STATUS = " (the curve on {scenario} has status {status!r}: rerun the curves page)"
 
 
 def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -> dict:
@@ -174,7 +176,8 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
         else:
             out[f"{algo}_steps"] = int(entry["steps"])
             status = entry.get("status", "converged" if entry["converged"] else "unconfirmed")
-            sources[algo] = FROM_CURVES + NOT_CONVERGED.get(status, "").format(scenario=scenario)
+            note = "" if status == "converged" else NOT_CONVERGED.get(status, UNKNOWN_STATUS)
+            sources[algo] = FROM_CURVES + note.format(scenario=scenario, status=status)
     out["budget_sources"] = sources
     return out
 

@@ -18,7 +18,7 @@ Both figure functions return the numbers a page's prose discusses, for ``glue``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,10 @@ __all__ = [
     "INTERVAL_SUFFIX",
     "REWARD_LINTHRESH",
     "drop_empty_columns",
+    "episode_scores",
     "page_table",
+    "profile_figure",
+    "profile_thresholds",
     "results_page_table",
     "reward_figure",
     "trajectory_figure",
@@ -216,6 +219,111 @@ def reward_figure(
         "best_method": str(means.idxmax()),
         "best_mean": float(means.max()),
         "reward_linthresh": float(linthresh),
+    }
+    return fig, numbers
+
+
+def episode_scores(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> dict[str, np.ndarray]:
+    """Per method, the normalised reward of every episode as a ``(seeds, episodes)`` matrix.
+
+    Raises:
+        ValueError: a method whose seeds ran different numbers of episodes.
+    """
+    out = {}
+    for name, runs in per_seed.items():
+        lengths = {len(m) for m in runs.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"{name}: seeds ran different numbers of episodes {sorted(lengths)}")
+        out[name] = np.stack([m["normalised_reward"].to_numpy(float) for m in runs.values()])
+    return out
+
+
+def profile_thresholds(
+    scores: Mapping[str, np.ndarray],
+    linthresh: float = REWARD_LINTHRESH,
+    num: int = 121,
+    include: Sequence[float] = (90.0,),
+) -> np.ndarray:
+    """Thresholds τ for a performance profile on a symmetric-log axis: evenly spaced on the
+    linear part (within ``±linthresh``, up to the best score) and logarithmically below
+    ``-linthresh`` down to the worst score, so that each part of the axis is resolved; the
+    values of ``include`` are always among them."""
+    values = np.concatenate([np.ravel(v) for v in scores.values()])
+    low, high = float(values.min()), max(float(values.max()), 0.0)
+    parts = [np.linspace(max(low, -linthresh), high, num), np.asarray(include, dtype=float)]
+    if low < -linthresh:
+        decades = max(np.log10(-low / linthresh), 0.1)
+        tail = -np.logspace(np.log10(-low), np.log10(linthresh), max(int(20 * decades), 5))
+        tail[0], tail[-1] = low, -linthresh  # exact ends (logspace rounds them)
+        parts.append(tail)
+    return np.unique(np.concatenate(parts))
+
+
+def profile_figure(
+    profiles: pd.DataFrame,
+    linthresh: float = REWARD_LINTHRESH,
+    reference: float = 90.0,
+    ax=None,
+):
+    """Performance profiles (:func:`polycstr_lib.stats.performance_profiles`): the fraction of
+    episodes scoring above τ against τ, each method with its 95 % band; the τ axis turns
+    symmetric-log (linear within ``±linthresh``) when some episode scores below ``-linthresh``.
+
+    Args:
+        profiles: the table of :func:`~polycstr_lib.stats.performance_profiles`.
+        linthresh: the τ axis is linear within ``±linthresh``, logarithmic beyond.
+        reference: the τ the returned numbers read the profiles at.
+        ax: matplotlib axes to draw on (default: a new figure).
+
+    Returns:
+        ``(figure, numbers)``; ``numbers`` holds ``profile_tau`` (``reference``),
+        ``profile_best`` and ``profile_best_fraction`` (the method with the largest fraction
+        of episodes above ``reference``) and ``profile_worst`` and ``profile_worst_fraction``
+        (the smallest).
+
+    Raises:
+        ValueError: ``reference`` is not one of the profiles' thresholds.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(10, 4.2))
+    else:
+        fig = ax.figure
+    at_reference = {}
+    for i, (method, part) in enumerate(profiles.groupby("method", sort=False)):
+        color = f"C{i % 10}"
+        ax.plot(part["tau"], part["fraction"], color=color, lw=1.6, label=method, ds="steps-post")
+        ax.fill_between(
+            part["tau"], part["low"], part["high"], color=color, alpha=0.15, lw=0, step="post"
+        )
+        row = part[part["tau"] == reference]
+        if row.empty:
+            raise ValueError(f"no threshold at the reference {reference} (profile_thresholds)")
+        at_reference[method] = float(row["fraction"].iloc[0])
+    low = profiles["tau"].min()
+    if low < -linthresh:  # episodes far below the data: log beyond ±linthresh
+        ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(low, profiles["tau"].max())
+    if profiles["tau"].min() < 0.0 < profiles["tau"].max():
+        ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.set(
+        xlabel="threshold τ on the normalised reward"
+        + (" (linear within ±100, log beyond)" if low < -linthresh else ""),
+        ylabel="fraction of episodes > τ",
+        ylim=(-0.02, 1.02),
+        title="Performance profiles over all test episodes (95 % stratified-bootstrap bands)",
+    )
+    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    fig.tight_layout()
+    best = max(at_reference, key=at_reference.get)
+    worst = min(at_reference, key=at_reference.get)
+    numbers = {
+        "profile_tau": float(reference),
+        "profile_best": best,
+        "profile_best_fraction": at_reference[best],
+        "profile_worst": worst,
+        "profile_worst_fraction": at_reference[worst],
     }
     return fig, numbers
 

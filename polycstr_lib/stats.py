@@ -22,6 +22,7 @@ __all__ = [
     "improvement_probability",
     "interval_estimates",
     "iqm",
+    "performance_profiles",
     "probability_of_improvement",
     "score_matrix",
 ]
@@ -112,6 +113,63 @@ def interval_estimates(
         for k in matrices
     }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def performance_profiles(
+    scores: Mapping[str, np.ndarray],
+    thresholds: np.ndarray | list[float],
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Performance profiles: the fraction of scores above each threshold τ, per method.
+
+    rliable's score distribution (``library.score_distributions``, vectorised here, with the
+    same values) and its stratified-bootstrap interval, runs resampled within each task. With
+    per-episode scores as the tasks (runs = training seeds, tasks = test episodes), the
+    profile shows the whole distribution of episodes, tails included, which an IQM hides.
+
+    Args:
+        scores: Method → ``(R, T)`` score matrix (methods may differ in ``R`` and ``T``).
+        thresholds: ``(K,)`` increasing thresholds τ.
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+        confidence: Size of the intervals.
+
+    Returns:
+        ``K`` rows per method, in the order of ``scores``: ``method``, ``tau``, ``fraction``
+        (of the method's scores above τ), ``low`` and ``high``.
+
+    Raises:
+        ValueError: thresholds not a non-empty, finite, increasing 1-D array.
+    """
+    taus = np.asarray(thresholds, dtype=float)
+    if (
+        taus.ndim != 1
+        or taus.size == 0
+        or not np.isfinite(taus).all()
+        or (np.diff(taus) <= 0).any()
+    ):
+        raise ValueError("thresholds must be a non-empty, finite, increasing 1-D array")
+    matrices = {k: score_matrix(v) for k, v in scores.items()}
+
+    def fraction_above(x: np.ndarray) -> np.ndarray:
+        return (x[..., None] > taus).mean(axis=(0, 1))
+
+    point, interval = _bootstrap(matrices, fraction_above, reps, seed, confidence)
+    frames = [
+        pd.DataFrame(
+            {
+                "method": k,
+                "tau": taus,
+                "fraction": point[k],
+                "low": interval[k][0],
+                "high": interval[k][1],
+            }
+        )
+        for k in matrices
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 def probability_of_improvement(

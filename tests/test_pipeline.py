@@ -175,3 +175,6 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
     assert out["budget_sources"]["cql"] == (
         "learning curves (best checkpoint: the curve on grade_up falls off after it)"
     )
+    stale = {"curve_budgets": {"cql": {"grade_up": {**entry, "status": "rising"}}}}
+    out = pipeline.curve_budgets({"scenario": "grade_up"}, stale)
+    assert "status 'rising': rerun the curves page" in out["budget_sources"]["cql"]

@@ -13,7 +13,10 @@ import pytest  # noqa: E402
 
 from polycstr_lib.report import (  # noqa: E402
     drop_empty_columns,
+    episode_scores,
     page_table,
+    profile_figure,
+    profile_thresholds,
     reward_figure,
     trajectory_figure,
 )
@@ -143,3 +146,37 @@ def test_trajectory_figure_zooms_near_the_setpoint():
     plt.close(fig)
     with pytest.raises(ValueError):
         trajectory_figure({}, control_interval=1800.0)
+
+
+def test_performance_profile_figure_reads_the_profiles_at_the_reference() -> None:
+    from polycstr_lib.stats import performance_profiles
+
+    per_seed = {
+        "PI": {0: _metrics([95.0, 96.0, 97.0, 98.0])},
+        "IQL": {0: _metrics([99.0, 20.0, 95.0, -3000.0]), 1: _metrics([99.0, 98.0, 97.0, 91.0])},
+    }
+    scores = episode_scores(per_seed)
+    assert scores["IQL"].shape == (2, 4) and scores["PI"].shape == (1, 4)
+    taus = profile_thresholds(scores)
+    assert taus.min() == -3000.0 and taus.max() == 99.0
+    assert 90.0 in taus and (np.diff(taus) > 0).all()
+    assert (taus < -100).sum() >= 5  # the log part of the axis is resolved too
+    profiles = performance_profiles(scores, taus, reps=100)
+    fig, numbers = profile_figure(profiles)
+    assert numbers == {
+        "profile_tau": 90.0,
+        "profile_best": "PI",
+        "profile_best_fraction": 1.0,
+        "profile_worst": "IQL",
+        "profile_worst_fraction": 6 / 8,
+    }
+    assert fig.axes[0].get_xscale() == "symlog"  # an episode at -3000
+    plt.close(fig)
+    calm = episode_scores({"PI": per_seed["PI"]})
+    fig, _ = profile_figure(performance_profiles(calm, profile_thresholds(calm), reps=10))
+    assert fig.axes[0].get_xscale() == "linear"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="reference"):
+        profile_figure(profiles, reference=42.0)
+    with pytest.raises(ValueError, match="different numbers of episodes"):
+        episode_scores({"BC": {0: _metrics([1.0, 2.0]), 1: _metrics([1.0])}})

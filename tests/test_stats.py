@@ -8,6 +8,7 @@ import pytest
 from polycstr_lib.stats import (
     interval_estimates,
     iqm,
+    performance_profiles,
     probability_of_improvement,
     score_matrix,
 )
@@ -82,3 +83,27 @@ def test_compare_runs_gives_iqms_gap_and_probability() -> None:
     assert c.gap == pytest.approx(12.5)
     # x beats y in 12 of 16 pairs (0 loses to all four)
     assert c.p == pytest.approx(12 / 16)
+
+
+def test_performance_profiles_are_rliables_score_distributions_with_seeded_bands() -> None:
+    from rliable import library
+
+    rng = np.random.default_rng(3)
+    scores = {"a": rng.normal(50, 30, (6, 20)), "b": np.full((1, 4), 10.0)}
+    taus = np.array([-50.0, 0.0, 10.0, 50.0, 90.0])
+    state = np.random.get_state()  # noqa: NPY002
+    table = performance_profiles(scores, taus, reps=200, seed=2)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002 (untouched)
+    assert table.equals(performance_profiles(scores, taus, reps=200, seed=2))
+    a = table[table["method"] == "a"]
+    assert np.allclose(a["fraction"], library.score_distributions(scores["a"], taus))
+    assert np.allclose(a["fraction"], [(scores["a"] > t).mean() for t in taus])  # oracle
+    assert (a["low"] <= a["fraction"] + 1e-12).all() and (a["fraction"] <= a["high"] + 1e-12).all()
+    assert (np.diff(a["fraction"]) <= 0).all()  # never rises with the threshold
+    b = table[table["method"] == "b"]
+    assert list(b["fraction"]) == [1.0, 1.0, 0.0, 0.0, 0.0]  # strictly above: 10 > 10 is false
+    assert list(b["low"]) == list(b["high"]) == list(b["fraction"])  # one run: no spread
+    with pytest.raises(ValueError, match="increasing"):
+        performance_profiles(scores, [1.0, 0.0])
+    with pytest.raises(ValueError, match="increasing"):
+        performance_profiles(scores, [])

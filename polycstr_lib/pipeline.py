@@ -185,7 +185,8 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
 def with_curve_budgets(
     run: NotebookRun, profile: str, executed_dir: Path | None = None
 ) -> NotebookRun:
-    """``run`` with the budgets of :func:`curve_budgets` when it is a results page.
+    """``run`` with the budgets of :func:`curve_budgets` when it is a results page, and of
+    :func:`support_budgets` when it is the correction-support chapter.
 
     Args:
         run: A run of :func:`runs_for`.
@@ -195,14 +196,65 @@ def with_curve_budgets(
     Returns:
         The run with updated parameters (other runs unchanged).
     """
-    if run.notebook != "05_results":
+    if run.notebook not in ("05_results", SUPPORT_NOTEBOOK):
         return run
     from polycstr_lib.claims import read_glue
 
     page = (executed_dir or EXECUTED_DIR) / f"{CURVES_PAGE}.ipynb"
     curves = read_glue(page) if page.is_file() else None
-    overrides = curve_budgets(run.parameters, curves, BUDGETS_FROM_CURVES.get(profile, False))
+    enabled = BUDGETS_FROM_CURVES.get(profile, False)
+    if run.notebook == SUPPORT_NOTEBOOK:
+        parameters = {**effective_parameters(run.notebook, profile), **run.parameters}
+        overrides = support_budgets(parameters, curves, enabled)
+    else:
+        overrides = curve_budgets(run.parameters, curves, enabled)
     return NotebookRun(run.notebook, run.page, {**run.parameters, **overrides})
+
+
+#: The chapter on the correction's support, whose agents also train at the curves' budgets.
+SUPPORT_NOTEBOOK = "08_correction_support"
+
+
+def support_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -> dict:
+    """``agent_steps`` and ``budget_sources`` of the correction-support chapter.
+
+    That chapter trains one budget per algorithm for all of its scenarios. An algorithm
+    whose curve was measured on every one of them trains at the largest of those curve
+    budgets (as the curves page's own per-algorithm budget); otherwise at the chapter's
+    fixed ``agent_steps``, with the reason of :func:`curve_budgets`.
+
+    Args:
+        parameters: The chapter's full parameters (``scenarios``, ``agent_steps``,
+            ``profile``).
+        curves: As for :func:`curve_budgets`.
+        enabled: Whether the profile takes budgets from the curves.
+
+    Returns:
+        ``agent_steps`` (every algorithm of the given ``agent_steps``) and ``budget_sources``
+        (algorithm -> text).
+    """
+    scenarios = list(parameters["scenarios"])
+    per_scenario = {
+        s: curve_budgets({**parameters, "scenario": s}, curves, enabled) for s in scenarios
+    }
+    steps, sources = dict(parameters["agent_steps"]), {}
+    for algo in steps:
+        measured = [per_scenario[s].get(f"{algo}_steps") for s in scenarios]
+        if algo in ALGORITHMS and scenarios and all(m is not None for m in measured):
+            steps[algo] = max(measured)
+            notes = [per_scenario[s]["budget_sources"][algo] != FROM_CURVES for s in scenarios]
+            sources[algo] = FROM_CURVES + (
+                f" (largest over {', '.join(scenarios)}"
+                + ("; a curve among them has not converged)" if any(notes) else ")")
+            )
+        else:
+            missing = next((s for s, m in zip(scenarios, measured, strict=True) if m is None), None)
+            sources[algo] = (
+                per_scenario[missing]["budget_sources"].get(algo, "profile")
+                if missing
+                else "profile"
+            )
+    return {"agent_steps": steps, "budget_sources": sources}
 
 
 def runs_for(profile: str) -> list[NotebookRun]:

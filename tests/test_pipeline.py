@@ -178,3 +178,40 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
     stale = {"curve_budgets": {"cql": {"grade_up": {**entry, "status": "rising"}}}}
     out = pipeline.curve_budgets({"scenario": "grade_up"}, stale)
     assert "status 'rising': rerun the curves page" in out["budget_sources"]["cql"]
+
+
+def test_the_support_chapter_trains_each_algorithm_at_its_largest_curve_budget(tmp_path):
+    budgets = {
+        "bc": {
+            "startup": {"steps": 500, "converged": True, "status": "converged"},
+            "grade_up": {"steps": 2000, "converged": True, "status": "converged"},
+        },
+        "iql": {
+            "startup": {"steps": 1000, "converged": True, "status": "converged"},
+            "grade_up": {"steps": 250, "converged": False, "status": "falling"},
+        },
+        "cql": {"startup": {"steps": 300, "converged": True, "status": "converged"}},
+    }
+    curves = {"curve_budgets": budgets, "curves_profile": "quick"}
+    params = {
+        "profile": "quick",
+        "scenarios": ["startup", "grade_up"],
+        "agent_steps": {"bc": 7, "iql": 8, "cql": 9},
+    }
+    out = pipeline.support_budgets(params, curves)
+    assert out["agent_steps"] == {"bc": 2000, "iql": 1000, "cql": 9}
+    assert out["budget_sources"]["bc"] == "learning curves (largest over startup, grade_up)"
+    assert out["budget_sources"]["iql"] == (
+        "learning curves (largest over startup, grade_up; a curve among them has not converged)"
+    )
+    assert out["budget_sources"]["cql"] == "profile (no learning curve on grade_up)"
+    assert (
+        pipeline.support_budgets(params, curves, enabled=False)["agent_steps"]
+        == (params["agent_steps"])
+    )
+    # through the pipeline: the chapter's own defaults fill what the profile leaves out
+    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
+    run = {r.page: r for r in pipeline.runs_for("quick")}["08_correction_support"]
+    quick = pipeline.with_curve_budgets(run, "quick", tmp_path).parameters
+    assert quick["agent_steps"]["bc"] == 500 and quick["agent_steps"]["iql"] == 1000
+    assert quick["budget_sources"]["cql"] == "learning curves (largest over startup)"

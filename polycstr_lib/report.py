@@ -301,15 +301,16 @@ def profile_figure(
         if row.empty:
             raise ValueError(f"no threshold at the reference {reference} (profile_thresholds)")
         at_reference[method] = float(row["fraction"].iloc[0])
-    low = profiles["tau"].min()
-    if low < -linthresh:  # episodes far below the data: log beyond ±linthresh
+    low, high = profiles["tau"].min(), profiles["tau"].max()
+    symlog = low < -linthresh  # episodes far below the data: log beyond ±linthresh
+    if symlog:
         ax.set_xscale("symlog", linthresh=linthresh)
-    ax.set_xlim(low, profiles["tau"].max())
-    if profiles["tau"].min() < 0.0 < profiles["tau"].max():
+    ax.set_xlim(low, high)
+    if low < 0.0 < high:
         ax.axvline(0.0, color="0.3", lw=0.8)
     ax.set(
         xlabel="threshold τ on the normalised reward"
-        + (" (linear within ±100, log beyond)" if low < -linthresh else ""),
+        + (f" (linear within ±{linthresh:g}, log beyond)" if symlog else ""),
         ylabel="fraction of episodes > τ",
         ylim=(-0.02, 1.02),
         title="Performance profiles over all test episodes (95 % stratified-bootstrap bands)",

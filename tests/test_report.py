@@ -171,6 +171,10 @@ def test_performance_profile_figure_reads_the_profiles_at_the_reference() -> Non
         "profile_worst_fraction": 6 / 8,
     }
     assert fig.axes[0].get_xscale() == "symlog"  # an episode at -3000
+    assert "linear within ±100," in fig.axes[0].get_xlabel()
+    plt.close(fig)
+    fig, _ = profile_figure(profiles, linthresh=50.0)
+    assert "linear within ±50," in fig.axes[0].get_xlabel()
     plt.close(fig)
     calm = episode_scores({"PI": per_seed["PI"]})
     fig, _ = profile_figure(performance_profiles(calm, profile_thresholds(calm), reps=10))

@@ -168,12 +168,20 @@ def learning_curve(
     precision: str = "float32",
     data: Mapping[str, Any] | None = None,
     progress: bool = True,
+    extend_to: Mapping[str, int] | None = None,
+    rule: BudgetRule | None = None,
 ) -> pd.DataFrame:
     """Trains every seed once to its last checkpoint and scores every snapshot on validation.
 
     All runs are trained in one :func:`~polycstr_lib.training.train_many` call (seed
     ensembles on Dask workers), with a snapshot at every checkpoint; then each checkpoint's
     agents are evaluated together on the same validation episodes.
+
+    A curve the ``rule`` leaves *unconfirmed* (only its last checkpoint is within the
+    tolerance: it may still be rising) is extended, on its own scenario only, by a checkpoint
+    at twice its last one, as long as that stays within the algorithm's ``extend_to`` cap;
+    the rule is applied again after every extension. An extension continues each ensemble
+    from its kept final state (:mod:`polycstr_lib.training`), so it costs only the new steps.
 
     Args:
         algorithms: 'bc', 'iql', 'cql', or several.
@@ -188,15 +196,20 @@ def learning_curve(
         precision: Training precision.
         data: Scenario → training data (None: load the datasets).
         progress: Progress bars.
+        extend_to: Algorithm → largest checkpoint an unconfirmed curve may be extended to
+            (None or a missing algorithm: no extension).
+        rule: The budget rule that decides which curves are unconfirmed (default
+            :class:`BudgetRule`).
 
     Returns:
         One row per (algorithm, scenario, seed, checkpoint): ``algorithm``, ``scenario``,
         ``seed``, ``steps``, ``mean``, ``median`` and ``min`` normalised reward over the
-        episodes, ``runaways`` and ``violation_episodes`` (counts of episodes), ``episodes``.
+        episodes, ``runaways`` and ``violation_episodes`` (counts of episodes), ``episodes``,
+        and ``extension`` (True for a checkpoint added because the curve was unconfirmed).
 
     Raises:
-        ValueError: Empty or non-positive checkpoints, no seeds, no episodes, or a scenario
-            without references.
+        ValueError: Empty or non-positive checkpoints, no seeds, no episodes, a scenario
+            without references, or a non-positive cap.
     """
     algorithms = [algorithms] if isinstance(algorithms, str) else list(algorithms)
     scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios)
@@ -211,17 +224,56 @@ def learning_curve(
     missing = [s for s in scenarios if s not in references]
     if missing:
         raise ValueError(f"no (return_min, return_max) references for {missing}")
+    caps = {a: int(k) for a, k in (extend_to or {}).items() if a in algorithms}
+    if any(k < 1 for k in caps.values()):
+        raise ValueError(f"extend_to caps must be positive; got {dict(extend_to or {})}")
+    rule = rule or BudgetRule()
+    measure = {(a, sc): per_algorithm[a] for a in algorithms for sc in scenarios}
+    rows = _measure_curves(
+        measure, seeds, episodes, references, processes, scheduler, precision, data, progress
+    )
+    curve = pd.DataFrame(rows).assign(extension=False)
+    while caps:
+        budgets = rule.choose(aggregate_curve(curve))
+        grow = {}
+        for (a, sc), row in budgets.iterrows():
+            last = int(curve.loc[(curve.algorithm == a) & (curve.scenario == sc), "steps"].max())
+            if row["status"] == UNCONFIRMED and a in caps and 2 * last <= caps[a]:
+                grow[(a, sc)] = [2 * last]
+        if not grow:
+            break
+        rows = _measure_curves(
+            grow, seeds, episodes, references, processes, scheduler, precision, data, progress
+        )
+        curve = pd.concat([curve, pd.DataFrame(rows).assign(extension=True)], ignore_index=True)
+    order = {a: i for i, a in enumerate(algorithms)}, {sc: i for i, sc in enumerate(scenarios)}
+    rank = curve["algorithm"].map(order[0]) * len(scenarios) + curve["scenario"].map(order[1])
+    return (
+        curve.assign(_rank=rank)
+        .sort_values(["_rank", "steps"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def _measure_curves(
+    measure: Mapping[tuple[str, str], Sequence[int]],
+    seeds: Sequence[int],
+    episodes: int,
+    references: Mapping[str, tuple[float, float]],
+    processes: int | None,
+    scheduler: str | None,
+    precision: str,
+    data: Mapping[str, Any] | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Trains (algorithm, scenario) → checkpoints in one sweep and scores every snapshot."""
 
     def config(a: str, scenario: str, seed: int, steps: int) -> TrainConfig:
         return TrainConfig(a, scenario, steps=steps, seed=seed, precision=precision)
 
-    longest = [
-        config(a, sc, s, per_algorithm[a][-1])
-        for a in algorithms
-        for sc in scenarios
-        for s in seeds
-    ]
-    snapshots = sorted({k for ks in per_algorithm.values() for k in ks})
+    longest = [config(a, sc, s, max(ks)) for (a, sc), ks in measure.items() for s in seeds]
+    snapshots = sorted({int(k) for ks in measure.values() for k in ks})
     train_many(
         longest,
         processes=processes,
@@ -231,20 +283,19 @@ def learning_curve(
         progress=progress,
     )
     rows = []
-    for a in algorithms:
-        for scenario in scenarios:
-            scenario_data = None if data is None else data.get(scenario)
-            for k in per_algorithm[a]:
-                agents = [
-                    train_agent(config(a, scenario, s, k), data=scenario_data, progress=False)[0]
-                    for s in seeds
-                ]
-                metrics = evaluate_agents(
-                    [x.act for x in agents], scenario, episodes, *references[scenario]
-                )
-                for s, m in zip(seeds, metrics, strict=True):
-                    rows.append(_seed_row(m, algorithm=a, scenario=scenario, seed=int(s), steps=k))
-    return pd.DataFrame(rows)
+    for (a, scenario), ks in measure.items():
+        scenario_data = None if data is None else data.get(scenario)
+        for k in sorted(ks):
+            agents = [
+                train_agent(config(a, scenario, s, k), data=scenario_data, progress=False)[0]
+                for s in seeds
+            ]
+            metrics = evaluate_agents(
+                [x.act for x in agents], scenario, episodes, *references[scenario]
+            )
+            for s, m in zip(seeds, metrics, strict=True):
+                rows.append(_seed_row(m, algorithm=a, scenario=scenario, seed=int(s), steps=k))
+    return rows
 
 
 def aggregate_curve(curve: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -19,7 +19,10 @@ An interrupted ensemble resumes: while it trains, its whole training state (weig
 optimiser moments, generators, the log so far) is written atomically to
 ``artifact_dir()/resume/`` every :data:`RESUME_EVERY_S` seconds and at every snapshot, and a
 later call for the same seeds, settings and data continues from there, to the same bits as
-an uninterrupted run. The file is removed when the ensemble reaches its budget.
+an uninterrupted run. The file is removed when the ensemble reaches its budget, and the state
+at the budget is kept in ``artifact_dir()/continue/`` instead: a later call that asks the same
+ensemble for a *larger* budget (a learning curve extended by a checkpoint) continues from it
+rather than retraining the steps it already has, again to the same bits.
 
 Training is reproducible: the same configurations and data give bit-identical weights (one
 torch thread per worker, private generators; the global torch and NumPy RNG states are left
@@ -417,6 +420,7 @@ def train_ensemble(
         resume = resume_path(pending[0], seeds, fingerprint)
         if force:
             resume.unlink(missing_ok=True)
+            continuation_path(resume).unlink(missing_ok=True)
         previous_threads = torch.get_num_threads()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
@@ -510,6 +514,11 @@ def resume_path(config: TrainConfig, seeds: Sequence[int], fingerprint: str | No
     return artifact_dir() / "resume" / f"{config.algorithm}-{config.scenario}-{key}.pt"
 
 
+def continuation_path(resume: Path) -> Path:
+    """Where the final state of the ensemble whose resume state is ``resume`` is kept."""
+    return resume.parent.parent / "continue" / resume.name
+
+
 def _optimizers(agent: Agent) -> dict[str, torch.optim.Optimizer]:
     return {k: v for k, v in vars(agent).items() if isinstance(v, torch.optim.Optimizer)}
 
@@ -585,6 +594,18 @@ def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "eta_s", "age_s"])
 
 
+def _load_start(resume: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
+    """The state to start from: the resume state or the kept final state of a shorter run
+    (:func:`continuation_path`), whichever is further along while still *before* step
+    ``not_after`` (the loop must pass every budget it is asked to save)."""
+    if resume is None:
+        return None
+    paths = (resume, continuation_path(resume))
+    states = [_load_resume(p, seeds, not_after - 1) for p in paths]
+    states = [s for s in states if s is not None]
+    return max(states, key=lambda s: s["step"]) if states else None
+
+
 def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
     """The resume state at ``path`` if it is for ``seeds`` and at most ``not_after`` steps."""
     if path is None or not path.is_file():
@@ -630,7 +651,7 @@ def _train_members(
         count = 0
         first = 1
         elapsed = 0.0
-        state = _load_resume(resume, seeds, resume_not_after)
+        state = _load_start(resume, seeds, resume_not_after)
         if state is not None:
             agent.load_state_dict(state["agent"])
             for name, optimizer in _optimizers(agent).items():
@@ -694,7 +715,27 @@ def _train_members(
                 last_write = time.perf_counter()
         bar.close()
         if resume is not None:
+            _keep_final_state(agent, generators, budget, (rows, sums, count), start, resume)
             resume.unlink(missing_ok=True)
+
+
+def _keep_final_state(
+    agent: Agent,
+    generators: Sequence[torch.Generator],
+    budget: int,
+    log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
+    start: float,
+    resume: Path,
+) -> None:
+    """Keeps the state at ``budget`` for a later, longer run of the same ensemble, unless a
+    state further along is kept already (a shorter run must not undo a longer one's work)."""
+    path = continuation_path(resume)
+    with contextlib.suppress(Exception):  # unreadable: replaced below
+        if torch.load(path, weights_only=False)["step"] >= budget:
+            return
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(_training_state(agent, generators, budget, log, seconds, budget), path)
 
 
 def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:

@@ -96,6 +96,52 @@ def test_learning_curve_scores_every_snapshot(minari_store, tmp_path, monkeypatc
         learning_curve("bc", "startup", [0], [2], 2, refs)
 
 
+class _AlwaysUnconfirmed(BudgetRule):
+    """A rule that never sees a curve confirmed: every curve is extended up to its cap."""
+
+    def choose(self, aggregate: pd.DataFrame) -> pd.DataFrame:
+        out = super().choose(aggregate)
+        return out.assign(status=UNCONFIRMED, converged=False)
+
+
+def test_an_unconfirmed_curve_is_extended_by_doubling_up_to_its_cap(
+    minari_store, tmp_path, monkeypatch
+) -> None:
+    """Extension adds checkpoints 8 and 16 to BC (cap 20, so not 32) and none to IQL (no
+    cap); the extended curve equals one measured with those checkpoints from the start."""
+    import polycstr_lib.training as training
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "a"))
+    refs = {"grade_up": (-1e6, 0.0)}
+    kwargs = {"episodes": 2, "references": refs, "processes": 1, "progress": False}
+    real, calls = training.sample_batch, {"n": 0}
+
+    def counting(*args, **kw):
+        calls["n"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "sample_batch", counting)
+    extended = learning_curve(
+        ["bc", "iql"], "grade_up", [0], [2, 4], **kwargs,
+        extend_to={"bc": 20}, rule=_AlwaysUnconfirmed(),
+    )  # fmt: skip
+    assert calls["n"] == 16 + 4  # BC trained 4 + 4 + 8 steps, continuing each time; IQL 4
+    bc = extended[extended["algorithm"] == "bc"]
+    assert list(bc["steps"]) == [2, 4, 8, 16]
+    assert list(bc["extension"]) == [False, False, True, True]
+    assert list(extended.loc[extended["algorithm"] == "iql", "steps"]) == [2, 4]
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "b"))
+    straight = learning_curve(
+        ["bc", "iql"], "grade_up", [0], {"bc": [2, 4, 8, 16], "iql": [2, 4]}, **kwargs
+    )
+    pd.testing.assert_frame_equal(
+        extended.drop(columns="extension"), straight.drop(columns="extension")
+    )
+    with pytest.raises(ValueError, match="caps"):
+        learning_curve("bc", "grade_up", [0], [2], extend_to={"bc": 0}, **kwargs)
+
+
 def test_summarise_variants_compares_with_the_baseline() -> None:
     from polycstr_lib.curves import summarise_variants
 

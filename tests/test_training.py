@@ -496,6 +496,41 @@ def test_interrupted_ensemble_resumes_to_the_same_bits(
         assert log_a[losses].equals(log_b[losses])
 
 
+@pytest.mark.parametrize("name", ["bc", "iql"])
+def test_a_longer_budget_continues_from_the_kept_final_state(
+    name: str, data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished 6-step ensemble keeps its state; asking the same seeds for 10 steps trains
+    steps 7 to 10 only and gives the bits of a straight 10-step run. A shorter run later does
+    not replace the kept state, and ``force`` removes it."""
+    import polycstr_lib.training as training
+
+    short = [tiny_config(name, seed=s, steps=6) for s in (0, 1)]
+    long = [tiny_config(name, seed=s, steps=10) for s in (0, 1)]
+    train_ensemble(short, data=data, progress=False)
+    kept = training.continuation_path(
+        training.resume_path(short[0], [0, 1], data_fingerprint(data))
+    )
+    assert torch.load(kept, weights_only=False)["step"] == 6
+    calls = interrupt_at_step(monkeypatch, -1)  # counts sampled batches, never interrupts
+    continued = train_ensemble(long, data=data, progress=False, snapshot_steps=[8])
+    assert calls["n"] == 4
+    assert torch.load(kept, weights_only=False)["step"] == 10
+    train_ensemble([tiny_config(name, seed=s, steps=3) for s in (0, 1)], data=data, progress=False)
+    assert torch.load(kept, weights_only=False)["step"] == 10
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
+    straight = train_ensemble(long, data=data, progress=False, snapshot_steps=[8])
+    for (a, log_a), (b, log_b) in zip(continued, straight, strict=True):
+        assert_same_weights(a, b)
+        losses = [c for c in log_a.columns if c != "time_s"]
+        assert log_a[losses].equals(log_b[losses])
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts))
+    calls["n"] = 0
+    train_ensemble(short, data=data, progress=False, force=True)
+    assert calls["n"] == 6 and torch.load(kept, weights_only=False)["step"] == 6
+
+
 def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable(
     data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

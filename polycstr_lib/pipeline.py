@@ -219,43 +219,51 @@ SUPPORT_NOTEBOOK = "08_correction_support"
 def support_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -> dict:
     """``agent_steps`` and ``budget_sources`` of the correction-support chapter.
 
-    That chapter trains one budget per algorithm for all of its scenarios. An algorithm
-    whose curve was measured on every one of them trains at the largest of those curve
-    budgets (as the curves page's own per-algorithm budget); otherwise at the chapter's
-    fixed ``agent_steps``, with the reason of :func:`curve_budgets`.
+    Each algorithm trains on each of the chapter's scenarios at the budget its learning curve
+    picks *on that scenario* (as a results page of that scenario does, :func:`curve_budgets`),
+    and at the chapter's fixed ``agent_steps`` where no curve was measured there: a budget
+    measured on one scenario is not carried over to another.
 
     Args:
-        parameters: The chapter's full parameters (``scenarios``, ``agent_steps``,
-            ``profile``).
+        parameters: The chapter's full parameters (``scenarios``, ``agent_steps``: algorithm
+            -> steps, or algorithm -> scenario -> steps; ``profile``).
         curves: As for :func:`curve_budgets`.
         enabled: Whether the profile takes budgets from the curves.
 
     Returns:
-        ``agent_steps`` (every algorithm of the given ``agent_steps``) and ``budget_sources``
-        (algorithm -> text).
+        ``agent_steps`` (every algorithm of the given ``agent_steps`` -> scenario -> steps)
+        and ``budget_sources`` (algorithm -> text: the source when every scenario has the
+        same one, else ``"<scenario>: <source>"`` joined by "; ").
     """
     scenarios = list(parameters["scenarios"])
     per_scenario = {
         s: curve_budgets({**parameters, "scenario": s}, curves, enabled) for s in scenarios
     }
-    steps, sources = dict(parameters["agent_steps"]), {}
-    for algo in steps:
-        measured = [per_scenario[s].get(f"{algo}_steps") for s in scenarios]
-        if algo in ALGORITHMS and scenarios and all(m is not None for m in measured):
-            steps[algo] = max(measured)
-            notes = [per_scenario[s]["budget_sources"][algo] != FROM_CURVES for s in scenarios]
-            sources[algo] = FROM_CURVES + (
-                f" (largest over {', '.join(scenarios)}"
-                + ("; a curve among them has not converged)" if any(notes) else ")")
-            )
+    steps, sources = {}, {}
+    for algo, fixed in dict(parameters["agent_steps"]).items():
+        steps[algo], texts = {}, {}
+        for s in scenarios:
+            default = fixed[s] if isinstance(fixed, Mapping) else fixed
+            steps[algo][s] = int(per_scenario[s].get(f"{algo}_steps", default))
+            texts[s] = per_scenario[s]["budget_sources"].get(algo, "profile")
+        if len(set(texts.values())) == 1:
+            sources[algo] = texts[scenarios[0]]
         else:
-            missing = next((s for s, m in zip(scenarios, measured, strict=True) if m is None), None)
-            sources[algo] = (
-                per_scenario[missing]["budget_sources"].get(algo, "profile")
-                if missing
-                else "profile"
-            )
+            sources[algo] = "; ".join(f"{s}: {text}" for s, text in texts.items())
     return {"agent_steps": steps, "budget_sources": sources}
+
+
+def budget_text(algorithm: str, steps: int | Mapping[str, int], source: str) -> str:
+    """One algorithm's budgets as a page states them, e.g. ``"BC 2,000 steps (profile)"`` or
+    ``"BC startup 10,000 / grade_up 40,000 steps (...)"`` when they differ by scenario."""
+    if isinstance(steps, Mapping):
+        values = set(steps.values())
+        if len(values) == 1:
+            steps = values.pop()
+        else:
+            each = " / ".join(f"{s} {k:,}" for s, k in steps.items())
+            return f"{algorithm.upper()} {each} steps ({source})"
+    return f"{algorithm.upper()} {steps:,} steps ({source})"
 
 
 def runs_for(profile: str) -> list[NotebookRun]:

@@ -180,7 +180,7 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
     assert "status 'rising': rerun the curves page" in out["budget_sources"]["cql"]
 
 
-def test_the_support_chapter_trains_each_algorithm_at_its_largest_curve_budget(tmp_path):
+def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scenario(tmp_path):
     budgets = {
         "bc": {
             "startup": {"steps": 500, "converged": True, "status": "converged"},
@@ -196,22 +196,36 @@ def test_the_support_chapter_trains_each_algorithm_at_its_largest_curve_budget(t
     params = {
         "profile": "quick",
         "scenarios": ["startup", "grade_up"],
-        "agent_steps": {"bc": 7, "iql": 8, "cql": 9},
+        "agent_steps": {"bc": 7, "iql": 8, "cql": {"startup": 9, "grade_up": 10}},
     }
     out = pipeline.support_budgets(params, curves)
-    assert out["agent_steps"] == {"bc": 2000, "iql": 1000, "cql": 9}
-    assert out["budget_sources"]["bc"] == "learning curves (largest over startup, grade_up)"
+    assert out["agent_steps"] == {
+        "bc": {"startup": 500, "grade_up": 2000},
+        "iql": {"startup": 1000, "grade_up": 250},
+        "cql": {"startup": 300, "grade_up": 10},  # no curve on grade_up: the fixed budget
+    }
+    assert out["budget_sources"]["bc"] == "learning curves"
     assert out["budget_sources"]["iql"] == (
-        "learning curves (largest over startup, grade_up; a curve among them has not converged)"
+        "startup: learning curves; grade_up: learning curves "
+        "(best checkpoint: the curve on grade_up falls off after it)"
     )
-    assert out["budget_sources"]["cql"] == "profile (no learning curve on grade_up)"
-    assert (
-        pipeline.support_budgets(params, curves, enabled=False)["agent_steps"]
-        == (params["agent_steps"])
+    assert out["budget_sources"]["cql"] == (
+        "startup: learning curves; grade_up: profile (no learning curve on grade_up)"
     )
+    assert pipeline.support_budgets(params, curves, enabled=False)["agent_steps"] == {
+        "bc": {"startup": 7, "grade_up": 7},
+        "iql": {"startup": 8, "grade_up": 8},
+        "cql": {"startup": 9, "grade_up": 10},
+    }
+    assert pipeline.budget_text("bc", {"startup": 5, "grade_up": 5}, "x") == "BC 5 steps (x)"
+    assert pipeline.budget_text("iql", out["agent_steps"]["iql"], "y") == (
+        "IQL startup 1,000 / grade_up 250 steps (y)"
+    )
+    assert pipeline.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
     # through the pipeline: the chapter's own defaults fill what the profile leaves out
     _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
     run = {r.page: r for r in pipeline.runs_for("quick")}["08_correction_support"]
     quick = pipeline.with_curve_budgets(run, "quick", tmp_path).parameters
-    assert quick["agent_steps"]["bc"] == 500 and quick["agent_steps"]["iql"] == 1000
-    assert quick["budget_sources"]["cql"] == "learning curves (largest over startup)"
+    assert quick["agent_steps"]["bc"] == {"startup": 500}
+    assert quick["agent_steps"]["iql"] == {"startup": 1000}
+    assert quick["budget_sources"]["cql"] == "learning curves"

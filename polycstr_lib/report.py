@@ -7,6 +7,8 @@
   interval, median, worst episode, episodes over 370 K and runaways (``k/n``), offset and
   optimality.
 - :func:`with_interval`: a value and its interval as one text column.
+- :func:`step_range_text` and :func:`safe_range_phrase`: a range of step sizes (which span
+  decades) as readable text, for a table and for prose.
 - :func:`reward_figure`: normalised reward of every test episode per method on a
   symmetric-log axis (linear between -100 and 100, logarithmic beyond), so that a method
   whose episodes fail by thousands of points is on the axis with the others.
@@ -33,6 +35,8 @@ __all__ = [
     "profile_thresholds",
     "results_page_table",
     "reward_figure",
+    "safe_range_phrase",
+    "step_range_text",
     "trajectory_figure",
     "with_interval",
 ]
@@ -95,6 +99,34 @@ def page_table(
         ]
         shown = shown.drop(columns=half).rename(columns={col: half})
     return shown
+
+
+def step_range_text(low: float, high: float) -> str:
+    """A range of step sizes as table text: ``'1e-06 to 0.0001'``, ``'1e-05'`` when it is
+    one step size, ``'none'`` when both ends are NaN (no step size qualifies).
+
+    Step sizes span many decades, so fixed decimals would print 1e-6 as ``0.00000``;
+    ``%g`` keeps every one readable.
+
+    Raises:
+        ValueError: ``high`` below ``low``, or only one of the two NaN.
+    """
+    if np.isnan(low) and np.isnan(high):
+        return "none"
+    if np.isnan(low) or np.isnan(high) or high < low:
+        raise ValueError(f"not a step-size range: {low!r} to {high!r}")
+    return f"{low:g}" if low == high else f"{low:g} to {high:g}"
+
+
+def safe_range_phrase(low: float, high: float) -> str:
+    """The same range for prose: ``'none of its grid'``, ``'only 1e-05'`` or
+    ``'1e-06 to 0.0001 (2.0 decades)'``."""
+    text = step_range_text(low, high)
+    if text == "none":
+        return "none of its grid"
+    if low == high:
+        return f"only {text}"
+    return f"{text} ({np.log10(high / low):.1f} decades)"
 
 
 def with_interval(

@@ -18,6 +18,8 @@ from polycstr_lib.report import (  # noqa: E402
     profile_figure,
     profile_thresholds,
     reward_figure,
+    safe_range_phrase,
+    step_range_text,
     trajectory_figure,
 )
 from polycstr_lib.rollout import Trajectories  # noqa: E402
@@ -90,6 +92,19 @@ def test_page_table_rounds_per_column():
     assert list(shown.columns) == ["a", "b"]
     assert shown.loc[0, "a"] == 1.23 and shown.loc[0, "b"] == 0.00012
     assert page_table(table, 1).loc[0, "a"] == 1.2
+
+
+def test_step_ranges_read_in_every_decade():
+    assert step_range_text(1e-6, 1e-4) == "1e-06 to 0.0001"
+    assert step_range_text(1e-5, 1e-5) == "1e-05"
+    assert step_range_text(np.nan, np.nan) == "none"
+    assert safe_range_phrase(1e-6, 1e-4) == "1e-06 to 0.0001 (2.0 decades)"
+    assert safe_range_phrase(0.01, 0.03) == "0.01 to 0.03 (0.5 decades)"
+    assert safe_range_phrase(1e-5, 1e-5) == "only 1e-05"
+    assert safe_range_phrase(np.nan, np.nan) == "none of its grid"
+    for low, high in ((1e-4, 1e-6), (np.nan, 1.0), (1.0, np.nan)):
+        with pytest.raises(ValueError, match="not a step-size range"):
+            step_range_text(low, high)
 
 
 def test_reward_figure_keeps_every_episode_on_the_axis():

@@ -68,8 +68,8 @@ bench: venv data
 	$(BIN)/python benchmarks/simulator.py
 
 lint: venv
-	$(BIN)/ruff check polycstr_lib tests benchmarks
-	$(BIN)/ruff format --check polycstr_lib tests benchmarks
+	$(BIN)/ruff check polycstr_lib tests benchmarks studies
+	$(BIN)/ruff format --check polycstr_lib tests benchmarks studies
 
 lab: venv
 	$(BIN)/python -m ipykernel install --user --name polycstr --display-name "PolyCSTR (.venv)"

@@ -6,7 +6,9 @@ path, :meth:`CorrectedPolicy.act` around a policy that costs nothing, NumPy in a
 public :func:`correct_actions`, which also returns diagnostics), beside the forward pass of a
 2x256 MLP policy in the same run. Also times the plain-NN cost model (autograd path) at K = 5,
 and at K = 5 the support-aware variants: normalised steps, gradient steps in a trust region,
-and uncertainty-aware steps on a 5-member PICNN ensemble (pessimistic cost, κ = 0.5).
+and uncertainty-aware steps on a 5-member PICNN ensemble (pessimistic cost, κ = 0.5), and
+the multi-step correction of a plan of H = 3 actions (normalised steps on a PICNN over 6
+action inputs).
 
 Run: ``python benchmarks/safety_layer.py [--repeats 300] [--threads 1]``.
 Targets: <= 1 ms for one action with K = 5 gradient steps, <= 2 ms for a batch of 100.
@@ -103,10 +105,13 @@ def main() -> None:
     configs += [("PICNN", picnn, "newton", k) for k in range(1, 6)]
     configs += [("NN", mlp_cost, "gradient", 5), ("NN", mlp_cost, "newton", 5)]
     ensemble = CostEnsemble([with_scalers(PICNN()) for _ in range(5)], range(5)).eval()
+    plan_picnn = with_scalers(PICNN(action_dim=6))
     extra = {
         "normalised": ("PICNN", picnn, "normalised", {"action_scale": SIGMA}),
         "trust": ("PICNN", picnn, "gradient", {"action_scale": SIGMA, "trust_radius": 1.0}),
         "pess.": ("PICNNx5", ensemble, "gradient", {"pessimism": 0.5}),
+        # multi-step: the plan of the next 3 actions on a PICNN over 6 action inputs
+        "plan H=3": ("PICNN(6)", plan_picnn, "normalised", {"action_scale": SIGMA, "horizon": 3}),
     }
     configs = [(*c, {}) for c in configs]
     configs += [(name, model, method, 5, kw) for name, model, method, kw in extra.values()]

@@ -63,6 +63,7 @@ class CorrectionVariant:
     steps: int = 3  # correction steps K
     trust_radius: float | None = None  # ρ: stay within ρ σ_a of the policy's action; None: off
     pessimism: float = 0.0  # κ of the pessimistic ensemble cost (needs a CostEnsemble model)
+    horizon: int = 1  # H: correct the next H actions jointly (model trained on action windows)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -73,6 +74,8 @@ class CorrectionVariant:
             raise ValueError(f"trust_radius must be > 0 or None, got {self.trust_radius}")
         if not 0.0 <= self.pessimism <= 1.0:
             raise ValueError(f"pessimism must lie in [0, 1], got {self.pessimism}")
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {self.horizon!r}")
 
     def policy_kwargs(self, step_size: float, action_scale: Any) -> dict[str, Any]:
         """Keyword arguments of :class:`~polycstr_lib.safety.CorrectedPolicy` (model aside)."""
@@ -84,6 +87,7 @@ class CorrectionVariant:
             "action_scale": None if action_scale is None or not needs_scale else action_scale,
             "trust_radius": self.trust_radius,
             "pessimism": self.pessimism,
+            "horizon": self.horizon,
         }
 
 
@@ -132,6 +136,15 @@ def _fingerprint(obj: Any, h: Any = None) -> str:
     else:
         h.update(repr(obj).encode())
     return h.hexdigest() if top else ""
+
+
+def _variant_key(variant: CorrectionVariant) -> str:
+    """A variant's fields as text; a one-step horizon is left out, so that the sweeps cached
+    before multi-step correction existed keep their keys."""
+    fields = asdict(variant)
+    if fields["horizon"] == 1:
+        del fields["horizon"]
+    return repr(fields)
 
 
 @dataclass(frozen=True)
@@ -340,7 +353,7 @@ def sweep_corrections(
             float(r_max),
             tuple(float(s) for s in scale),
             float(tol),
-            tuple((n, repr(asdict(v))) for n, v in variants.items()),
+            tuple((n, _variant_key(v)) for n, v in variants.items()),
             tuple((n, step_sizes[n]) for n in variants),
             tuple((str(a), int(s), _fingerprint(agents[(a, s)])) for a, s in agents),
             tuple((m, _fingerprint(cost_models[m])) for m in used),

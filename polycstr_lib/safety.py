@@ -26,7 +26,15 @@ Two options apply to every method:
   the global spread is one constant per dimension, deterministic and free at run time;
 * *pessimism* κ (``pessimism``), with a :class:`~polycstr_lib.cost_models.CostEnsemble`
   as the cost model: the steps descend ``(1 − κ) mean + κ max`` over the members, a convex
-  cost that is larger where the members disagree (see :mod:`polycstr_lib.cost_models.ensemble`).
+  cost that is larger where the members disagree (see :mod:`polycstr_lib.cost_models.ensemble`);
+* a *horizon* H > 1 (multi-step correction, the paper's other open question): the cost
+  model takes the next H actions ``(a_t, …, a_{t+H−1})`` (trained on
+  :func:`~polycstr_lib.cost_models.action_windows` with the cost-to-go target, so it is a
+  convex model of the cost of an action *sequence*), the correction moves the whole plan
+  jointly, starting from the policy's action held for H steps (:func:`plan_proposal`: the
+  policy proposes one action, and increments of PI data are strongly autocorrelated), and
+  only the plan's first action is applied; the next step plans again (receding horizon).
+  σ_a and the trust region apply to every action of the plan.
 
 With a PICNN cost model (or an ensemble of them) every method is a descent method on a
 convex function of the action; the PICNN provides closed-form derivatives
@@ -50,6 +58,7 @@ __all__ = [
     "action_spread",
     "correct_actions",
     "default_step_size",
+    "plan_proposal",
 ]
 
 #: Correction methods (see the module docstring).
@@ -84,6 +93,29 @@ def action_spread(data: Any) -> np.ndarray:
     return std
 
 
+def plan_proposal(actions: Tensor, horizon: int) -> Tensor:
+    """The plan a multi-step correction starts from: each action held for ``horizon`` steps.
+
+    Args:
+        actions: ``(B, d)`` the policy's actions.
+        horizon: H >= 1.
+
+    Returns:
+        ``(B, H d)``: ``[a, a, …, a]``, the actions of steps t, …, t + H − 1 side by side.
+    """
+    return actions.repeat(1, horizon)
+
+
+def _check_model_width(cost_model: nn.Module, horizon: int, action_dim: int) -> None:
+    width = getattr(cost_model, "action_dim", None)
+    if width is not None and width != horizon * action_dim:
+        raise ValueError(
+            f"the cost model takes {width} action values, but horizon {horizon} with "
+            f"{action_dim}-dim actions needs {horizon * action_dim} (train it on "
+            f"cost_models.action_windows(data, {horizon}))"
+        )
+
+
 def _check_options(
     method: str,
     steps: int,
@@ -92,8 +124,11 @@ def _check_options(
     trust_radius: float | None,
     pessimism: float,
     cost_model: nn.Module,
+    horizon: int = 1,
 ) -> np.ndarray | None:
     """Validate the settings; return σ_a as a float64 array (None if not needed or given)."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if steps < 0:
@@ -243,6 +278,7 @@ def correct_actions(
     action_scale: Any = None,
     trust_radius: float | None = None,
     pessimism: float = 0.0,
+    horizon: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     """Correct a batch of actions by K descent steps on ``ĉ(s, ·)``, staying inside [−1, 1].
 
@@ -267,18 +303,22 @@ def correct_actions(
             base action); None: no trust region.
         pessimism: κ in [0, 1] with a :class:`~polycstr_lib.cost_models.CostEnsemble`:
             descend ``(1 − κ) mean + κ max`` over the members (must be 0 for a single model).
+        horizon: H >= 1: correct the plan of the next H actions jointly on a cost model of
+            ``H * action_dim`` action inputs, starting from :func:`plan_proposal`, and return
+            its first action (see the module docstring).
 
     Returns:
         ``(corrected, diagnostics)``: corrected actions of the same shape and kind (torch or
         NumPy) and dtype as ``actions``; diagnostics hold ``cost_before`` and ``cost_after``
         ``(B,)``, ``step_norms`` ``(K, B)`` (norm of each step's move after clipping),
-        ``newton_shifted`` ``(B,)`` bool, and the settings.
+        ``newton_shifted`` ``(B,)`` bool, ``plan`` ``(B, H * action_dim)`` (the corrected
+        plan, a torch tensor), and the settings.
 
     Raises:
         ValueError: NaN or inf in ``obs`` or ``actions``, bad shapes or settings.
     """
     scale_np = _check_options(
-        method, steps, damping, action_scale, trust_radius, pessimism, cost_model
+        method, steps, damping, action_scale, trust_radius, pessimism, cost_model, horizon
     )
     eta: float | Tensor = default_step_size(method) if step_size is None else step_size
     per_sample = step_size is not None and np.ndim(np.asarray(step_size)) > 0
@@ -300,7 +340,9 @@ def correct_actions(
         )
     _check_finite(o, "observations")
     _check_finite(a, "actions")
-    scale = _scale_tensor(scale_np, a.shape[-1], dtype)
+    action_dim = a.shape[-1]
+    _check_model_width(cost_model, horizon, action_dim)
+    scale = _scale_tensor(scale_np, action_dim, dtype)
     if per_sample:
         eta_np = np.asarray(step_size, dtype=np.float64)
         if eta_np.shape != (len(a),) or not np.isfinite(eta_np).all():
@@ -308,12 +350,15 @@ def correct_actions(
                 f"per-sample step sizes must be a finite ({len(a)},) array, got {eta_np.shape}"
             )
         eta = torch.as_tensor(eta_np, dtype=dtype).unsqueeze(-1)
+    if horizon > 1:
+        a = plan_proposal(a, horizon)
+        scale = None if scale is None else scale.repeat(horizon)
     fn = _conditioned(cost_model, o, pessimism)
-    corrected, diag = _correct(
-        fn, a.detach(), method, steps, eta, damping, True, scale, trust_radius
-    )
+    plan, diag = _correct(fn, a.detach(), method, steps, eta, damping, True, scale, trust_radius)
     diag["pessimism"] = pessimism
-    corrected = corrected.to(out_dtype)
+    diag["horizon"] = horizon
+    diag["plan"] = plan
+    corrected = plan[:, :action_dim].to(out_dtype)
     if single:
         corrected = corrected[0]
     return (corrected.numpy() if is_numpy else corrected), diag
@@ -336,6 +381,8 @@ class CorrectedPolicy:
         trust_radius: ρ: the corrected action stays within ρ σ_a of the policy's action per
             dimension; None: no trust region.
         pessimism: κ in [0, 1] with a :class:`~polycstr_lib.cost_models.CostEnsemble`.
+        horizon: H >= 1: correct the next H actions jointly (the cost model takes
+            ``H * action_dim`` action inputs) and apply the first (see the module docstring).
     """
 
     def __init__(
@@ -349,9 +396,10 @@ class CorrectedPolicy:
         action_scale: Any = None,
         trust_radius: float | None = None,
         pessimism: float = 0.0,
+        horizon: int = 1,
     ) -> None:
         scale = _check_options(
-            method, int(steps), damping, action_scale, trust_radius, pessimism, cost_model
+            method, int(steps), damping, action_scale, trust_radius, pessimism, cost_model, horizon
         )
         self.policy = policy
         self.cost_model = cost_model.eval()
@@ -363,6 +411,7 @@ class CorrectedPolicy:
         self.action_scale = scale
         self.trust_radius = None if trust_radius is None else float(trust_radius)
         self.pessimism = float(pessimism)
+        self.horizon = int(horizon)
         self._scale = None
         if scale is not None:
             self._scale = torch.as_tensor(scale, dtype=self._dtype)
@@ -384,8 +433,14 @@ class CorrectedPolicy:
                 f"obs and actions must be (B, d) with the same B, got {tuple(o.shape)}, "
                 f"{tuple(a.shape)}"
             )
-        if self._scale is not None and self._scale.shape[0] != a.shape[-1]:
-            raise ValueError(f"action_scale has {self._scale.shape[0]} dims, actions {a.shape[-1]}")
+        action_dim = a.shape[-1]
+        if self._scale is not None and self._scale.shape[0] != action_dim:
+            raise ValueError(f"action_scale has {self._scale.shape[0]} dims, actions {action_dim}")
+        _check_model_width(self.cost_model, self.horizon, action_dim)
+        scale = self._scale
+        if self.horizon > 1:
+            a = plan_proposal(a, self.horizon)
+            scale = None if scale is None else scale.repeat(self.horizon)
         fn = _conditioned(self.cost_model, o, self.pessimism)
         a, _ = _correct(
             fn,
@@ -395,15 +450,15 @@ class CorrectedPolicy:
             self.step_size,
             self.damping,
             False,
-            self._scale,
+            scale,
             self.trust_radius,
         )
-        out = a.to(torch.float32).numpy()
+        out = a[:, :action_dim].to(torch.float32).numpy()
         return out[0] if single else out
 
     def __repr__(self) -> str:
         return (
             f"CorrectedPolicy({self.name}, method={self.method!r}, steps={self.steps}, "
             f"step_size={self.step_size}, trust_radius={self.trust_radius}, "
-            f"pessimism={self.pessimism})"
+            f"pessimism={self.pessimism}, horizon={self.horizon})"
         )

@@ -7,7 +7,8 @@ One module per concept:
   :func:`build_cost_model`;
 * :mod:`~polycstr_lib.cost_models.conditioned`: the cost as a function of the action for fixed
   observations (:class:`ActionCost`), used by the safety layer;
-* :mod:`~polycstr_lib.cost_models.targets`: one-step and cost-to-go targets, episode split;
+* :mod:`~polycstr_lib.cost_models.targets`: one-step and cost-to-go targets, action windows
+  for multi-step correction (:func:`action_windows`), episode split;
 * :mod:`~polycstr_lib.cost_models.training`: :func:`train_cost_model` (cached artifact);
 * :mod:`~polycstr_lib.cost_models.ensemble`: PICNN ensembles trained as one model
   (:func:`train_cost_ensemble`) and their pessimistic convex cost;
@@ -39,7 +40,12 @@ from polycstr_lib.cost_models.networks import (
     MLPCost,
     build_cost_model,
 )
-from polycstr_lib.cost_models.targets import cost_targets, discounted_cost_to_go, split_episodes
+from polycstr_lib.cost_models.targets import (
+    action_windows,
+    cost_targets,
+    discounted_cost_to_go,
+    split_episodes,
+)
 from polycstr_lib.cost_models.training import train_cost_model
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "CostModelConfig",
     "PessimisticActionCost",
     "action_gradients",
+    "action_windows",
     "build_cost_model",
     "convexity_certificate",
     "cost_targets",

@@ -1,7 +1,9 @@
-"""Training targets (one-step cost, discounted cost-to-go) and the split by episode."""
+"""Training targets (one-step cost, discounted cost-to-go), action windows, episode split."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +59,61 @@ def cost_targets(data: Any, target: str = "one_step", gamma: float = 0.9) -> Ten
         g = discounted_cost_to_go(data.costs, data.episode_ids, gamma)
         return torch.as_tensor(g, dtype=torch.float32)
     raise ValueError(f"target must be 'one_step' or 'cost_to_go', got {target!r}")
+
+
+def action_windows(data: Any, horizon: int) -> Any:
+    """The dataset with each row's action replaced by the next ``horizon`` actions.
+
+    Row t gets ``(a_t, a_{t+1}, …, a_{t+H−1})`` side by side, ``(N, H * action_dim)``; an
+    action past its episode's end is 0 (that episode's cost-to-go does not depend on it). The
+    rows, costs and episode ids are unchanged, so the cost-to-go target of row t is exact: a
+    cost model trained on the result with ``target='cost_to_go'`` predicts the cost of an
+    action *sequence* (multi-step correction, :mod:`polycstr_lib.safety`). The scenario label
+    becomes ``'<scenario>_h<H>'`` so that the artifact cache tells the models apart.
+
+    Args:
+        data: :class:`~polycstr_lib.datasets.OfflineData` or a namespace like it (``actions``
+            ``(N, action_dim)``, ``episode_ids`` ``(N,)`` with each episode's rows in time
+            order, ``scenario``).
+        horizon: H >= 1; 1 returns ``data`` itself.
+
+    Returns:
+        A copy of ``data`` with the windowed float32 actions and the new label.
+
+    Raises:
+        ValueError: ``horizon`` not an integer >= 1, or actions and episode ids of different
+            lengths.
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    if horizon == 1:
+        return data
+    actions = torch.as_tensor(data.actions, dtype=torch.float32)
+    ids = torch.as_tensor(_np(data.episode_ids)).reshape(-1)
+    if actions.dim() != 2 or len(actions) != len(ids):
+        raise ValueError(
+            f"actions {tuple(actions.shape)} and episode_ids {tuple(ids.shape)} do not match"
+        )
+    n = len(actions)
+    blocks = [actions]
+    for k in range(1, horizon):
+        shifted = torch.zeros_like(actions)
+        if k < n:
+            # rows of one episode are contiguous and in order, so t+k lies in t's episode
+            # iff the ids at t and t+k agree
+            same = (ids[k:] == ids[:-k]).unsqueeze(-1)
+            shifted[: n - k] = torch.where(same, actions[k:], 0.0)
+        blocks.append(shifted)
+    changes = {
+        "actions": torch.cat(blocks, dim=1),
+        "scenario": f"{getattr(data, 'scenario', 'unknown')}_h{horizon}",
+    }
+    if dataclasses.is_dataclass(data):
+        return dataclasses.replace(data, **changes)
+    out = copy.copy(data)  # a namespace-like object
+    for name, value in changes.items():
+        setattr(out, name, value)
+    return out
 
 
 def split_episodes(

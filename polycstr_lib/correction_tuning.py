@@ -34,6 +34,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from polycstr_lib.cost_models import check_horizon
 from polycstr_lib.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.evaluation import episode_metrics
 from polycstr_lib.rollout import rollout
@@ -74,8 +75,7 @@ class CorrectionVariant:
             raise ValueError(f"trust_radius must be > 0 or None, got {self.trust_radius}")
         if not 0.0 <= self.pessimism <= 1.0:
             raise ValueError(f"pessimism must lie in [0, 1], got {self.pessimism}")
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {self.horizon!r}")
+        check_horizon(self.horizon)
 
     def policy_kwargs(self, step_size: float, action_scale: Any) -> dict[str, Any]:
         """Keyword arguments of :class:`~polycstr_lib.safety.CorrectedPolicy` (model aside)."""

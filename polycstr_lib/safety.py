@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polycstr_lib.cost_models import ActionCost, AutogradActionCost, CostEnsemble
+from polycstr_lib.cost_models import ActionCost, AutogradActionCost, CostEnsemble, check_horizon
 
 __all__ = [
     "METHODS",
@@ -101,9 +101,15 @@ def plan_proposal(actions: Tensor, horizon: int) -> Tensor:
         horizon: H >= 1.
 
     Returns:
-        ``(B, H d)``: ``[a, a, …, a]``, the actions of steps t, …, t + H − 1 side by side.
+        ``(B, H d)``: ``[a, a, …, a]``, the actions of steps t, …, t + H − 1 side by side
+        (``actions`` itself for H = 1).
     """
-    return actions.repeat(1, horizon)
+    return actions if horizon == 1 else actions.repeat(1, horizon)
+
+
+def _plan_scale(scale: Tensor | None, horizon: int) -> Tensor | None:
+    """σ_a for every action of a plan of ``horizon`` actions."""
+    return scale if scale is None or horizon == 1 else scale.repeat(horizon)
 
 
 def _check_model_width(cost_model: nn.Module, horizon: int, action_dim: int) -> None:
@@ -127,8 +133,7 @@ def _check_options(
     horizon: int = 1,
 ) -> np.ndarray | None:
     """Validate the settings; return σ_a as a float64 array (None if not needed or given)."""
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    check_horizon(horizon)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if steps < 0:
@@ -350,11 +355,18 @@ def correct_actions(
                 f"per-sample step sizes must be a finite ({len(a)},) array, got {eta_np.shape}"
             )
         eta = torch.as_tensor(eta_np, dtype=dtype).unsqueeze(-1)
-    if horizon > 1:
-        a = plan_proposal(a, horizon)
-        scale = None if scale is None else scale.repeat(horizon)
     fn = _conditioned(cost_model, o, pessimism)
-    plan, diag = _correct(fn, a.detach(), method, steps, eta, damping, True, scale, trust_radius)
+    plan, diag = _correct(
+        fn,
+        plan_proposal(a.detach(), horizon),
+        method,
+        steps,
+        eta,
+        damping,
+        True,
+        _plan_scale(scale, horizon),
+        trust_radius,
+    )
     diag["pessimism"] = pessimism
     diag["horizon"] = horizon
     diag["plan"] = plan
@@ -415,6 +427,7 @@ class CorrectedPolicy:
         self._scale = None
         if scale is not None:
             self._scale = torch.as_tensor(scale, dtype=self._dtype)
+        self._plan_scale = _plan_scale(self._scale, self.horizon)
         base = getattr(policy, "name", type(policy).__name__)
         self.name = f"{base}+"
 
@@ -437,20 +450,16 @@ class CorrectedPolicy:
         if self._scale is not None and self._scale.shape[0] != action_dim:
             raise ValueError(f"action_scale has {self._scale.shape[0]} dims, actions {action_dim}")
         _check_model_width(self.cost_model, self.horizon, action_dim)
-        scale = self._scale
-        if self.horizon > 1:
-            a = plan_proposal(a, self.horizon)
-            scale = None if scale is None else scale.repeat(self.horizon)
         fn = _conditioned(self.cost_model, o, self.pessimism)
         a, _ = _correct(
             fn,
-            a,
+            plan_proposal(a, self.horizon),
             self.method,
             self.steps,
             self.step_size,
             self.damping,
             False,
-            scale,
+            self._plan_scale,
             self.trust_radius,
         )
         out = a[:, :action_dim].to(torch.float32).numpy()

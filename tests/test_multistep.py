@@ -14,6 +14,7 @@ from polycstr_lib.cost_models import (
     PICNN,
     CostModelConfig,
     action_windows,
+    check_horizon,
     convexity_certificate,
     cost_targets,
     train_cost_model,
@@ -100,6 +101,8 @@ def test_action_windows_stack_the_next_actions_of_the_same_episode() -> None:
 @pytest.mark.parametrize("horizon", [0, -1, 1.5, True])
 def test_bad_horizons_raise(horizon) -> None:
     with pytest.raises(ValueError, match="horizon"):
+        check_horizon(horizon)
+    with pytest.raises(ValueError, match="horizon"):
         action_windows(rows([3]), horizon)
     with pytest.raises(ValueError, match="horizon"):
         CorrectionVariant(horizon=horizon)
@@ -128,6 +131,8 @@ def test_a_plan_cost_model_trains_on_windows_and_is_convex_in_the_plan(tmp_path)
 def test_plan_proposal_holds_each_action() -> None:
     a = torch.tensor([[0.1, -0.2], [0.3, 0.4]])
     assert torch.equal(plan_proposal(a, 3), torch.tensor([[0.1, -0.2] * 3, [0.3, 0.4] * 3]))
+    assert plan_proposal(a, 1) is a  # the one-step path is the path it always was
+    assert check_horizon(np.int64(3)) == 3 and type(check_horizon(np.int64(3))) is int
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ from polycstr_lib.cost_models.networks import (
 )
 from polycstr_lib.cost_models.targets import (
     action_windows,
+    check_horizon,
     cost_targets,
     discounted_cost_to_go,
     split_episodes,
@@ -60,6 +61,7 @@ __all__ = [
     "action_gradients",
     "action_windows",
     "build_cost_model",
+    "check_horizon",
     "convexity_certificate",
     "cost_targets",
     "direction_agreement",

@@ -61,6 +61,13 @@ def cost_targets(data: Any, target: str = "one_step", gamma: float = 0.9) -> Ten
     raise ValueError(f"target must be 'one_step' or 'cost_to_go', got {target!r}")
 
 
+def check_horizon(horizon: Any) -> int:
+    """``horizon`` as an int, or ValueError unless it is an integer >= 1 (bool is not)."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    return int(horizon)
+
+
 def action_windows(data: Any, horizon: int) -> Any:
     """The dataset with each row's action replaced by the next ``horizon`` actions.
 
@@ -84,9 +91,7 @@ def action_windows(data: Any, horizon: int) -> Any:
         ValueError: ``horizon`` not an integer >= 1, or actions and episode ids of different
             lengths.
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-    if horizon == 1:
+    if check_horizon(horizon) == 1:
         return data
     actions = torch.as_tensor(data.actions, dtype=torch.float32)
     ids = torch.as_tensor(_np(data.episode_ids)).reshape(-1)

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from polycstr_lib.datasets import eval_seeds
-from polycstr_lib.nmpc import NMPCConfig, NMPCPolicy
-from polycstr_lib.rollout import rollout
-from polycstr_lib.scenarios import SCENARIOS
+from polycstr_lib.reactor.datasets import eval_seeds
+from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCPolicy
+from polycstr_lib.reactor.rollout import rollout
+from polycstr_lib.reactor.scenarios import SCENARIOS
 
 
 def measure(scenario: str, horizon: int, episodes: int, steps: int) -> dict:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.cost_models import PICNN, CostEnsemble, MLPCost
-from polycstr_lib.safety import CorrectedPolicy, correct_actions
+from polycstr_lib.correction.cost_models import PICNN, CostEnsemble, MLPCost
+from polycstr_lib.correction.safety import CorrectedPolicy, correct_actions
 
 SIGMA = np.array([0.088, 0.023])  # the data's action spread, order of magnitude (startup)
 OBS_SCALE = np.array([450.0, 10.0, 1.5e-6, 100.0, 350.0, 5.0, 2.0, 1.5, 340.0], dtype=np.float32)

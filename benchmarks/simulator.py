@@ -3,7 +3,7 @@
 The same PI closed loop (startup, mid-range gains) runs with scipy ``solve_ivp`` (BDF,
 rtol 1e-6, atol 1e-8) one env at a time, and with the batched integrator on 100 and 1000
 reactors; accuracy of each against ``solve_ivp`` Radau at rtol 1e-10. The last line is the
-speed ratio. See :mod:`polycstr_lib.simbench`.
+speed ratio. See :mod:`polycstr_lib.reactor.simbench`.
 
     python benchmarks/simulator.py [--steps 40] [--scipy-episodes 4]
 """
@@ -14,7 +14,7 @@ import argparse
 
 import pandas as pd
 
-from polycstr_lib.simbench import compare_integrators
+from polycstr_lib.reactor.simbench import compare_integrators
 
 
 def main() -> None:

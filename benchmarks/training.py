@@ -25,11 +25,11 @@ The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
 
 ``--malloc`` times one ensemble per algorithm in a process started as Dask's nanny starts its
 workers (``MALLOC_TRIM_THRESHOLD_=65536``), with and without
-:func:`polycstr_lib.training.generous_malloc`, which every training task calls; its last line
+:func:`polycstr_lib.agents.sweeps.generous_malloc`, which every training task calls; its last line
 is ``IQL <n>-seed ensemble in a Dask-like worker, generous_malloc/as started: R.RRx``.
 
 ``--members`` times, in the same kind of worker with :func:`generous_malloc`, a ``--seeds``
-ensemble whole against the ensembles of at most :func:`polycstr_lib.training.max_members`
+ensemble whole against the ensembles of at most :func:`polycstr_lib.agents.sweeps.max_members`
 seeds that ``plan_tasks`` makes of it; its last line is ``<ALGO> <n> seeds in ensembles of at
 most <m>/one ensemble: R.RRx``.
 """
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from polycstr_lib.datasets import OfflineData
+from polycstr_lib.reactor.datasets import OfflineData
 
 REPO = Path(__file__).resolve().parent.parent
 D3RLPY_VENV = REPO / ".venv-d3rlpy"
@@ -92,7 +92,7 @@ def measure(
     """
     torch.set_num_threads(1)
     from polycstr_lib.agents import Scalers, make_agent, sample_batch
-    from polycstr_lib.training import precision_context
+    from polycstr_lib.agents.config import precision_context
 
     data = synthetic_data()
     members = list(range(seeds))
@@ -118,7 +118,7 @@ def _child(algo: str, seconds: float, barrier, queue, precision: str, seeds: int
 
 def _child_malloc(algo: str, seconds: float, seeds: int, fix: bool, queue) -> None:
     if fix:
-        from polycstr_lib.training import generous_malloc
+        from polycstr_lib.agents.sweeps import generous_malloc
 
         generous_malloc()
     queue.put(measure(algo, seconds, seeds=seeds))
@@ -149,7 +149,8 @@ def members_job_rate(algo: str, seconds: float, seeds: int) -> tuple[float, int]
     The groups (at most :func:`max_members` seeds each) run one after another on one core, so
     the job's rate is its agent-steps over the sum of the groups' times.
     """
-    from polycstr_lib.training import TrainConfig, max_members
+    from polycstr_lib.agents.config import TrainConfig
+    from polycstr_lib.agents.sweeps import max_members
 
     cap = max_members(TrainConfig(algorithm=algo, batch_size=BATCH_SIZE))
     sizes = [min(cap, seeds - start) for start in range(0, seeds, cap)]

@@ -4,9 +4,9 @@ Reactor model and batched integrator, Gymnasium environments, PI datasets (Minar
 offline agents, cost models and the convex safety layer.
 """
 
-from polycstr_lib.env import PolyCSTREnv, PolyCSTRVectorEnv, register_envs
-from polycstr_lib.model import ReactorParams, reactor_rhs, steady_state
-from polycstr_lib.scenarios import SCENARIOS, get_scenario
+from polycstr_lib.reactor.env import PolyCSTREnv, PolyCSTRVectorEnv, register_envs
+from polycstr_lib.reactor.model import ReactorParams, reactor_rhs, steady_state
+from polycstr_lib.reactor.scenarios import SCENARIOS, get_scenario
 
 __version__ = "0.1.0"
 

@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 
-from polycstr_lib.scenarios import SCENARIOS
+from polycstr_lib.reactor.scenarios import SCENARIOS
 
 NMPC_HORIZON = 10  # default NMPC horizon of the CLI, equal to NMPCConfig's (checked by a test)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from polycstr_lib.datasets import DatasetConfig, ensure_dataset
+    from polycstr_lib.reactor.datasets import DatasetConfig, ensure_dataset
 
     for name in args.scenario or list(SCENARIOS):
         start = time.perf_counter()
@@ -28,7 +28,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from polycstr_lib.training import TrainConfig
+    from polycstr_lib.agents.config import TrainConfig
 
     return TrainConfig(
         algorithm=args.algorithm, scenario=args.scenario, steps=args.steps, seed=args.seed
@@ -38,8 +38,9 @@ def _train_config(args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from polycstr_lib.datasets import ensure_dataset
-    from polycstr_lib.training import run_directory, train_many
+    from polycstr_lib.agents.runs import run_directory
+    from polycstr_lib.agents.sweeps import train_many
+    from polycstr_lib.reactor.datasets import ensure_dataset
 
     ensure_dataset(args.scenario)
     base = _train_config(args)
@@ -64,16 +65,16 @@ def _cmd_evaluate_nmpc(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from polycstr_lib.datasets import ensure_dataset, eval_seeds, read_sidecar
-    from polycstr_lib.evaluation import (
+    from polycstr_lib.analysis.results import summary_table
+    from polycstr_lib.reactor.datasets import ensure_dataset, eval_seeds, read_sidecar
+    from polycstr_lib.reactor.metrics import (
         add_optimality,
         episode_metrics,
         evaluate_policy,
         optimality_references,
-        summary_table,
     )
-    from polycstr_lib.nmpc import NMPCConfig, NMPCRun, run_nmpc
-    from polycstr_lib.pi import GainRanges, PIController
+    from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun, run_nmpc
+    from polycstr_lib.reactor.pi import GainRanges, PIController
 
     ensure_dataset(args.scenario)
     side = read_sidecar(args.scenario)
@@ -109,12 +110,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.policy == "nmpc":
         return _cmd_evaluate_nmpc(args)
 
-    from polycstr_lib.cost_models import CostModelConfig, train_cost_model
-    from polycstr_lib.datasets import ensure_dataset, load_offline_data, read_sidecar
-    from polycstr_lib.evaluation import evaluate_policy, summary_table
-    from polycstr_lib.pi import GainRanges, PIController
-    from polycstr_lib.safety import CorrectedPolicy
-    from polycstr_lib.training import train_agent
+    from polycstr_lib.agents.runs import train_agent
+    from polycstr_lib.analysis.results import summary_table
+    from polycstr_lib.correction.cost_models import CostModelConfig, train_cost_model
+    from polycstr_lib.correction.safety import CorrectedPolicy
+    from polycstr_lib.reactor.datasets import ensure_dataset, load_offline_data, read_sidecar
+    from polycstr_lib.reactor.metrics import evaluate_policy
+    from polycstr_lib.reactor.pi import GainRanges, PIController
 
     ensure_dataset(args.scenario)
     side = read_sidecar(args.scenario)
@@ -139,7 +141,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from polycstr_lib.pipeline import execute_notebooks
+    from polycstr_lib.book.pipeline import execute_notebooks
 
     for page, seconds in execute_notebooks(args.profile, only=args.only):
         print(f"[book] {page}: {seconds:.1f} s")
@@ -147,7 +149,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from polycstr_lib.pipeline import REPO_ROOT
+    from polycstr_lib.book.profiles import REPO_ROOT
 
     _cmd_notebooks(args)
     cmd = [
@@ -165,7 +167,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_numbers(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from polycstr_lib.pipeline import differing_numbers, glued_numbers
+    from polycstr_lib.book.glue import differing_numbers, glued_numbers
 
     def read(folder: str | None) -> dict:
         pages = glued_numbers(Path(folder) if folder else None)
@@ -208,7 +210,7 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
 def _cmd_progress(args: argparse.Namespace) -> int:
     import math
 
-    from polycstr_lib.training import RESUME_EVERY_S, training_in_progress
+    from polycstr_lib.agents.loop import RESUME_EVERY_S, training_in_progress
 
     table = training_in_progress()
     if table.empty:

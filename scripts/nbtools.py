@@ -10,10 +10,10 @@ import sys
 
 import nbformat
 
-from polycstr_lib.book import INSTALL_TAG, install_cell_source, public_repository
+from polycstr_lib.book.site import INSTALL_TAG, install_cell_source, public_repository
 
 # The install cell of the address this checkout resolves (GITHUB_REPOSITORY, else the
-# origin remote, else a local-clone instruction): see polycstr_lib.book.
+# origin remote, else a local-clone instruction): see polycstr_lib.book.site.
 INSTALL_CELL = install_cell_source(public_repository())
 
 

@@ -2,8 +2,9 @@
 
 The one-step safety layer corrects a_t alone. A multi-step correction corrects the plan of
 the next H actions jointly on a cost-to-go PICNN over H actions (trained on the data's action
-windows, :func:`polycstr_lib.cost_models.action_windows`; convex in the whole plan) and
-applies the plan's first action (:mod:`polycstr_lib.safety`, ``horizon``). H = 1 is chapter
+windows, :func:`polycstr_lib.correction.cost_models.action_windows`; convex in the whole plan) and
+applies the plan's first action (:mod:`polycstr_lib.correction.safety`, ``horizon``). H = 1 is
+chapter
 08's "normalised, cost-to-go" variant, the baseline.
 
 Per scenario: the base agents (cached training runs), one cost-to-go PICNN per horizon, and
@@ -30,18 +31,19 @@ import time
 import pandas as pd
 import torch
 
-from polycstr_lib.correction_tuning import (
+from polycstr_lib.agents.config import TrainConfig
+from polycstr_lib.agents.sweeps import train_many
+from polycstr_lib.correction.cost_models import CostModelConfig, action_windows, train_cost_model
+from polycstr_lib.correction.safety import action_spread
+from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_correction,
     safe_ranges,
     summarise_runs,
     sweep_corrections,
 )
-from polycstr_lib.cost_models import CostModelConfig, action_windows, train_cost_model
-from polycstr_lib.datasets import ensure_dataset, load_offline_data
-from polycstr_lib.safety import action_spread
-from polycstr_lib.scenarios import get_scenario
-from polycstr_lib.training import TrainConfig, train_many
+from polycstr_lib.reactor.datasets import ensure_dataset, load_offline_data
+from polycstr_lib.reactor.scenarios import get_scenario
 
 NORMALISED_STEPS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # chapter 08's paper grid (σ_a)
 

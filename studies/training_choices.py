@@ -24,9 +24,9 @@ import time
 
 import pandas as pd
 
-from polycstr_lib.curves import compare_variants, summarise_variants
-from polycstr_lib.datasets import ensure_dataset, read_sidecar
-from polycstr_lib.stats import iqm
+from polycstr_lib.analysis.curves import compare_variants, summarise_variants
+from polycstr_lib.reactor.datasets import ensure_dataset, read_sidecar
+from polycstr_lib.toolkit.stats import iqm
 
 #: study → variant name → TrainConfig overrides; the first variant of each is the default.
 STUDIES = {

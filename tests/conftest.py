@@ -10,8 +10,8 @@ import pytest
 @pytest.fixture(scope="session")
 def minari_store(tmp_path_factory):
     """A private Minari store with the three PI datasets generated once per session."""
-    from polycstr_lib.datasets import ensure_dataset
-    from polycstr_lib.scenarios import SCENARIOS
+    from polycstr_lib.reactor.datasets import ensure_dataset
+    from polycstr_lib.reactor.scenarios import SCENARIOS
 
     root = tmp_path_factory.mktemp("minari")
     old = os.environ.get("MINARI_DATASETS_PATH")

@@ -22,7 +22,7 @@ from polycstr_lib.agents import (
     make_agent,
     sample_batch,
 )
-from polycstr_lib.agents.nets import EnsembleMLP, EnsembleTanhGaussianActor, mlp
+from polycstr_lib.agents.layers import EnsembleMLP, EnsembleTanhGaussianActor, mlp
 
 torch.set_num_threads(1)
 

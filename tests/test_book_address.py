@@ -1,4 +1,4 @@
-"""The project's public address (polycstr_lib.book): one source for the repository, launch
+"""The project's public address (polycstr_lib.book.site): one source for the repository, launch
 buttons and install cells, in both cases (an address from GITHUB_REPOSITORY, and none).
 
 The two end-to-end tests build a one-page book with the real ``_config.yml`` (so the real
@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from polycstr_lib.book import (
+from polycstr_lib.book.site import (
     INSTALL_PROMPTS,
     INSTALL_TAG,
     github_remote,
@@ -174,7 +174,7 @@ def test_theme_options_follow_the_address():
 
 def test_config_takes_the_address_from_the_extension():
     cfg = _config()
-    assert "polycstr_lib.book" in cfg["sphinx"]["extra_extensions"]
+    assert "polycstr_lib.book.site" in cfg["sphinx"]["extra_extensions"]
     # no address typed into the configuration: the extension sets it at build time
     assert not cfg["repository"].get("url")
     assert "github.com/" not in (ROOT / "_config.yml").read_text(encoding="utf-8")
@@ -302,7 +302,7 @@ def test_build_without_address_links_no_repository(built):
 
 
 def test_command_line_writes_the_resolved_install_cell(tmp_path, monkeypatch, capsys):
-    from polycstr_lib.book import _main
+    from polycstr_lib.book.site import _main
 
     path = _notebook(tmp_path / "nb.ipynb", install_cell_source(None))
     monkeypatch.setenv("GITHUB_REPOSITORY", "owner/name")

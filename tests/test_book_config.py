@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import yaml
 
-from polycstr_lib.provenance import (
+from polycstr_lib.book.provenance import (
     notebook_parameters,
     parameters_markdown,
     provenance,
@@ -93,7 +93,7 @@ def test_toc_parses_and_static_pages_exist():
     missing = [f for f in files if not f.startswith(EXECUTED) and not _page_exists(f)]
     assert not missing, f"toc entries without a page: {missing}"
     # Executed pages are exactly the pipeline's runs, and each run has its source notebook.
-    from polycstr_lib.pipeline import RUNS
+    from polycstr_lib.book.profiles import RUNS
 
     executed = [f[len(EXECUTED) :] for f in files if f.startswith(EXECUTED)]
     assert sorted(executed) == sorted(run.page for run in RUNS)
@@ -169,7 +169,7 @@ def test_provenance_record():
 
 
 def test_provenance_outside_git(tmp_path):
-    from polycstr_lib import provenance as prov
+    from polycstr_lib.book import provenance as prov
 
     assert prov.git_commit(tmp_path) == "unknown"
 
@@ -179,7 +179,7 @@ def test_provenance_does_not_import_torch():
     import sys
 
     code = (
-        "import sys; import polycstr_lib.provenance as p; p.provenance('quick', {}); "
+        "import sys; import polycstr_lib.book.provenance as p; p.provenance('quick', {}); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(

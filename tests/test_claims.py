@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from polycstr_lib.claims import FAILS, HOLDS, PARTLY, assess_claims, read_glue, verdict_counts
+from polycstr_lib.analysis.claims import (
+    FAILS,
+    HOLDS,
+    PARTLY,
+    assess_claims,
+    verdict_counts,
+)
+from polycstr_lib.book.glue import read_glue
 
 AGENTS = ("Data", "PI", "BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")
 
@@ -185,7 +192,7 @@ def test_c3_compares_the_seeds_worst_episodes():
 
 
 def test_seed_halves_split_the_sorted_seeds():
-    from polycstr_lib.claims import seed_halves
+    from polycstr_lib.analysis.claims import seed_halves
 
     values = seeded(scenario_values(), "BC", [30.0, 10.0, 20.0, 0.0], seeds=[3, 1, 2, 0])
     first, second = seed_halves({"startup": values})
@@ -202,7 +209,7 @@ def test_seed_halves_split_the_sorted_seeds():
 
 
 def test_seed_stability_says_stable_or_flips():
-    from polycstr_lib.claims import (
+    from polycstr_lib.analysis.claims import (
         NO_SEEDS,
         NOT_ASSESSABLE,
         STABLE,

@@ -146,7 +146,7 @@ def test_numbers_rejects_a_missing_folder_or_page(tmp_path):
 
 
 def test_numbers_treats_an_int_and_an_equal_float_as_different():
-    from polycstr_lib.pipeline import differing_numbers
+    from polycstr_lib.book.glue import differing_numbers
 
     assert differing_numbers({"p": {"x": 1}}, {"p": {"x": 1.0}}) == [("p", "x", 1, 1.0)]
     assert differing_numbers({"p": {"x": {"a": [0.1]}}}, {"p": {"x": {"a": [0.1]}}}) == []

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from polycstr_lib import correction_tuning as ct
-from polycstr_lib.correction_tuning import (
+from polycstr_lib.correction import tuning as ct
+from polycstr_lib.correction.cost_models import PICNN, CostEnsemble
+from polycstr_lib.correction.safety import CorrectedPolicy
+from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_correction,
     choose_from_sweep,
@@ -17,9 +19,7 @@ from polycstr_lib.correction_tuning import (
     safe_ranges,
     sweep_corrections,
 )
-from polycstr_lib.cost_models import PICNN, CostEnsemble
-from polycstr_lib.evaluation import evaluate_policy
-from polycstr_lib.safety import CorrectedPolicy
+from polycstr_lib.reactor.metrics import evaluate_policy
 
 torch.set_num_threads(1)
 
@@ -221,9 +221,9 @@ def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> No
 
 
 def test_correction_path_costs_follow_the_simulator_at_the_data() -> None:
-    from polycstr_lib.correction_tuning import correction_path_costs
-    from polycstr_lib.gradients import one_step_cost
-    from polycstr_lib.rollout import rollout
+    from polycstr_lib.correction.gradients import one_step_cost
+    from polycstr_lib.correction.tuning import correction_path_costs
+    from polycstr_lib.reactor.rollout import rollout
 
     traj = rollout(AGENTS["hold", 1].act, "startup", np.array([11, 12]))
     paths = correction_path_costs(MODELS["picnn"], traj, SIGMA, n_states=3, steps=2, step_size=0.5)

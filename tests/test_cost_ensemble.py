@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from polycstr_lib.cost_models import (
+from polycstr_lib.correction.cost_models import (
     PICNN,
     CostEnsemble,
     CostModelConfig,

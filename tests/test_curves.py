@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polycstr_lib.curves import (
+from polycstr_lib.analysis.curves import (
     CONVERGED,
     FALLING,
     UNCONFIRMED,
@@ -16,8 +16,8 @@ from polycstr_lib.curves import (
     evaluate_agents,
     learning_curve,
 )
-from polycstr_lib.evaluation import evaluate_policy
-from polycstr_lib.pi import GainRanges, PIController
+from polycstr_lib.reactor.metrics import evaluate_policy
+from polycstr_lib.reactor.pi import GainRanges, PIController
 
 
 def test_budget_rule_takes_the_smallest_budget_from_which_the_curve_stays_good() -> None:
@@ -109,18 +109,18 @@ def test_an_unconfirmed_curve_is_extended_by_doubling_up_to_its_cap(
 ) -> None:
     """Extension adds checkpoints 8 and 16 to BC (cap 20, so not 32) and none to IQL (no
     cap); the extended curve equals one measured with those checkpoints from the start."""
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "a"))
     refs = {"grade_up": (-1e6, 0.0)}
     kwargs = {"episodes": 2, "references": refs, "processes": 1, "progress": False}
-    real, calls = training.sample_batch, {"n": 0}
+    real, calls = loop.sample_batch, {"n": 0}
 
     def counting(*args, **kw):
         calls["n"] += 1
         return real(*args, **kw)
 
-    monkeypatch.setattr(training, "sample_batch", counting)
+    monkeypatch.setattr(loop, "sample_batch", counting)
     extended = learning_curve(
         ["bc", "iql"], "grade_up", [0], [2, 4], **kwargs,
         extend_to={"bc": 20}, rule=_AlwaysUnconfirmed(),
@@ -143,7 +143,7 @@ def test_an_unconfirmed_curve_is_extended_by_doubling_up_to_its_cap(
 
 
 def test_summarise_variants_compares_with_the_baseline() -> None:
-    from polycstr_lib.curves import summarise_variants
+    from polycstr_lib.analysis.curves import summarise_variants
 
     rows = []
     for seed in range(4):
@@ -160,7 +160,7 @@ def test_summarise_variants_compares_with_the_baseline() -> None:
 
 
 def test_compare_variants_trains_each_variant(minari_store, tmp_path, monkeypatch) -> None:
-    from polycstr_lib.curves import compare_variants
+    from polycstr_lib.analysis.curves import compare_variants
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     refs = {"grade_up": (-1e6, 0.0)}
@@ -178,7 +178,7 @@ def test_compare_variants_trains_each_variant(minari_store, tmp_path, monkeypatc
 
 
 def test_with_interval_merges_three_columns() -> None:
-    from polycstr_lib.curves import with_interval
+    from polycstr_lib.analysis.curves import with_interval
 
     table = pd.DataFrame({"a": ["x"], "iqm": [97.06], "lo": [95.0], "hi": [98.81], "b": [1]})
     out = with_interval(table, "iqm", "lo", "hi")
@@ -190,7 +190,7 @@ def test_plot_learning_curves_draws_seeds_aggregate_and_budgets() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from polycstr_lib.curves import plot_learning_curves
+    from polycstr_lib.analysis.curves import plot_learning_curves
 
     curve = pd.DataFrame(
         {

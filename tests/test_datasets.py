@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from polycstr_lib.datasets import (
+from polycstr_lib.reactor.datasets import (
     DatasetConfig,
     DatasetError,
     data_seeds,
@@ -22,8 +22,8 @@ from polycstr_lib.datasets import (
     validation_seeds,
     verify_dataset,
 )
-from polycstr_lib.env import ACTION_SCALE
-from polycstr_lib.pi import GainRanges, PIController
+from polycstr_lib.reactor.env import ACTION_SCALE
+from polycstr_lib.reactor.pi import GainRanges, PIController
 
 SCENARIOS = ["startup", "grade_down", "grade_up"]
 
@@ -139,7 +139,7 @@ def test_missing_and_garbled_sidecar_errors(tmp_path, monkeypatch):
 
 
 def test_interrupted_generation_leaves_no_partial_dataset(tmp_path, monkeypatch):
-    import polycstr_lib.datasets as ds
+    import polycstr_lib.reactor.datasets as ds
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
 
@@ -172,7 +172,7 @@ def test_shared_pi_tuning_fits_any_batch_and_checks_sizes():
 
 
 def test_validation_seeds_are_disjoint_from_data_and_test():
-    from polycstr_lib.datasets import DatasetConfig, data_seeds
+    from polycstr_lib.reactor.datasets import DatasetConfig, data_seeds
 
     validation = set(validation_seeds(100_000).tolist())
     test = set(eval_seeds(100_000).tolist())
@@ -188,7 +188,7 @@ def test_validation_seeds_are_disjoint_from_data_and_test():
 
 def _toy_trajectories(returns, peak_temperatures):
     """Episodes of one step whose returns and peak temperatures are given."""
-    from polycstr_lib.rollout import Trajectories
+    from polycstr_lib.reactor.rollout import Trajectories
 
     e = len(returns)
     states = np.full((e, 2, 5), 350.0)
@@ -209,7 +209,7 @@ def _toy_trajectories(returns, peak_temperatures):
 
 
 def test_normalisation_reference_with_and_without_runaways():
-    from polycstr_lib.datasets import normalisation_reference, reference_comparison
+    from polycstr_lib.reactor.datasets import normalisation_reference, reference_comparison
 
     traj = _toy_trajectories([-1000.0, -10.0, -30.0, -20.0], [500.0, 350.0, 360.0, 350.0])
     assert normalisation_reference(traj) == (-1000.0, -10.0)

@@ -8,7 +8,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import polycstr_lib  # noqa: F401  (registers PolyCSTR-v0)
-from polycstr_lib.env import ACTION_SCALE, EPISODE_STEPS, PolyCSTREnv, PolyCSTRVectorEnv
+from polycstr_lib.reactor.env import (
+    ACTION_SCALE,
+    EPISODE_STEPS,
+    PolyCSTREnv,
+    PolyCSTRVectorEnv,
+)
 
 SCENARIOS = ["startup", "grade_down", "grade_up"]
 

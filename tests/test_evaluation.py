@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polycstr_lib.evaluation import (
+from polycstr_lib.analysis.results import summary_table
+from polycstr_lib.reactor.metrics import (
     episode_metrics,
     evaluate_policy,
     settling_time,
     steady_state_offset,
-    summary_table,
 )
-from polycstr_lib.pi import GainRanges, PIController
+from polycstr_lib.reactor.pi import GainRanges, PIController
 
 
 def test_steady_state_offset_averages_the_last_ten_hours():
@@ -32,7 +32,7 @@ def test_settling_time_finds_the_last_exit_from_the_band():
 
 
 def test_metrics_and_table_for_pi(minari_store):
-    from polycstr_lib.datasets import read_sidecar
+    from polycstr_lib.reactor.datasets import read_sidecar
 
     side = read_sidecar("grade_up")
     metrics, traj = evaluate_policy(
@@ -77,7 +77,7 @@ def _metrics(values, violations=None, runaway=None, offset=1.0):
 
 
 def test_seed_summary_averages_seeds():
-    from polycstr_lib.evaluation import seed_summary
+    from polycstr_lib.analysis.results import seed_summary
 
     per_seed = {
         "A": {0: _metrics([10.0, 20.0]), 1: _metrics([30.0, 40.0])},
@@ -91,7 +91,7 @@ def test_seed_summary_averages_seeds():
 
 
 def test_results_table_aggregates_seeds_with_rliable_and_pools_episodes():
-    from polycstr_lib.evaluation import results_table
+    from polycstr_lib.analysis.results import results_table
 
     # seed means 1, 2, 3, 100: the IQM of four runs keeps the middle two -> 2.5
     per_seed = {
@@ -122,7 +122,7 @@ def test_results_table_aggregates_seeds_with_rliable_and_pools_episodes():
 
 
 def test_results_glue_names_and_plain_types():
-    from polycstr_lib.evaluation import results_glue, results_table
+    from polycstr_lib.analysis.results import results_glue, results_table
 
     per_seed = {
         "NMPC (oracle)": {0: _metrics([90.0])},

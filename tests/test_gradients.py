@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from polycstr_lib.env import PolyCSTREnv
-from polycstr_lib.gradients import gradient_stability, one_step_cost, simulator_action_gradient
-from polycstr_lib.pi import GainRanges, PIController
-from polycstr_lib.rollout import rollout
+from polycstr_lib.correction.gradients import (
+    gradient_stability,
+    one_step_cost,
+    simulator_action_gradient,
+)
+from polycstr_lib.reactor.env import PolyCSTREnv
+from polycstr_lib.reactor.pi import GainRanges, PIController
+from polycstr_lib.reactor.rollout import rollout
 
 
 def test_one_step_cost_equals_the_env_cost():

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from polycstr_lib.env import ACTION_SCALE, CONTROL_INTERVAL
-from polycstr_lib.integrator import IntegrationError, advance
-from polycstr_lib.model import STATE_SCALE, ReactorParams, reactor_rhs
-from polycstr_lib.pi import GainRanges, PIController
-from polycstr_lib.scenarios import get_scenario
+from polycstr_lib.reactor.env import ACTION_SCALE, CONTROL_INTERVAL
+from polycstr_lib.reactor.integrator import IntegrationError, advance
+from polycstr_lib.reactor.model import STATE_SCALE, ReactorParams, reactor_rhs
+from polycstr_lib.reactor.pi import GainRanges, PIController
+from polycstr_lib.reactor.scenarios import get_scenario
 
 #: relative error |x - x_ref| / (|x_ref| + REL_FLOOR * scale): states that start at zero
 #: (initiator, radicals, polymer in a startup) need a floor; 1e-3 of their typical size.

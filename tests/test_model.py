@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from polycstr_lib.integrator import rhs_compiled
-from polycstr_lib.model import STATE_SCALE, ReactorParams, reactor_rhs, steady_state
+from polycstr_lib.reactor.integrator import rhs_compiled
+from polycstr_lib.reactor.model import (
+    STATE_SCALE,
+    ReactorParams,
+    reactor_rhs,
+    steady_state,
+)
 
 
 @pytest.mark.parametrize(

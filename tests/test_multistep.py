@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from polycstr_lib.correction_tuning import CorrectionVariant, _variant_key
-from polycstr_lib.cost_models import (
+from polycstr_lib.correction.cost_models import (
     PICNN,
     CostModelConfig,
     action_windows,
@@ -19,7 +18,8 @@ from polycstr_lib.cost_models import (
     cost_targets,
     train_cost_model,
 )
-from polycstr_lib.safety import CorrectedPolicy, correct_actions, plan_proposal
+from polycstr_lib.correction.safety import CorrectedPolicy, correct_actions, plan_proposal
+from polycstr_lib.correction.tuning import CorrectionVariant, _variant_key
 from tests.test_cost_models import SCALES, synthetic_data
 from tests.test_safety import ConstantPolicy, batch
 
@@ -221,8 +221,8 @@ def test_one_step_variants_keep_their_sweep_cache_keys() -> None:
 
 
 def test_a_multistep_variant_in_the_sweep_equals_its_policy_run_alone() -> None:
-    from polycstr_lib.correction_tuning import sweep_corrections
-    from polycstr_lib.evaluation import evaluate_policy
+    from polycstr_lib.correction.tuning import sweep_corrections
+    from polycstr_lib.reactor.metrics import evaluate_policy
     from tests.test_correction_tuning import AGENTS, OBS_MEAN
 
     torch.manual_seed(0)

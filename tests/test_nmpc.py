@@ -8,23 +8,19 @@ import pytest
 
 casadi = pytest.importorskip("casadi")
 
-from polycstr_lib.datasets import eval_seeds  # noqa: E402
-from polycstr_lib.env import ACTION_SCALE, CONTROL_INTERVAL  # noqa: E402
-from polycstr_lib.evaluation import (  # noqa: E402
-    add_optimality,
-    optimality_references,
-    optimality_score,
-    summary_table,
-)
-from polycstr_lib.integrator import advance, rhs_compiled  # noqa: E402
-from polycstr_lib.model import (  # noqa: E402
+from polycstr_lib.analysis.results import summary_table  # noqa: E402
+from polycstr_lib.reactor.datasets import eval_seeds  # noqa: E402
+from polycstr_lib.reactor.env import ACTION_SCALE, CONTROL_INTERVAL  # noqa: E402
+from polycstr_lib.reactor.integrator import advance, rhs_compiled  # noqa: E402
+from polycstr_lib.reactor.metrics import add_optimality, optimality_references, optimality_score  # noqa: E402
+from polycstr_lib.reactor.model import (  # noqa: E402
     STATE_SCALE,
     ReactorParams,
     reactor_rhs,
     reactor_rhs_casadi,
     steady_state,
 )
-from polycstr_lib.nmpc import (  # noqa: E402
+from polycstr_lib.reactor.nmpc import (  # noqa: E402
     NMPCConfig,
     NMPCController,
     NMPCPolicy,
@@ -34,8 +30,8 @@ from polycstr_lib.nmpc import (  # noqa: E402
     run_directory,
     run_nmpc,
 )
-from polycstr_lib.pi import GainRanges, PIController  # noqa: E402
-from polycstr_lib.rollout import rollout  # noqa: E402
+from polycstr_lib.reactor.pi import GainRanges, PIController  # noqa: E402
+from polycstr_lib.reactor.rollout import rollout  # noqa: E402
 
 SMALL = NMPCConfig(horizon=6)
 
@@ -242,7 +238,7 @@ def test_horizon_study_table(tmp_path, monkeypatch):
     assert set(table.columns) >= {"return", "median_ms", "p95_ms", "violations", "failures"}
     assert (table["p95_ms"] >= table["median_ms"]).all()
     # The horizon is a choice: the study runs on validation episodes, never on test ones.
-    from polycstr_lib.datasets import validation_seeds
+    from polycstr_lib.reactor.datasets import validation_seeds
 
     study = NMPCRun("grade_down", 1, steps=3, nmpc=NMPCConfig(horizon=2), split="validation")
     traj, stats = run_nmpc(study)
@@ -335,7 +331,7 @@ def test_cli_evaluates_nmpc_against_pi(minari_store, tmp_path, monkeypatch, caps
 
 
 def test_oracle_gaps_per_scenario():
-    from polycstr_lib.claims import oracle_gaps
+    from polycstr_lib.analysis.claims import oracle_gaps
 
     page = {"NMPC_mean": 110.0, "PI_mean": 90.0, "PI_optimality": 80.0, "IQL_mean": 100.0}
     page["IQL_optimality"] = 95.0
@@ -350,8 +346,8 @@ def test_oracle_gaps_per_scenario():
 
 def test_profile_overrides_name_real_parameters():
     """Every override of the paper profile (the NMPC ones included) is a notebook parameter."""
-    from polycstr_lib.pipeline import NOTEBOOK_DIR, PROFILES
-    from polycstr_lib.provenance import notebook_parameters
+    from polycstr_lib.book.profiles import NOTEBOOK_DIR, PROFILES
+    from polycstr_lib.book.provenance import notebook_parameters
 
     for notebook, overrides in PROFILES["paper"].items():
         params = {

@@ -5,25 +5,25 @@ import json
 import numpy as np
 import pytest
 
-import polycstr_lib.pipeline as pipeline
-from polycstr_lib.simbench import compare_integrators
+from polycstr_lib.book import budgets, pipeline, profiles
+from polycstr_lib.reactor.simbench import compare_integrators
 
 
 def test_profiles_merge_overrides_and_reject_unknown_names():
-    quick = {run.page: run.parameters for run in pipeline.runs_for("quick")}
-    paper = {run.page: run.parameters for run in pipeline.runs_for("paper")}
+    quick = {run.page: run.parameters for run in profiles.runs_for("quick")}
+    paper = {run.page: run.parameters for run in profiles.runs_for("paper")}
     assert quick["05_results_grade_up"] == {"profile": "quick", "scenario": "grade_up"}
     assert paper["05_results_grade_up"]["seeds"] == list(range(10))  # >= 10 seeds
     assert paper["05_results_grade_up"]["scenario"] == "grade_up"  # the run's own value wins
     assert all(p["profile"] == "paper" for p in paper.values())
     with pytest.raises(ValueError, match="quick, paper"):
-        pipeline.runs_for("huge")
+        profiles.runs_for("huge")
 
 
 def test_parameters_table_lists_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "EXECUTED_DIR", tmp_path)
     text = pipeline.write_parameters_table().read_text()
-    for run in pipeline.RUNS:
+    for run in profiles.RUNS:
         assert f"`{run.notebook}`" in text
     assert "`train_steps`" in text and "`seeds`" in text
 
@@ -37,7 +37,7 @@ def test_integrator_check_reports_speedup_and_accuracy():
 
 
 def test_show_banner_prints_and_returns_nothing(capsys) -> None:
-    from polycstr_lib.provenance import show_banner
+    from polycstr_lib.book.provenance import show_banner
 
     assert show_banner("quick", {"seed": 3}) is None
     out = capsys.readouterr().out
@@ -45,7 +45,8 @@ def test_show_banner_prints_and_returns_nothing(capsys) -> None:
 
 
 def test_effective_parameters_merge_defaults_and_profile() -> None:
-    from polycstr_lib.pipeline import PROFILES, effective_parameters
+    from polycstr_lib.book.pipeline import effective_parameters
+    from polycstr_lib.book.profiles import PROFILES
 
     quick = effective_parameters("05_results", "quick")
     paper = effective_parameters("05_results", "paper")
@@ -80,45 +81,45 @@ def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monk
         "bc": {"startup": {"steps": 500, "converged": True, "status": "converged"}},
         "iql": {"startup": {"steps": 2000, "converged": False, "status": "unconfirmed"}},
     }
-    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
-    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", True)
-    runs = {r.page: r for r in pipeline.runs_for("quick")}
-    startup = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets)
+    monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", True)
+    runs = {r.page: r for r in profiles.runs_for("quick")}
+    startup = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert startup["bc_steps"] == 500  # converged: the curve's budget
     assert startup["iql_steps"] == 2000  # not converged: still the curve's, and said so
     assert "cql_steps" not in startup  # no curve: the profile's
-    assert startup["budget_sources"]["bc"] == pipeline.FROM_CURVES
+    assert startup["budget_sources"]["bc"] == budgets.FROM_CURVES
     assert startup["budget_sources"]["iql"] == (
         "learning curves (last checkpoint: no later checkpoint on startup confirms it)"
     )
     assert "no learning curve on startup" in startup["budget_sources"]["cql"]
-    down = pipeline.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
+    down = budgets.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
     assert "bc_steps" not in down.parameters
     assert down.parameters["budget_sources"]["bc"] == "profile (no learning curve on grade_down)"
     # other pages are untouched
     claims = runs["07_claims"]
-    assert pipeline.with_curve_budgets(claims, "quick", tmp_path) == claims
+    assert budgets.with_curve_budgets(claims, "quick", tmp_path) == claims
     # a profile that does not take budgets from the curves keeps its own
-    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", False)
-    kept = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", False)
+    kept = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert "bc_steps" not in kept and "does not take" in kept["budget_sources"]["bc"]
     # no executed curves page: the profile's budgets, and the page says so
-    monkeypatch.setitem(pipeline.BUDGETS_FROM_CURVES, "quick", True)
+    monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", True)
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
+    missing = budgets.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
     assert "bc_steps" not in missing and "no executed" in missing["budget_sources"]["bc"]
     # a curves page of another profile is not used
-    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets, profile="paper")
-    other = pipeline.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets, profile="paper")
+    other = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert "bc_steps" not in other and "another profile" in other["budget_sources"]["bc"]
 
 
 def test_curve_budgets_override_the_profiles_fixed_budget():
     curves = {"curve_budgets": {"cql": {"grade_up": {"steps": 300, "converged": True}}}}
-    out = pipeline.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
-    assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == pipeline.FROM_CURVES
-    assert set(out["budget_sources"]) == set(pipeline.ALGORITHMS)
+    out = budgets.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
+    assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == budgets.FROM_CURVES
+    assert set(out["budget_sources"]) == set(budgets.ALGORITHMS)
 
 
 def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
@@ -127,13 +128,13 @@ def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
     cached; a page added to the book, or a changed default, must show up in WARM_PAGES."""
     import re
 
-    makefile = (pipeline.REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    makefile = (profiles.REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     match = re.search(r"^WARM_PAGES := (.+)$", makefile, flags=re.MULTILINE)
     assert match, "the Makefile no longer defines WARM_PAGES"
     warm = set(match.group(1).split())
     not_under_nbval = set()
-    for run in pipeline.runs_for("quick"):
-        defaults = pipeline.effective_parameters(run.notebook, "quick")
+    for run in profiles.runs_for("quick"):
+        defaults = profiles.effective_parameters(run.notebook, "quick")
         if any(defaults.get(k) != v for k, v in run.parameters.items()):
             not_under_nbval.add(run.page)
     assert warm == not_under_nbval
@@ -157,18 +158,18 @@ def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):
     assert lines[2] == "| `01_environment` | paper | 1.5 | 2026-11-22 06:34 |"
     assert lines[3] == "| `02_dataset` | paper | 0.5 | 2026-11-22 06:34 |"
     assert lines[4] == "| `03_iql_theory` | not executed | | |"
-    assert len(lines) == 2 + len(pipeline.RUNS) + 1
+    assert len(lines) == 2 + len(profiles.RUNS) + 1
     assert lines[-1] == "| all pages | | 2.0 | |"
 
 
 def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_rule():
-    from polycstr_lib.curves import CONVERGED, FALLING, UNCONFIRMED
+    from polycstr_lib.analysis.curves import CONVERGED, FALLING, UNCONFIRMED
 
-    assert set(pipeline.NOT_CONVERGED) == {UNCONFIRMED, FALLING} and CONVERGED not in (
-        pipeline.NOT_CONVERGED
+    assert set(budgets.NOT_CONVERGED) == {UNCONFIRMED, FALLING} and CONVERGED not in (
+        budgets.NOT_CONVERGED
     )
     entry = {"steps": 250, "converged": False, "status": FALLING}
-    out = pipeline.curve_budgets(
+    out = budgets.curve_budgets(
         {"scenario": "grade_up"}, {"curve_budgets": {"cql": {"grade_up": entry}}}
     )
     assert out["cql_steps"] == 250
@@ -176,7 +177,7 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
         "learning curves (best checkpoint: the curve on grade_up falls off after it)"
     )
     stale = {"curve_budgets": {"cql": {"grade_up": {**entry, "status": "rising"}}}}
-    out = pipeline.curve_budgets({"scenario": "grade_up"}, stale)
+    out = budgets.curve_budgets({"scenario": "grade_up"}, stale)
     assert "status 'rising': rerun the curves page" in out["budget_sources"]["cql"]
 
 
@@ -198,7 +199,7 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
         "scenarios": ["startup", "grade_up"],
         "agent_steps": {"bc": 7, "iql": 8, "cql": {"startup": 9, "grade_up": 10}},
     }
-    out = pipeline.support_budgets(params, curves)
+    out = budgets.support_budgets(params, curves)
     assert out["agent_steps"] == {
         "bc": {"startup": 500, "grade_up": 2000},
         "iql": {"startup": 1000, "grade_up": 250},
@@ -212,20 +213,20 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
     assert out["budget_sources"]["cql"] == (
         "startup: learning curves; grade_up: profile (no learning curve on grade_up)"
     )
-    assert pipeline.support_budgets(params, curves, enabled=False)["agent_steps"] == {
+    assert budgets.support_budgets(params, curves, enabled=False)["agent_steps"] == {
         "bc": {"startup": 7, "grade_up": 7},
         "iql": {"startup": 8, "grade_up": 8},
         "cql": {"startup": 9, "grade_up": 10},
     }
-    assert pipeline.budget_text("bc", {"startup": 5, "grade_up": 5}, "x") == "BC 5 steps (x)"
-    assert pipeline.budget_text("iql", out["agent_steps"]["iql"], "y") == (
+    assert budgets.budget_text("bc", {"startup": 5, "grade_up": 5}, "x") == "BC 5 steps (x)"
+    assert budgets.budget_text("iql", out["agent_steps"]["iql"], "y") == (
         "IQL startup 1,000 / grade_up 250 steps (y)"
     )
-    assert pipeline.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
+    assert budgets.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
     # through the pipeline: the chapter's own defaults fill what the profile leaves out
-    _fake_curves_page(tmp_path / f"{pipeline.CURVES_PAGE}.ipynb", budgets)
-    run = {r.page: r for r in pipeline.runs_for("quick")}["08_correction_support"]
-    quick = pipeline.with_curve_budgets(run, "quick", tmp_path).parameters
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets)
+    run = {r.page: r for r in profiles.runs_for("quick")}["08_correction_support"]
+    quick = budgets.with_curve_budgets(run, "quick", tmp_path).parameters
     assert quick["agent_steps"]["bc"] == {"startup": 500}
     assert quick["agent_steps"]["iql"] == {"startup": 1000}
     assert quick["budget_sources"]["cql"] == "learning curves"

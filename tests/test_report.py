@@ -1,4 +1,4 @@
-"""Tables and figures of the result pages (polycstr_lib.report)."""
+"""Tables and figures of the result pages (polycstr_lib.analysis.report)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from polycstr_lib.report import (  # noqa: E402
+from polycstr_lib.analysis.report import (
     drop_empty_columns,
     episode_scores,
     page_table,
@@ -22,7 +22,7 @@ from polycstr_lib.report import (  # noqa: E402
     step_range_text,
     trajectory_figure,
 )
-from polycstr_lib.rollout import Trajectories  # noqa: E402
+from polycstr_lib.reactor.rollout import Trajectories
 
 
 def _metrics(rewards) -> pd.DataFrame:
@@ -64,8 +64,8 @@ def test_page_table_merges_interval_columns_and_drops_all_nan_ones():
 
 
 def test_results_page_table_has_seven_readable_columns():
-    from polycstr_lib.evaluation import results_table
-    from polycstr_lib.report import RESULTS_COLUMNS, results_page_table
+    from polycstr_lib.analysis.report import RESULTS_COLUMNS, results_page_table
+    from polycstr_lib.analysis.results import results_table
 
     def metrics(rewards, runaway):
         return _metrics(rewards).assign(runaway=runaway, violations=[4 * r for r in runaway])
@@ -164,7 +164,7 @@ def test_trajectory_figure_zooms_near_the_setpoint():
 
 
 def test_performance_profile_figure_reads_the_profiles_at_the_reference() -> None:
-    from polycstr_lib.stats import performance_profiles
+    from polycstr_lib.toolkit.stats import performance_profiles
 
     per_seed = {
         "PI": {0: _metrics([95.0, 96.0, 97.0, 98.0])},

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from polycstr_lib.cost_models import PICNN, MLPCost
-from polycstr_lib.safety import CorrectedPolicy, correct_actions
+from polycstr_lib.correction.cost_models import PICNN, MLPCost
+from polycstr_lib.correction.safety import CorrectedPolicy, correct_actions
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from polycstr_lib.cost_models import CostEnsemble
-from polycstr_lib.safety import CorrectedPolicy, action_spread, correct_actions
+from polycstr_lib.correction.cost_models import CostEnsemble
+from polycstr_lib.correction.safety import CorrectedPolicy, action_spread, correct_actions
 from tests.test_safety import ConstantPolicy, QuadraticCost, batch, random_picnn
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polycstr_lib.stats import (
+from polycstr_lib.toolkit.stats import (
     interval_estimates,
     iqm,
     performance_profiles,
@@ -60,7 +60,7 @@ def test_bad_scores_are_rejected() -> None:
 
 
 def test_improvement_probability_point_estimates() -> None:
-    from polycstr_lib.stats import improvement_probability
+    from polycstr_lib.toolkit.stats import improvement_probability
 
     assert improvement_probability([10.0, 11.0, 12.0], [1.0, 2.0]) == 1.0  # disjoint
     assert improvement_probability([1.0, 2.0], [10.0, 11.0, 12.0]) == 0.0
@@ -75,7 +75,7 @@ def test_improvement_probability_point_estimates() -> None:
 
 
 def test_compare_runs_gives_iqms_gap_and_probability() -> None:
-    from polycstr_lib.stats import compare_runs
+    from polycstr_lib.toolkit.stats import compare_runs
 
     # four runs: the IQM keeps the middle two (trim int(1) at each end)
     c = compare_runs([0.0, 10.0, 20.0, 100.0], [1.0, 2.0, 3.0, 4.0])

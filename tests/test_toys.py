@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from polycstr_lib.toys import expectile, expectile_loss_curve, fitted_q_iteration, narrow_dataset
+from polycstr_lib.agents.toys import (
+    expectile,
+    expectile_loss_curve,
+    fitted_q_iteration,
+    narrow_dataset,
+)
 
 
 def test_expectile_minimises_the_asymmetric_loss():

@@ -12,19 +12,22 @@ import pytest
 import torch
 from test_agents import make_tiny_data
 
-from polycstr_lib import artifacts
 from polycstr_lib.agents import BC, BCConfig, CQLConfig, IQLConfig
-from polycstr_lib.artifacts import artifact_dir, atomic_torch_save, atomic_write_bytes, config_key
-from polycstr_lib.training import (
-    TrainConfig,
-    data_fingerprint,
+from polycstr_lib.agents.config import TrainConfig
+from polycstr_lib.agents.data import data_fingerprint, validate_offline_data
+from polycstr_lib.agents.runs import (
     load_trained,
-    plan_tasks,
     run_directory,
     train_agent,
     train_ensemble,
-    train_many,
-    validate_offline_data,
+)
+from polycstr_lib.agents.sweeps import plan_tasks, train_many
+from polycstr_lib.toolkit import store as artifacts
+from polycstr_lib.toolkit.store import (
+    artifact_dir,
+    atomic_torch_save,
+    atomic_write_bytes,
+    config_key,
 )
 
 torch.set_num_threads(1)
@@ -218,7 +221,7 @@ def test_config_key_is_stable_and_short() -> None:
 def test_artifact_dir_follows_environment(tmp_artifacts: Path, monkeypatch) -> None:
     assert artifact_dir() == tmp_artifacts and tmp_artifacts.is_dir()
     monkeypatch.delenv("POLYCSTR_ARTIFACTS")
-    assert artifact_dir() == Path(artifacts.__file__).resolve().parent.parent / "artifacts"
+    assert artifact_dir() == Path(artifacts.__file__).resolve().parents[2] / "artifacts"
 
 
 def test_atomic_write_leaves_no_temp_file_on_error(tmp_path: Path, monkeypatch) -> None:
@@ -295,7 +298,7 @@ def test_plan_groups_seeds_into_ensembles_and_splits_for_workers(data) -> None:
 def test_plan_caps_ensembles_below_the_mmap_threshold(data) -> None:
     """A 2x256 CQL member's critic activations take 8 MB (256 states x 31 actions x 256 units),
     so four fit below 32 MiB; a 2x256 IQL member's largest takes 256 KB."""
-    from polycstr_lib.training import max_members
+    from polycstr_lib.agents.sweeps import max_members
 
     cql = TrainConfig(algorithm="cql", scenario="startup", steps=5, seed=0)
     iql = TrainConfig(algorithm="iql", scenario="startup", steps=5, seed=0)
@@ -307,10 +310,10 @@ def test_plan_caps_ensembles_below_the_mmap_threshold(data) -> None:
 
 def test_plan_keeps_an_interrupted_ensemble_whole(data, monkeypatch) -> None:
     """An ensemble with a resume state is not split for idle workers: it continues."""
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
     configs = [tiny_config("iql", seed=s, steps=9) for s in range(4)]
-    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
     interrupt_at_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False)
@@ -400,7 +403,7 @@ def test_bfloat16_training_is_seeded_and_differs_from_float32(name: str, data) -
 
 
 def test_precision_context_autocasts_only_for_bfloat16() -> None:
-    from polycstr_lib.training import precision_context
+    from polycstr_lib.agents.config import precision_context
 
     x = torch.ones(2, 2)
     with precision_context("float32"):
@@ -420,7 +423,7 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
 
     code = (
         "import resource, torch\n"
-        "from polycstr_lib.training import generous_malloc\n"
+        "from polycstr_lib.agents.runs import generous_malloc\n"
         "def faults():\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    for _ in range(50):\n"
@@ -448,9 +451,9 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
 def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, int]:
     """Makes the training loop raise KeyboardInterrupt when it samples the batch of ``step``;
     returns the call counter (set it far below ``step`` to stop interrupting)."""
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
-    real = training.sample_batch
+    real = loop.sample_batch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -459,7 +462,7 @@ def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, i
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "sample_batch", interrupted)
+    monkeypatch.setattr(loop, "sample_batch", interrupted)
     return calls
 
 
@@ -469,16 +472,16 @@ def test_interrupted_ensemble_resumes_to_the_same_bits(
 ) -> None:
     """An 11-step run stopped after step 7 and called again continues from its state after
     step 7 and ends with the weights and losses of an uninterrupted run."""
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
     configs = [tiny_config(name, seed=s, steps=11) for s in (0, 1)]
-    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)  # write the state after every step
-    real = training.sample_batch
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)  # write the state after every step
+    real = loop.sample_batch
     calls = interrupt_at_step(monkeypatch, 8)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
     fingerprint = data_fingerprint(data)
-    state_file = training.resume_path(configs[0], [0, 1], fingerprint)
+    state_file = loop.resume_path(configs[0], [0, 1], fingerprint)
     assert state_file.is_file()
     assert torch.load(state_file, weights_only=False)["step"] == 7
 
@@ -488,7 +491,7 @@ def test_interrupted_ensemble_resumes_to_the_same_bits(
     assert not state_file.exists()  # removed once the budget is reached
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
-    monkeypatch.setattr(training, "sample_batch", real)
+    monkeypatch.setattr(loop, "sample_batch", real)
     straight = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
     for (a, log_a), (b, log_b) in zip(resumed, straight, strict=True):
         assert_same_weights(a, b)
@@ -503,14 +506,12 @@ def test_a_longer_budget_continues_from_the_kept_final_state(
     """A finished 6-step ensemble keeps its state; asking the same seeds for 10 steps trains
     steps 7 to 10 only and gives the bits of a straight 10-step run. A shorter run later does
     not replace the kept state, and ``force`` removes it."""
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
     short = [tiny_config(name, seed=s, steps=6) for s in (0, 1)]
     long = [tiny_config(name, seed=s, steps=10) for s in (0, 1)]
     train_ensemble(short, data=data, progress=False)
-    kept = training.continuation_path(
-        training.resume_path(short[0], [0, 1], data_fingerprint(data))
-    )
+    kept = loop.continuation_path(loop.resume_path(short[0], [0, 1], data_fingerprint(data)))
     assert torch.load(kept, weights_only=False)["step"] == 6
     calls = interrupt_at_step(monkeypatch, -1)  # counts sampled batches, never interrupts
     continued = train_ensemble(long, data=data, progress=False, snapshot_steps=[8])
@@ -534,10 +535,10 @@ def test_a_longer_budget_continues_from_the_kept_final_state(
 def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable(
     data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
 
     configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
-    state_file = training.resume_path(configs[0], [0, 1], data_fingerprint(data))
+    state_file = loop.resume_path(configs[0], [0, 1], data_fingerprint(data))
     state_file.parent.mkdir(parents=True)
     state_file.write_bytes(b"not a torch file")
     with pytest.warns(UserWarning, match="unreadable resume state"):
@@ -549,12 +550,12 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
     )
     # a state after 6 steps must not serve a 3-step run
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "third"))
-    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
-    real = training.sample_batch
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
+    real = loop.sample_batch
     interrupt_at_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False)
-    monkeypatch.setattr(training, "sample_batch", real)
+    monkeypatch.setattr(loop, "sample_batch", real)
     short = train_ensemble(
         [tiny_config("bc", seed=s, steps=3) for s in (0, 1)], data=data, progress=False
     )
@@ -565,20 +566,20 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
 def test_training_in_progress_reports_an_interrupted_ensemble(
     data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import polycstr_lib.training as training
+    import polycstr_lib.agents.loop as loop
     from polycstr_lib.__main__ import main
 
-    assert training.training_in_progress().empty
+    assert loop.training_in_progress().empty
     assert main(["progress"]) == 0
     assert "no training in progress" in capsys.readouterr().out
     configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
-    monkeypatch.setattr(training, "RESUME_EVERY_S", 0.0)
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
     interrupt_at_step(monkeypatch, 6)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False)
     (tmp_artifacts / "resume" / "iql-grade_up-0123456789abcdef.pt").write_bytes(b"broken")
     with pytest.warns(UserWarning, match="unreadable resume state iql-grade_up"):
-        table = training.training_in_progress()
+        table = loop.training_in_progress()
     assert len(table) == 1
     row = table.iloc[0]
     assert (row["algorithm"], row["scenario"], row["seeds"]) == ("bc", configs[0].scenario, 2)

@@ -14,15 +14,15 @@ from typing import Any
 
 from polycstr_lib.agents.bc import BC, BCConfig
 from polycstr_lib.agents.cql import CQL, CQLConfig, cql_penalty
-from polycstr_lib.agents.iql import IQL, IQLConfig, advantage_weights, expectile_loss
-from polycstr_lib.agents.nets import (
+from polycstr_lib.agents.data import (
     ACTION_SCALINGS,
     REWARD_SCALINGS,
     Batch,
     Scalers,
-    member_state,
     sample_batch,
 )
+from polycstr_lib.agents.iql import IQL, IQLConfig, advantage_weights, expectile_loss
+from polycstr_lib.agents.members import member_state
 
 __all__ = [
     "ACTION_SCALINGS",

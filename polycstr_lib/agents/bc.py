@@ -10,21 +10,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.agents.nets import (
-    Batch,
+from polycstr_lib.agents.data import Batch, Scalers, expand_members
+from polycstr_lib.agents.layers import (
     EnsembleMLP,
-    Scalers,
+    adam,
+    build_members,
+    mlp,
+)
+from polycstr_lib.agents.members import (
     act_deterministic,
     act_members,
-    adam,
     agent_state,
     as_seeds,
-    build_members,
-    expand_members,
     load_agent_state,
     losses_to_numpy,
     member_agent,
-    mlp,
 )
 
 __all__ = ["BC", "BCConfig"]

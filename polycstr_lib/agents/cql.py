@@ -23,26 +23,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.agents.nets import (
+from polycstr_lib.agents.data import (
     Batch,
+    Scalers,
+    expand_members,
+    member_noise,
+)
+from polycstr_lib.agents.layers import (
     EnsembleMLP,
     EnsembleQ,
     EnsembleTanhGaussianActor,
-    Scalers,
     Temperature,
+    adam,
+    build_members,
+    mlp,
+    soft_update,
+)
+from polycstr_lib.agents.members import (
     act_deterministic,
     act_members,
-    adam,
     agent_state,
     as_seeds,
-    build_members,
-    expand_members,
     load_agent_state,
     losses_to_numpy,
     member_agent,
-    member_noise,
-    mlp,
-    soft_update,
 )
 
 __all__ = ["CQL", "CQLConfig", "cql_penalty"]

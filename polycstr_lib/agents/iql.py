@@ -17,24 +17,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from polycstr_lib.agents.nets import (
-    Batch,
+from polycstr_lib.agents.data import Batch, Scalers, expand_members
+from polycstr_lib.agents.layers import (
     EnsembleGaussianActor,
     EnsembleMLP,
     EnsembleQ,
-    Scalers,
+    adam,
+    build_members,
+    mlp,
+    soft_update,
+)
+from polycstr_lib.agents.members import (
     act_deterministic,
     act_members,
-    adam,
     agent_state,
     as_seeds,
-    build_members,
-    expand_members,
     load_agent_state,
     losses_to_numpy,
     member_agent,
-    mlp,
-    soft_update,
 )
 
 __all__ = ["IQL", "IQLConfig", "advantage_weights", "expectile_loss"]

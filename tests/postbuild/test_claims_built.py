@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from polycstr_lib.claims import (
+from polycstr_lib.analysis.claims import (
     assess_claims,
     claims_table,
-    read_glue,
     stability_counts,
     verdict_counts,
 )
-from polycstr_lib.scenarios import SCENARIOS
+from polycstr_lib.book.glue import read_glue
+from polycstr_lib.reactor.scenarios import SCENARIOS
 
 EXECUTED = Path(__file__).resolve().parents[2] / "book" / "executed"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from polycstr_lib.claims import read_glue
-from polycstr_lib.scenarios import SCENARIOS
+from polycstr_lib.book.glue import read_glue
+from polycstr_lib.reactor.scenarios import SCENARIOS
 
 EXECUTED = Path(__file__).resolve().parents[2] / "book" / "executed"
 METHODS = ("PI", "BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from polycstr_lib.book import public_repository
+from polycstr_lib.book.site import public_repository
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
@@ -105,7 +105,7 @@ def test_code_cells_are_collapsed(pages):
             if cell["open_input"] and "tag_show-input" not in cell["classes"]:
                 problems.append(f"{name}: code cell {i + 1} is shown without a toggle")
             collapsed += not cell["open_input"]
-    assert collapsed, "no collapsed code cell: is polycstr_lib.book loaded?"
+    assert collapsed, "no collapsed code cell: is polycstr_lib.book.site loaded?"
     assert not problems, "\n".join(problems[:40])
 
 

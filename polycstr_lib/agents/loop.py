@@ -1,0 +1,284 @@
+"""The gradient loop of an ensemble, with resume and continuation states written as it trains.
+
+While an ensemble trains, its whole training state (weights, optimiser moments, generators,
+the log so far) is written atomically every :data:`RESUME_EVERY_S` seconds and at every
+snapshot; a later call for the same seeds, settings and data continues from there, to the same
+bits as an uninterrupted run. At the budget the state is kept as a continuation state instead,
+so that a larger budget continues from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from polycstr_lib.agents import (
+    Agent,
+    Scalers,
+    make_agent,
+    sample_batch,
+)
+from polycstr_lib.agents.config import TrainConfig, group_key, precision_context
+from polycstr_lib.agents.data import TrainingTensors
+from polycstr_lib.reactor.env import ACT_DIM, OBS_DIM
+from polycstr_lib.toolkit.store import (
+    artifact_dir,
+    atomic_torch_save,
+)
+
+#: Seconds of training between two writes of an ensemble's resume state (the state is also
+#: written at every snapshot). One write of a 10-seed IQL state is about 50 MB.
+RESUME_EVERY_S = 120.0
+
+
+def resume_path(config: TrainConfig, seeds: Sequence[int], fingerprint: str | None) -> Path:
+    """Where the resume state of an ensemble lives: one file per settings, seeds and data."""
+    config = config.resolved()
+    tag = json.dumps([group_key(config), sorted(int(s) for s in seeds), fingerprint])
+    key = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return artifact_dir() / "resume" / f"{config.algorithm}-{config.scenario}-{key}.pt"
+
+
+def continuation_path(resume: Path) -> Path:
+    """Where the final state of the ensemble whose resume state is ``resume`` is kept."""
+    return resume.parent.parent / "continue" / resume.name
+
+
+def _optimizers(agent: Agent) -> dict[str, torch.optim.Optimizer]:
+    return {k: v for k, v in vars(agent).items() if isinstance(v, torch.optim.Optimizer)}
+
+
+def _training_state(
+    agent: Agent,
+    generators: Sequence[torch.Generator],
+    step: int,
+    log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
+    seconds: float,
+    budget: int,
+) -> dict[str, Any]:
+    """Everything the loop needs to continue after ``step`` to the same bits (and, for
+    :func:`training_in_progress`, the ``budget`` it runs to)."""
+    rows, sums, count = log
+    return {
+        "step": step,
+        "budget": budget,
+        "agent": agent.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
+        "agent_generators": [g.get_state() for g in getattr(agent, "generators", [])],
+        "generators": [g.get_state() for g in generators],
+        "torch_rng": torch.get_rng_state(),
+        "rows": rows,
+        "sums": sums,
+        "count": count,
+        "seconds": seconds,
+    }
+
+
+def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
+    """The ensembles whose training was interrupted or is running now, from their resume states.
+
+    A long build (the paper profile trains for hours inside a notebook cell) can be followed
+    from another terminal with ``python -m polycstr_lib progress``.
+
+    Args:
+        directory: the resume folder (default ``artifact_dir() / "resume"``).
+
+    Returns:
+        One row per resume state, sorted by file name: ``algorithm``, ``scenario``, ``seeds``
+        (count), ``step``, ``budget`` (0 when the state predates this field), ``seconds`` of
+        training so far, ``steps_per_s``, ``eta_s`` (NaN without a budget) and ``age_s`` (since
+        the state was written: a state not rewritten for much longer than
+        :data:`RESUME_EVERY_S` belongs to a stopped run, which the next call resumes).
+        Unreadable files are skipped with a warning.
+    """
+    folder = directory or artifact_dir() / "resume"
+    rows = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            state = torch.load(path, weights_only=False, map_location="cpu")
+        except Exception as error:  # noqa: BLE001 - one bad file must not hide the others
+            warnings.warn(f"skipping unreadable resume state {path.name}: {error}", stacklevel=2)
+            continue
+        algorithm, scenario = path.stem.rsplit("-", 1)[0].split("-", 1)
+        step, seconds, budget = int(state["step"]), float(state["seconds"]), state.get("budget", 0)
+        rate = step / seconds if seconds > 0 else float("nan")
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "scenario": scenario,
+                "seeds": len(state["agent"]["seeds"]),
+                "step": step,
+                "budget": int(budget),
+                "seconds": seconds,
+                "steps_per_s": rate,
+                "eta_s": (budget - step) / rate if budget and rate > 0 else float("nan"),
+                "age_s": time.time() - path.stat().st_mtime,
+            }
+        )
+    columns = ["algorithm", "scenario", "seeds", "step", "budget", "seconds", "steps_per_s"]
+    return pd.DataFrame(rows, columns=[*columns, "eta_s", "age_s"])
+
+
+def _load_start(resume: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
+    """The state to start from: the resume state or the kept final state of a shorter run
+    (:func:`continuation_path`), whichever is further along while still *before* step
+    ``not_after`` (the loop must pass every budget it is asked to save)."""
+    if resume is None:
+        return None
+    paths = (resume, continuation_path(resume))
+    states = [_load_resume(p, seeds, not_after - 1) for p in paths]
+    states = [s for s in states if s is not None]
+    return max(states, key=lambda s: s["step"]) if states else None
+
+
+def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
+    """The resume state at ``path`` if it is for ``seeds`` and at most ``not_after`` steps."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        # our own artifact: NumPy arrays in the log need the full unpickler
+        state = torch.load(path, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - a corrupted file only costs the time it saved
+        warnings.warn(f"ignoring unreadable resume state {path.name}: {error}", stacklevel=3)
+        return None
+    if list(state["agent"]["seeds"]) != list(seeds) or state["step"] > not_after:
+        return None
+    return state
+
+
+def train_members(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    budget: int,
+    save_at: Sequence[int],
+    data: TrainingTensors,
+    progress: bool,
+    resume: Path | None = None,
+    resume_not_after: int = 0,
+) -> Iterator[tuple[int, Agent, list[pd.DataFrame], float]]:
+    """The gradient-step loop of one ensemble (no caching of runs).
+
+    Yields ``(step, agent, logs, seconds)`` at every step in ``save_at``: the ensemble, each
+    member's log as a shorter run would have written it, and the wall time so far. With a
+    ``resume`` path, the loop starts from the state saved there when it is at most
+    ``resume_not_after`` steps in (no run asked for ends before it), writes its state there
+    every :data:`RESUME_EVERY_S` seconds and at every step of ``save_at``, and removes it at
+    the end.
+    """
+    # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds[0])
+        scalers = Scalers.from_data(data, config.reward_scaling, config.action_scaling)
+        agent = make_agent(config.algorithm, OBS_DIM, ACT_DIM, config.agent, scalers, seeds)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        rows: list[dict[str, Any]] = []  # one per logging interval, values of shape (S,)
+        sums: dict[str, np.ndarray] = {}
+        count = 0
+        first = 1
+        elapsed = 0.0
+        state = _load_start(resume, seeds, resume_not_after)
+        if state is not None:
+            agent.load_state_dict(state["agent"])
+            for name, optimizer in _optimizers(agent).items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            for g, g_state in zip(
+                getattr(agent, "generators", []), state["agent_generators"], strict=True
+            ):
+                g.set_state(g_state)
+            for g, g_state in zip(generators, state["generators"], strict=True):
+                g.set_state(g_state)
+            torch.set_rng_state(state["torch_rng"])
+            rows, sums, count = state["rows"], state["sums"], state["count"]
+            first, elapsed = state["step"] + 1, state["seconds"]
+        start = time.perf_counter() - elapsed
+        last_write = time.perf_counter()
+        save = set(save_at)
+        label = f"seeds {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
+        bar = tqdm(
+            range(first, budget + 1),
+            desc=f"{config.algorithm} {config.scenario} {label}",
+            disable=not progress,
+            mininterval=1.0,
+            initial=first - 1,
+            total=budget,
+        )
+        for step in bar:
+            batch = sample_batch(data, config.batch_size, generators)
+            with precision_context(config.precision):
+                losses = agent.update(batch)
+            for k, v in losses.items():
+                sums[k] = sums[k] + v if k in sums else v.copy()
+            count += 1
+            boundary = step % config.log_interval == 0
+            if boundary or step in save:
+                means = {k: v / count for k, v in sums.items()}
+                bad = [
+                    s
+                    for i, s in enumerate(seeds)
+                    if not all(np.isfinite(v[i]) for v in means.values())
+                ]
+                if bad:
+                    raise FloatingPointError(
+                        f"non-finite loss at step {step} for seeds {bad}: {means}"
+                    )
+                row = {"step": step, **means, "time_s": time.perf_counter() - start}
+                if boundary:
+                    rows.append(row)
+                    bar.set_postfix({k: f"{v.mean():.3g}" for k, v in means.items()}, refresh=False)
+                    sums, count = {}, 0
+                if step in save:
+                    members = rows if boundary else [*rows, row]
+                    logs = [_member_log(members, i) for i in range(len(seeds))]
+                    yield step, agent, logs, time.perf_counter() - start
+            due = step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
+            if resume is not None and step < budget and due:
+                seconds = time.perf_counter() - start
+                log = (rows, sums, count)
+                state = _training_state(agent, generators, step, log, seconds, budget)
+                resume.parent.mkdir(parents=True, exist_ok=True)
+                atomic_torch_save(state, resume)
+                last_write = time.perf_counter()
+        bar.close()
+        if resume is not None:
+            _keep_final_state(agent, generators, budget, (rows, sums, count), start, resume)
+            resume.unlink(missing_ok=True)
+
+
+def _keep_final_state(
+    agent: Agent,
+    generators: Sequence[torch.Generator],
+    budget: int,
+    log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
+    start: float,
+    resume: Path,
+) -> None:
+    """Keeps the state at ``budget`` for a later, longer run of the same ensemble, unless a
+    state further along is kept already (a shorter run must not undo a longer one's work)."""
+    path = continuation_path(resume)
+    with contextlib.suppress(Exception):  # unreadable: replaced below
+        if torch.load(path, weights_only=False)["step"] >= budget:
+            return
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(_training_state(agent, generators, budget, log, seconds, budget), path)
+
+
+def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:
+    """Member ``index``'s columns of the ensemble's log rows."""
+    return pd.DataFrame(
+        [
+            {k: (v[index] if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+            for row in rows
+        ]
+    )

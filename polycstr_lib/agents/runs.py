@@ -1,0 +1,300 @@
+"""The run store: cached training of agents, one folder per run, and ensembles trained to a budget.
+
+A trained agent (one seed) lives in ``artifact_dir()/agents/<algo>-<scenario>-<key>/`` where
+``key`` is :func:`~polycstr_lib.toolkit.store.config_key` of the (resolved) :class:`TrainConfig`:
+
+- ``agent.pt``: the one-member agent's ``state_dict()`` (weights, seed, scalers, config);
+- ``log.csv``: the mean losses of every logging interval;
+- ``config.json``: the configuration, a fingerprint of the training data, the seeds trained
+  together and the wall time. It is written last and marks the run as complete.
+
+Runs that differ only in seed are trained together as one batched model
+(:func:`train_ensemble`; see :mod:`polycstr_lib.agents.layers`). No schedule depends on the
+total number of steps, so the state after ``k`` steps of a longer run *is* the ``k``-step run:
+snapshots are saved as the cached runs of the shorter budgets, which is what learning curves
+read. :func:`train_many` spreads ensembles over Dask workers (a local cluster sized to the
+machine, or an existing cluster given by its scheduler address).
+
+An interrupted ensemble resumes: while it trains, its whole training state (weights,
+optimiser moments, generators, the log so far) is written atomically to
+``artifact_dir()/resume/`` every :data:`RESUME_EVERY_S` seconds and at every snapshot, and a
+later call for the same seeds, settings and data continues from there, to the same bits as
+an uninterrupted run. The file is removed when the ensemble reaches its budget, and the state
+at the budget is kept in ``artifact_dir()/continue/`` instead: a later call that asks the same
+ensemble for a *larger* budget (a learning curve extended by a checkpoint) continues from it
+rather than retraining the steps it already has, again to the same bits.
+
+Training is reproducible: the same configurations and data give bit-identical weights (one
+torch thread per worker, private generators; the global torch and NumPy RNG states are left
+untouched). A BC or IQL member of an ensemble equals the run of its seed trained alone bit
+for bit (``tests/test_agents.py``; CQL to round-off), so a cached run does not depend on the
+seeds it was trained with; ``config.json`` records them anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polycstr_lib.agents import (
+    Agent,
+    agent_from_state,
+    member_state,
+)
+from polycstr_lib.agents.config import AGENT_FORMAT, TrainConfig, group_key
+from polycstr_lib.agents.data import (
+    TrainingTensors,
+    data_fingerprint,
+    load_training_data,
+    validate_offline_data,
+)
+from polycstr_lib.agents.loop import continuation_path, resume_path, train_members
+from polycstr_lib.toolkit.store import (
+    artifact_dir,
+    atomic_torch_save,
+    atomic_write_bytes,
+    config_key,
+    config_to_dict,
+)
+
+
+def run_directory(config: TrainConfig) -> Path:
+    """The cache folder of a configuration: ``artifact_dir()/agents/<algo>-<scenario>-<key>``."""
+    config = config.resolved()
+    return artifact_dir() / "agents" / f"{config.algorithm}-{config.scenario}-{config_key(config)}"
+
+
+def load_trained(run_dir: str | Path) -> tuple[Agent, pd.DataFrame]:
+    """Loads a finished run (agent and loss log) from its folder.
+
+    Args:
+        run_dir: A folder written by :func:`train_agent`.
+
+    Returns:
+        The agent and the log; ``log.attrs`` holds ``run_dir``, ``cached`` and the metadata.
+    """
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / "agent.pt", map_location="cpu", weights_only=True)
+    agent = agent_from_state(state)
+    log = pd.read_csv(run_dir / "log.csv")
+    meta = json.loads((run_dir / "config.json").read_text())
+    log.attrs.update(run_dir=str(run_dir), cached=True, meta=meta)
+    return agent, log
+
+
+def _cached_meta(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The metadata of a complete run of ``config`` in ``run_dir``, or None."""
+    meta_path = run_dir / "config.json"
+    if not (meta_path.is_file() and (run_dir / "agent.pt").is_file()):
+        return None
+    if not (run_dir / "log.csv").is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("train_config") != config_to_dict(config):
+        return None
+    if meta.get("agent_format") != AGENT_FORMAT:
+        return None
+    return meta
+
+
+def train_agent(
+    config: TrainConfig,
+    data: Any | None = None,
+    progress: bool = True,
+    force: bool = False,
+    num_threads: int | None = 1,
+) -> tuple[Agent, pd.DataFrame]:
+    """Trains one agent (an ensemble of one), or loads it if it was trained before.
+
+    Args:
+        config: The run's configuration.
+        data: Training data (``OfflineData``-like); None loads ``config.scenario``'s dataset
+            (only when there is no cached run). If given and a cached run was trained on
+            different data (fingerprint), the agent is retrained.
+        progress: Show a tqdm progress bar.
+        force: Retrain even if a cached run exists.
+        num_threads: torch intra-op threads during training (restored afterwards); None
+            leaves the setting alone.
+
+    Returns:
+        The agent and its loss log (one row per logging interval: ``step``, mean losses,
+        ``time_s``); ``log.attrs['cached']`` says whether it was loaded.
+
+    Raises:
+        ValueError: Malformed data (wrong observation size, NaNs, ...) or configuration.
+        FloatingPointError: A loss became non-finite during training.
+    """
+    return train_ensemble([config], data, progress, force, num_threads)[0]
+
+
+def is_stale(config: TrainConfig, fingerprint: str | None, force: bool, warn: bool = True) -> bool:
+    """Whether ``config`` must be (re)trained: forced, not cached, or cached on other data."""
+    if force:
+        return True
+    meta = _cached_meta(run_directory(config), config)
+    if meta is None:
+        return True
+    if fingerprint is not None and meta.get("data_fingerprint") != fingerprint:
+        if not warn:
+            return True
+        warnings.warn(
+            f"cached run {run_directory(config).name} was trained on other data; retraining",
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
+def unique_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    return list({config_key(c): c for c in configs}.values())
+
+
+def check_snapshot_steps(snapshot_steps: Sequence[int]) -> tuple[int, ...]:
+    steps = tuple(sorted({int(k) for k in snapshot_steps}))
+    if any(k < 1 for k in steps):
+        raise ValueError(f"snapshot steps must be positive; got {list(snapshot_steps)}")
+    return steps
+
+
+def train_ensemble(
+    configs: Sequence[TrainConfig],
+    data: Any | None = None,
+    progress: bool = True,
+    force: bool = False,
+    num_threads: int | None = 1,
+    snapshot_steps: Sequence[int] = (),
+) -> list[tuple[Agent, pd.DataFrame]]:
+    """Trains runs that differ only in seed and budget as one batched model, or loads them.
+
+    Every seed that has a run left to train becomes one member; all members train to the
+    largest budget asked for, and each member's state is saved as a cached run at every
+    budget in ``configs`` and at every step in ``snapshot_steps`` (a snapshot after ``k``
+    steps is the ``k``-step run of that seed).
+
+    Args:
+        configs: The runs; equal but for ``seed`` and ``steps``.
+        data: Training data (``OfflineData``-like), or None to load the scenario's dataset
+            (only if something is left to train). Cached runs trained on other data are
+            retrained.
+        progress: Show a tqdm progress bar.
+        force: Retrain even if cached.
+        num_threads: torch intra-op threads while training (restored afterwards); None leaves
+            the setting alone.
+        snapshot_steps: Extra budgets at which every member's state is saved as a cached run.
+
+    Returns:
+        ``(agent, log)`` for each configuration, in order (one-member agents).
+
+    Raises:
+        ValueError: Configurations that differ in more than seed and steps, bad snapshot steps,
+            malformed data or configuration.
+        FloatingPointError: A loss became non-finite (the message names the seed).
+    """
+    resolved = [c.resolved() for c in configs]
+    if not resolved:
+        return []
+    if len({group_key(c) for c in resolved}) > 1:
+        raise ValueError(
+            "train_ensemble trains runs that differ only in seed and steps; "
+            "use train_many for other mixtures"
+        )
+    snapshots = check_snapshot_steps(snapshot_steps)
+    fingerprint = None
+    if data is not None:
+        validate_offline_data(data)
+        fingerprint = data_fingerprint(data)
+    pending = [c for c in unique_configs(resolved) if is_stale(c, fingerprint, force)]
+    if pending:
+        if data is None:
+            data = load_training_data(pending[0].scenario)
+            validate_offline_data(data)
+            fingerprint = data_fingerprint(data)
+        budget = max(c.steps for c in pending)
+        save_at = {c.steps for c in pending} | {k for k in snapshots if k <= budget}
+        seeds = sorted({c.seed for c in pending})
+        pending_keys = {config_key(c) for c in pending}
+        tensors = TrainingTensors.from_data(data)
+        resume = resume_path(pending[0], seeds, fingerprint)
+        if force:
+            resume.unlink(missing_ok=True)
+            continuation_path(resume).unlink(missing_ok=True)
+        previous_threads = torch.get_num_threads()
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        try:
+            for step, agent, logs, seconds in train_members(
+                pending[0],
+                seeds,
+                budget,
+                sorted(save_at),
+                tensors,
+                progress,
+                resume,
+                min(c.steps for c in pending),
+            ):
+                state = agent.state_dict()
+                for k, seed in enumerate(seeds):
+                    config = dataclasses.replace(pending[0], seed=seed, steps=step)
+                    asked = config_key(config) in pending_keys
+                    if asked or is_stale(config, fingerprint, force, warn=False):
+                        log = logs[k]
+                        _save_run(
+                            config,
+                            member_state(state, k),
+                            log,
+                            fingerprint,
+                            tensors,
+                            seconds,
+                            seeds,
+                        )
+        finally:
+            torch.set_num_threads(previous_threads)
+    return load_runs(resolved, trained={config_key(c) for c in pending})
+
+
+def load_runs(
+    configs: Sequence[TrainConfig], trained: set[str]
+) -> list[tuple[Agent, pd.DataFrame]]:
+    """Loads finished runs; ``log.attrs['cached']`` is False for those trained just now."""
+    out = []
+    for c in configs:
+        agent, log = load_trained(run_directory(c))
+        log.attrs["cached"] = config_key(c) not in trained
+        out.append((agent, log))
+    return out
+
+
+def _save_run(
+    config: TrainConfig,
+    state: dict[str, Any],
+    log: pd.DataFrame,
+    fingerprint: str,
+    data: TrainingTensors,
+    seconds: float,
+    seeds: Sequence[int],
+) -> None:
+    """Writes one run's files atomically, ``config.json`` last (it marks the run complete)."""
+    run_dir = run_directory(config)
+    meta = {
+        "train_config": config_to_dict(config),
+        "key": config_key(config),
+        "agent_format": AGENT_FORMAT,
+        "data_fingerprint": fingerprint,
+        "n_transitions": int(data.observations.shape[0]),
+        "ensemble_seeds": list(seeds),
+        "train_seconds": seconds,
+        "torch_version": torch.__version__,
+    }
+    atomic_torch_save(state, run_dir / "agent.pt")
+    atomic_write_bytes(run_dir / "log.csv", log.to_csv(index=False).encode())
+    atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())

@@ -1,0 +1,512 @@
+"""Learning curves on validation episodes, and the rule that turns them into budgets.
+
+Each seed of an algorithm is trained once to the largest checkpoint; the training loop saves
+its state at every checkpoint as the cached run of that budget (a snapshot *is* the shorter
+run, :mod:`polycstr_lib.agents.runs`). Every snapshot is evaluated on *validation* episodes
+(never on the test episodes that fill the tables), and the budget of an algorithm is the
+smallest checkpoint whose interquartile mean across seeds is within a stated tolerance of the
+best checkpoint's (:class:`BudgetRule`).
+
+Shapes: a curve is a long table with one row per (algorithm, scenario, seed, steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polycstr_lib.agents.config import TrainConfig
+from polycstr_lib.agents.runs import train_agent
+from polycstr_lib.agents.sweeps import train_many
+from polycstr_lib.analysis.report import with_interval
+from polycstr_lib.reactor.datasets import episode_seeds
+from polycstr_lib.reactor.metrics import episode_metrics
+from polycstr_lib.reactor.rollout import rollout
+from polycstr_lib.toolkit.stats import interval_estimates, probability_of_improvement
+
+__all__ = [
+    "BudgetRule",
+    "with_interval",
+    "aggregate_curve",
+    "compare_variants",
+    "summarise_variants",
+    "evaluate_agents",
+    "learning_curve",
+    "plot_learning_curves",
+]
+
+
+#: Budget-rule outcomes: confirmed by a later checkpoint; only the last checkpoint is within
+#: the tolerance, so nothing confirms the curve stays there (it may still be rising); the
+#: curve falls off its best for good.
+CONVERGED, UNCONFIRMED, FALLING = "converged", "unconfirmed", "falling"
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """The smallest checkpoint from which the aggregate stays within ``tolerance`` of the best.
+
+    A checkpoint qualifies when it and every later checkpoint score at least the best
+    checkpoint's aggregate minus ``tolerance``: a curve that dips again later (a seed that
+    diverges with more training) does not count as settled at an early good point. The budget
+    is the smallest qualifying checkpoint. The curve has *converged* only when a later
+    checkpoint confirms that budget: when only the last checkpoint qualifies, the curve may
+    still be rising or dip again, so its budget is the last checkpoint and ``converged`` is
+    False (status "unconfirmed"). When no
+    checkpoint qualifies (the curve falls off its best and does not come back), the budget is
+    the best checkpoint (early stopping on validation episodes) and ``converged`` is False.
+    """
+
+    tolerance: float = 2.0  # normalised-reward points below the best checkpoint's aggregate
+    statistic: str = "iqm"  # column of :func:`aggregate_curve` the rule reads
+
+    def choose(self, aggregate: pd.DataFrame) -> pd.DataFrame:
+        """Budget per (algorithm, scenario) from an :func:`aggregate_curve` table.
+
+        Returns:
+            Indexed by (algorithm, scenario): ``budget`` (steps), ``converged`` (bool: the
+            budget is confirmed by a later checkpoint), ``status`` (:data:`CONVERGED`,
+            :data:`UNCONFIRMED` or :data:`FALLING`) and ``best`` (the best checkpoint's aggregate).
+
+        Raises:
+            ValueError: A negative tolerance.
+        """
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
+        rows = {}
+        for key, group in aggregate.groupby(["algorithm", "scenario"], sort=True):
+            values = group.set_index("steps")[self.statistic].sort_index()
+            good = values >= values.max() - self.tolerance
+            # qualifies: this checkpoint and all later ones are good
+            stays = good[::-1].cummin()[::-1]
+            if stays.any():
+                budget = int(stays[stays].index.min())
+                # confirmed by a later checkpoint, or not (only the last qualifies)
+                status = CONVERGED if int(stays.sum()) >= 2 else UNCONFIRMED
+            else:
+                budget, status = int(values.idxmax()), FALLING
+            rows[key] = {
+                "budget": budget,
+                "converged": status == CONVERGED,
+                "status": status,
+                "best": float(values.max()),
+            }
+        out = pd.DataFrame.from_dict(rows, orient="index")
+        out.index = pd.MultiIndex.from_tuples(out.index, names=["algorithm", "scenario"])
+        return out
+
+
+def evaluate_agents(
+    policies: Sequence[Any],
+    scenario: str,
+    episodes: int,
+    return_min: float,
+    return_max: float,
+    split: str = "validation",
+) -> list[pd.DataFrame]:
+    """Evaluates several policies on the same episodes in one batched rollout.
+
+    Args:
+        policies: Batched policies (``(B, 9) → (B, 2)``, an optional ``reset(obs)`` is
+            called with the policy's own first observations), e.g. one-member agents' ``act``.
+        scenario: Scenario name.
+        episodes: Episodes per policy (the same env seeds for every policy).
+        return_min: Worst data return (0 of the normalised reward).
+        return_max: Best data return (100).
+        split: 'validation' or 'test'.
+
+    Returns:
+        Per policy, the per-episode metrics of :func:`~polycstr_lib.reactor.metrics.episode_metrics`
+        (``runaway`` among them: the temperature passed the runaway threshold).
+    """
+    seeds = episode_seeds(split, episodes)
+    n = len(policies)
+
+    def joint(obs: np.ndarray) -> np.ndarray:
+        blocks = obs.reshape(n, episodes, -1)
+        return np.concatenate([p(block) for p, block in zip(policies, blocks, strict=True)])
+
+    def reset(obs: np.ndarray) -> None:
+        for p, block in zip(policies, obs.reshape(n, episodes, -1), strict=True):
+            if hasattr(p, "reset"):
+                p.reset(block)
+
+    joint.reset = reset  # type: ignore[attr-defined]
+    traj = rollout(joint, scenario, np.tile(seeds, n))
+    metrics = episode_metrics(traj, return_min, return_max)
+    return [
+        metrics.iloc[i * episodes : (i + 1) * episodes].reset_index(drop=True) for i in range(n)
+    ]
+
+
+def _seed_row(metrics: pd.DataFrame, **keys: Any) -> dict[str, Any]:
+    """One run's validation statistics (from :func:`evaluate_agents` metrics) with its keys."""
+    score = metrics["normalised_reward"]
+    return {
+        **keys,
+        "mean": float(score.mean()),
+        "median": float(score.median()),
+        "min": float(score.min()),
+        "runaways": int(metrics["runaway"].sum()),
+        "violation_episodes": int((metrics["violations"] > 0).sum()),
+        "episodes": len(metrics),
+    }
+
+
+def learning_curve(
+    algorithms: str | Sequence[str],
+    scenarios: str | Sequence[str],
+    seeds: Sequence[int],
+    checkpoints: Sequence[int] | Mapping[str, Sequence[int]],
+    episodes: int,
+    references: Mapping[str, tuple[float, float]],
+    processes: int | None = None,
+    scheduler: str | None = None,
+    precision: str = "float32",
+    data: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    extend_to: Mapping[str, int] | None = None,
+    rule: BudgetRule | None = None,
+) -> pd.DataFrame:
+    """Trains every seed once to its last checkpoint and scores every snapshot on validation.
+
+    All runs are trained in one :func:`~polycstr_lib.agents.sweeps.train_many` call (seed
+    ensembles on Dask workers), with a snapshot at every checkpoint; then each checkpoint's
+    agents are evaluated together on the same validation episodes.
+
+    A curve the ``rule`` leaves *unconfirmed* (only its last checkpoint is within the
+    tolerance: it may still be rising) is extended, on its own scenario only, by a checkpoint
+    at twice its last one, as long as that stays within the algorithm's ``extend_to`` cap;
+    the rule is applied again after every extension. An extension continues each ensemble
+    from its kept final state (:mod:`polycstr_lib.agents.runs`), so it costs only the new steps.
+
+    Args:
+        algorithms: 'bc', 'iql', 'cql', or several.
+        scenarios: Scenario name, or several.
+        seeds: Training seeds.
+        checkpoints: Budgets (gradient steps) at which each seed is evaluated, for every
+            algorithm or per algorithm.
+        episodes: Validation episodes per seed and checkpoint.
+        references: Scenario → (worst, best) data return, the 0 and 100 of the score.
+        processes: Local Dask workers (see :func:`~polycstr_lib.agents.sweeps.train_many`).
+        scheduler: Address of an existing Dask scheduler.
+        precision: Training precision.
+        data: Scenario → training data (None: load the datasets).
+        progress: Progress bars.
+        extend_to: Algorithm → largest checkpoint an unconfirmed curve may be extended to
+            (None or a missing algorithm: no extension).
+        rule: The budget rule that decides which curves are unconfirmed (default
+            :class:`BudgetRule`).
+
+    Returns:
+        One row per (algorithm, scenario, seed, checkpoint): ``algorithm``, ``scenario``,
+        ``seed``, ``steps``, ``mean``, ``median`` and ``min`` normalised reward over the
+        episodes, ``runaways`` and ``violation_episodes`` (counts of episodes), ``episodes``,
+        and ``extension`` (True for a checkpoint added because the curve was unconfirmed).
+
+    Raises:
+        ValueError: Empty or non-positive checkpoints, no seeds, no episodes, a scenario
+            without references, or a non-positive cap.
+    """
+    algorithms = [algorithms] if isinstance(algorithms, str) else list(algorithms)
+    scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios)
+    per_algorithm = {
+        a: sorted(
+            {int(k) for k in (checkpoints[a] if isinstance(checkpoints, Mapping) else checkpoints)}
+        )
+        for a in algorithms
+    }
+    if any(not ks or ks[0] < 1 for ks in per_algorithm.values()) or not seeds or episodes < 1:
+        raise ValueError("need positive checkpoints, at least one seed and one episode")
+    missing = [s for s in scenarios if s not in references]
+    if missing:
+        raise ValueError(f"no (return_min, return_max) references for {missing}")
+    caps = {a: int(k) for a, k in (extend_to or {}).items() if a in algorithms}
+    if any(k < 1 for k in caps.values()):
+        raise ValueError(f"extend_to caps must be positive; got {dict(extend_to or {})}")
+    rule = rule or BudgetRule()
+    measure = {(a, sc): per_algorithm[a] for a in algorithms for sc in scenarios}
+    rows = _measure_curves(
+        measure, seeds, episodes, references, processes, scheduler, precision, data, progress
+    )
+    curve = pd.DataFrame(rows).assign(extension=False)
+    while caps:
+        budgets = rule.choose(aggregate_curve(curve))
+        grow = {}
+        for (a, sc), row in budgets.iterrows():
+            last = int(curve.loc[(curve.algorithm == a) & (curve.scenario == sc), "steps"].max())
+            if row["status"] == UNCONFIRMED and a in caps and 2 * last <= caps[a]:
+                grow[(a, sc)] = [2 * last]
+        if not grow:
+            break
+        rows = _measure_curves(
+            grow, seeds, episodes, references, processes, scheduler, precision, data, progress
+        )
+        curve = pd.concat([curve, pd.DataFrame(rows).assign(extension=True)], ignore_index=True)
+    order = {a: i for i, a in enumerate(algorithms)}, {sc: i for i, sc in enumerate(scenarios)}
+    rank = curve["algorithm"].map(order[0]) * len(scenarios) + curve["scenario"].map(order[1])
+    return (
+        curve.assign(_rank=rank)
+        .sort_values(["_rank", "steps"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def _measure_curves(
+    measure: Mapping[tuple[str, str], Sequence[int]],
+    seeds: Sequence[int],
+    episodes: int,
+    references: Mapping[str, tuple[float, float]],
+    processes: int | None,
+    scheduler: str | None,
+    precision: str,
+    data: Mapping[str, Any] | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Trains (algorithm, scenario) → checkpoints in one sweep and scores every snapshot."""
+
+    def config(a: str, scenario: str, seed: int, steps: int) -> TrainConfig:
+        return TrainConfig(a, scenario, steps=steps, seed=seed, precision=precision)
+
+    longest = [config(a, sc, s, max(ks)) for (a, sc), ks in measure.items() for s in seeds]
+    snapshots = sorted({int(k) for ks in measure.values() for k in ks})
+    train_many(
+        longest,
+        processes=processes,
+        data=data,
+        scheduler=scheduler,
+        snapshot_steps=snapshots,
+        progress=progress,
+    )
+    rows = []
+    for (a, scenario), ks in measure.items():
+        scenario_data = None if data is None else data.get(scenario)
+        for k in sorted(ks):
+            agents = [
+                train_agent(config(a, scenario, s, k), data=scenario_data, progress=False)[0]
+                for s in seeds
+            ]
+            metrics = evaluate_agents(
+                [x.act for x in agents], scenario, episodes, *references[scenario]
+            )
+            for s, m in zip(seeds, metrics, strict=True):
+                rows.append(_seed_row(m, algorithm=a, scenario=scenario, seed=int(s), steps=k))
+    return rows
+
+
+def aggregate_curve(curve: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Across seeds, per (algorithm, scenario, steps): IQM of the seeds' mean normalised
+    reward with a stratified-bootstrap 95 % interval, the worst seed and the runaways.
+
+    Returns:
+        Columns ``algorithm``, ``scenario``, ``steps``, ``iqm``, ``iqm_low``, ``iqm_high``,
+        ``median``, ``worst_seed``, ``runaways``, ``seeds``.
+    """
+    rows = []
+    for (algorithm, scenario, steps), group in curve.groupby(
+        ["algorithm", "scenario", "steps"], sort=True
+    ):
+        est = interval_estimates({"x": group["mean"].to_numpy()}, reps=reps, seed=seed).loc["x"]
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "scenario": scenario,
+                "steps": int(steps),
+                "iqm": est["iqm"],
+                "iqm_low": est["iqm_low"],
+                "iqm_high": est["iqm_high"],
+                "median": est["median"],
+                "worst_seed": float(group["mean"].min()),
+                "runaways": int(group["runaways"].sum()),
+                "seeds": int(len(group)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_learning_curves(
+    curve: pd.DataFrame,
+    aggregate: pd.DataFrame,
+    budgets: pd.DataFrame | None = None,
+):
+    """One panel per scenario: seeds thin, IQM bold with its interval, budgets marked.
+
+    The reward axis is symmetric-log above -100 (linear in [-100, 100]) so that failed seeds
+    (normalised reward in the thousands below zero) and converged ones both stay readable.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(curve["scenario"]))
+    fig, axes = plt.subplots(
+        1, len(scenarios), figsize=(4.2 * len(scenarios), 3.4), squeeze=False, sharey=True
+    )
+    colors = dict(
+        zip(
+            sorted(set(curve["algorithm"])),
+            plt.rcParams["axes.prop_cycle"].by_key()["color"],
+            strict=False,
+        )
+    )
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        for algorithm, color in colors.items():
+            runs = curve[(curve.scenario == scenario) & (curve.algorithm == algorithm)]
+            if runs.empty:
+                continue
+            for _, seed_run in runs.groupby("seed"):
+                seed_run = seed_run.sort_values("steps")
+                ax.plot(seed_run["steps"], seed_run["mean"], color=color, lw=0.7, alpha=0.45)
+            agg = aggregate[(aggregate.scenario == scenario) & (aggregate.algorithm == algorithm)]
+            agg = agg.sort_values("steps")
+            ax.plot(
+                agg["steps"], agg["iqm"], color=color, lw=2.4, marker="o", label=algorithm.upper()
+            )
+            ax.fill_between(agg["steps"], agg["iqm_low"], agg["iqm_high"], color=color, alpha=0.15)
+            if budgets is not None and (algorithm, scenario) in budgets.index:
+                ax.axvline(budgets.loc[(algorithm, scenario), "budget"], color=color, ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=100)
+        ax.axhline(100, color="0.6", lw=0.8)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_title(scenario)
+        ax.set_xlabel("gradient steps")
+    axes[0][0].set_ylabel("normalised reward (validation)")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def compare_variants(
+    variants: Mapping[str, Mapping[str, Any]],
+    algorithms: Sequence[str],
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    episodes: int,
+    references: Mapping[str, tuple[float, float]],
+    processes: int | None = None,
+    scheduler: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Scores training variants (TrainConfig overrides) on validation episodes, per seed.
+
+    Args:
+        variants: Name → fields of :class:`~polycstr_lib.agents.config.TrainConfig` to override
+            (e.g. ``{"minmax": {"action_scaling": "minmax"}}``; ``{}`` is the default).
+        algorithms: Agents to train.
+        scenarios: Scenarios.
+        seeds: Training seeds.
+        steps: Gradient steps of every run.
+        episodes: Validation episodes per run.
+        references: Scenario → (worst, best) data return.
+        processes: Local Dask workers.
+        scheduler: Address of an existing Dask scheduler.
+        data: Scenario → training data (None: load the datasets).
+        progress: Progress bars.
+
+    Returns:
+        One row per (variant, algorithm, scenario, seed) with the columns of
+        :func:`learning_curve` plus ``variant``.
+
+    Raises:
+        ValueError: An override that is not a TrainConfig field, or missing references.
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "algorithm",
+        "scenario",
+        "seed",
+        "steps",
+    }
+    for name, overrides in variants.items():
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"variant {name!r} overrides unknown fields {sorted(unknown)}")
+    missing = [sc for sc in scenarios if sc not in references]
+    if missing:
+        raise ValueError(f"no (return_min, return_max) references for {missing}")
+    configs = {
+        (v, a, sc, s): TrainConfig(a, sc, steps=steps, seed=s, **overrides).resolved()
+        for v, overrides in variants.items()
+        for a in algorithms
+        for sc in scenarios
+        for s in seeds
+    }
+    train_many(
+        list(configs.values()),
+        processes=processes,
+        data=data,
+        scheduler=scheduler,
+        progress=progress,
+    )
+    rows = []
+    for a in algorithms:
+        for sc in scenarios:
+            keys = [(v, s) for v in variants for s in seeds]
+            agents = [
+                train_agent(
+                    configs[v, a, sc, s],
+                    data=None if data is None else data.get(sc),
+                    progress=False,
+                )[0]
+                for v, s in keys
+            ]
+            metrics = evaluate_agents([x.act for x in agents], sc, episodes, *references[sc])
+            for (v, s), m in zip(keys, metrics, strict=True):
+                rows.append(
+                    _seed_row(m, variant=v, algorithm=a, scenario=sc, seed=int(s), steps=steps)
+                )
+    return pd.DataFrame(rows)
+
+
+def summarise_variants(
+    table: pd.DataFrame, baseline: str, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Per (algorithm, variant): IQM across seeds and scenarios with its interval, the worst
+    seed, the runaways, and the probability that a run of the variant beats a run of the
+    baseline (scenarios as tasks).
+
+    Args:
+        table: Output of :func:`compare_variants`.
+        baseline: The variant the others are compared with.
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+
+    Returns:
+        One row per (algorithm, variant).
+    """
+    rows = []
+    for algorithm, part in table.groupby("algorithm", sort=True):
+        matrices = {
+            v: g.pivot(index="seed", columns="scenario", values="mean").to_numpy()
+            for v, g in part.groupby("variant", sort=False)
+        }
+        est = interval_estimates(matrices, reps=reps, seed=seed)
+        for v, g in part.groupby("variant", sort=False):
+            p, low, high = probability_of_improvement(
+                matrices[v], matrices[baseline], reps=reps, seed=seed
+            )
+            rows.append(
+                {
+                    "algorithm": algorithm,
+                    "variant": v,
+                    "iqm": est.loc[v, "iqm"],
+                    "iqm_low": est.loc[v, "iqm_low"],
+                    "iqm_high": est.loc[v, "iqm_high"],
+                    "worst_seed": float(g["mean"].min()),
+                    "worst_episode": float(g["min"].min()),
+                    "runaways": int(g["runaways"].sum()),
+                    f"P(> {baseline})": p,
+                    "P low": low,
+                    "P high": high,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""The numbers glued into a build's pages: reading them back and comparing two builds."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from polycstr_lib.book.profiles import EXECUTED_DIR, RUNS
+
+
+def read_glue(path: str | Path) -> dict:
+    """All values glued (myst-nb ``glue``) in an executed notebook, by name.
+
+    Raises:
+        FileNotFoundError: when the notebook is missing.
+        ValueError: when a glued value cannot be parsed as a Python literal.
+    """
+    nb = json.loads(Path(path).read_text())
+    values = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            data = out.get("data", {})
+            text = data.get(meta.get("mime_prefix", "") + "text/plain", data.get("text/plain"))
+            if isinstance(text, list):
+                text = "".join(text)
+            try:
+                values[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                if text in ("nan", "inf", "-inf"):
+                    values[meta["name"]] = float(text)
+                else:
+                    raise ValueError(
+                        f"{path}: cannot parse glued {meta['name']}={text!r}"
+                    ) from None
+    return values
+
+
+def glued_numbers(executed_dir: Path | None = None) -> dict[str, dict]:
+    """Every value glued into the prose, per executed page in the book's order.
+
+    What a reviewer checks against the paper, and what two builds of one commit must agree
+    on bit for bit (:func:`differing_numbers`). Pages not executed are left out.
+
+    Args:
+        executed_dir: Where the executed pages are (default :data:`EXECUTED_DIR`).
+
+    Returns:
+        ``{page stem: {glue name: value}}``, values parsed as Python literals.
+
+    Raises:
+        FileNotFoundError: when the folder does not exist.
+        ValueError: when a page holds a glued value that is not a Python literal.
+    """
+    from polycstr_lib.book.glue import read_glue
+
+    folder = executed_dir or EXECUTED_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no executed pages at {folder}: run `make book` first")
+    pages = [folder / f"{run.page}.ipynb" for run in RUNS]
+    return {page.stem: read_glue(page) for page in pages if page.is_file()}
+
+
+def _same_value(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # NaN on both sides
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+MISSING = "(missing)"
+
+
+def differing_numbers(
+    first: Mapping[str, Mapping], second: Mapping[str, Mapping]
+) -> list[tuple[str, str, object, object]]:
+    """The glued values two builds disagree on, as ``(page, name, first, second)``.
+
+    Values compare exactly (floats bit for bit, NaN equal to NaN, containers element by
+    element); a page or value present on one side only differs, shown as :data:`MISSING`.
+    """
+    differences = []
+    for page in dict.fromkeys([*first, *second]):
+        a, b = first.get(page, {}), second.get(page, {})
+        for name in dict.fromkeys([*a, *b]):
+            left, right = a.get(name, MISSING), b.get(name, MISSING)
+            if not _same_value(left, right):
+                differences.append((page, name, left, right))
+    return differences

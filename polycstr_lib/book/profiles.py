@@ -1,0 +1,148 @@
+"""The book's pages and the parameter profiles that make them (quick, paper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from polycstr_lib.toolkit.store import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+EXECUTED_DIR = REPO_ROOT / "book" / "executed"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One execution of a notebook into one page of the book."""
+
+    notebook: str  # stem of the source in notebooks/, e.g. "02_dataset"
+    page: str  # stem of the executed copy in book/executed/
+    parameters: dict = field(default_factory=dict)  # overrides of the parameters cell
+
+
+#: Pages of the book in reading order, with the parameters that make each page.
+RUNS: tuple[NotebookRun, ...] = (
+    NotebookRun("01_environment", "01_environment"),
+    NotebookRun("02_dataset", "02_dataset"),
+    NotebookRun("03_iql_theory", "03_iql_theory"),
+    NotebookRun("04_cost_models", "04_cost_models"),
+    NotebookRun("04b_learning_curves", "04b_learning_curves"),
+    *(
+        NotebookRun("05_results", f"05_results_{scenario}", {"scenario": scenario})
+        for scenario in ("startup", "grade_down", "grade_up")
+    ),
+    NotebookRun("06_ablations", "06_ablations"),
+    NotebookRun("08_correction_support", "08_correction_support"),
+    NotebookRun("07_claims", "07_claims"),
+)
+
+
+#: Overrides per profile and notebook. "quick" is every notebook's own defaults.
+PROFILES: dict[str, dict[str, dict]] = {
+    "quick": {},
+    "paper": {
+        "01_environment": {
+            "grade_points": 41,
+            "nmpc_horizons": [5, 10, 20, 40],
+            "nmpc_study_scenarios": ["startup", "grade_down", "grade_up"],
+            "nmpc_study_episodes": 2,
+            "nmpc_study_steps": 200,
+        },
+        "02_dataset": {},
+        "03_iql_theory": {"bc_steps": 10_000, "iql_steps": 10_000, "test_episodes": 50},
+        "04_cost_models": {"train_steps": 10_000, "gradient_episodes": 10},
+        "04b_learning_curves": {
+            "scenarios": ["startup", "grade_down", "grade_up"],
+            "algorithms": ["bc", "iql", "cql"],
+            "seeds": list(range(10)),
+            "checkpoints": {
+                "bc": [1000, 2500, 5000, 10_000, 20_000],
+                "iql": [1000, 2500, 5000, 10_000, 20_000],
+                "cql": [250, 500, 1000, 2000],
+            },
+            "extend_to": {"bc": 40_000, "iql": 40_000},
+            "validation_episodes": 20,
+            "variant_scenarios": ["startup", "grade_up"],
+            "variant_seeds": list(range(5)),
+            "variant_steps": 5000,
+        },
+        "05_results": {
+            "seeds": list(range(10)),
+            "bc_steps": 5000,
+            "iql_steps": 5000,
+            "cql_steps": 500,
+            "cost_steps": 10_000,
+            "test_episodes": 50,
+            "nmpc_episodes": 50,
+            "correction_variants": ["plain", "normalised", "trust region", "uncertainty"],
+            "validation_episodes": 20,
+        },
+        "06_ablations": {
+            "seeds": [0, 1, 2, 3, 4],
+            "agent_steps": 5000,
+            "cost_steps": 10_000,
+            "ensemble_seeds": [0, 1, 2, 3, 4],
+            "step_sizes": [0.03, 0.1, 0.3, 1.0, 3.0],
+            "newton_step_sizes": [0.1, 0.3, 1.0],
+            "steps_grid": [1, 2, 3, 5, 10],
+            "trust_radii": [0.3, 1.0, 3.0, 10.0],
+            "expectiles": [0.5, 0.7, 0.9, 0.95],
+            "validation_episodes": 20,
+            "test_episodes": 50,
+        },
+        "08_correction_support": {
+            "scenarios": ["startup", "grade_down", "grade_up"],
+            "algorithms": ["bc", "iql", "cql"],
+            "seeds": [0, 1, 2, 3, 4],
+            "agent_steps": {"bc": 5000, "iql": 5000, "cql": 500},
+            "cost_steps": 10_000,
+            "ensemble_seeds": [0, 1, 2, 3, 4],
+            "validation_episodes": 20,
+            "test_episodes": 50,
+            "raw_step_sizes": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            "normalised_step_sizes": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+        },
+    },
+}
+
+
+#: Profiles whose results pages train at the budgets the learning curves justify
+#: (:func:`curve_budgets`); the others use their fixed ``<algo>_steps``.
+BUDGETS_FROM_CURVES: dict[str, bool] = {"quick": True, "paper": True}
+
+
+def runs_for(profile: str) -> list[NotebookRun]:
+    """The notebook runs of ``profile``, each with its full parameter set.
+
+    Raises:
+        ValueError: for an unknown profile (the message lists the valid ones).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    out = []
+    for run in RUNS:
+        params = {"profile": profile, **PROFILES[profile].get(run.notebook, {}), **run.parameters}
+        out.append(NotebookRun(run.notebook, run.page, params))
+    return out
+
+
+def effective_parameters(notebook: str, profile: str) -> dict:
+    """The parameters a notebook runs with in ``profile``: its defaults, then the overrides.
+
+    Args:
+        notebook: Stem of the source in ``notebooks/`` (e.g. ``"05_results"``).
+        profile: A profile of :data:`PROFILES`.
+
+    Raises:
+        ValueError: An unknown profile or notebook.
+    """
+    from polycstr_lib.book.provenance import notebook_parameters
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise ValueError(f"no notebook {notebook!r} in {NOTEBOOK_DIR}")
+    defaults = {row["name"]: row["default"] for row in notebook_parameters(path)}
+    return {**defaults, **PROFILES[profile].get(notebook, {}), "profile": profile}

@@ -1,0 +1,329 @@
+"""Ablations of the safety layer: which correction settings buy how much reward for how much time.
+
+The ablation page runs in the scale-free parametrisation of :mod:`polycstr_lib.correction.safety`
+and
+makes every choice on *validation* episodes, over a seed ensemble of base agents:
+
+1. :func:`run_ablations`, stage one (one batched validation rollout,
+   :func:`~polycstr_lib.correction_tuning.sweep_corrections`): the cost-model sweep (normalised
+   steps of η data spreads σ_a on the one-step PICNN, the NN, the cost-to-go PICNN and the
+   pessimistic PICNN ensemble, η over a grid) and the Newton sweep (α over a grid).
+   Every variant's step size and the overall variant are chosen by
+   :func:`~polycstr_lib.correction_tuning.choose_from_sweep`.
+2. Stage two (a second batched rollout) varies the chosen variant at its chosen step size:
+   the number of steps K, and a trust region of ρ data spreads around the policy's action.
+3. :func:`test_chosen` runs the base and the setting each sweep prefers once on *test*
+   episodes.
+
+:func:`variant_latency` times a variant on single actions (the reward–time plot). Everything
+is a pure function of its arguments (latency aside, which is a measurement of this machine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from polycstr_lib.correction.safety import correct_actions
+from polycstr_lib.correction.tuning import (
+    CorrectionVariant,
+    choose_from_sweep,
+    summarise_runs,
+    sweep_corrections,
+)
+
+__all__ = [
+    "COST_MODEL_LABELS",
+    "AblationResult",
+    "pareto_front",
+    "run_ablations",
+    "stage_one_variants",
+    "test_chosen",
+    "variant_latency",
+]
+
+
+def _median_correction_ms(
+    cost_model: nn.Module, obs: np.ndarray, act: np.ndarray, kwargs: dict, repeats: int
+) -> float:
+    """Median time (ms) of one ``correct_actions`` call on a single action, after a warm-up;
+    the calls cycle through the rows of ``obs``/``act``."""
+    correct_actions(cost_model, obs[0], act[0], **kwargs)  # warm-up
+    times = []
+    for i in range(repeats):
+        j = i % len(obs)
+        start = time.perf_counter()
+        correct_actions(cost_model, obs[j], act[j], **kwargs)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def pareto_front(cost: Any, value: Any) -> np.ndarray:
+    """Indices of the points not dominated in (lower ``cost``, higher ``value``), by cost.
+
+    Args:
+        cost: ``(N,)`` costs (e.g. latency).
+        value: ``(N,)`` values (e.g. mean reward); NaNs are never on the front.
+
+    Returns:
+        Sorted-by-cost integer indices of the front.
+    """
+    cost = np.asarray(cost, dtype=float)
+    value = np.asarray(value, dtype=float)
+    if cost.shape != value.shape or cost.ndim != 1:
+        raise ValueError("cost and value must be 1-D arrays of the same length")
+    order = np.lexsort((-value, cost))
+    front, best = [], -np.inf
+    for i in order:
+        if np.isfinite(value[i]) and np.isfinite(cost[i]) and value[i] > best:
+            front.append(int(i))
+            best = value[i]
+    return np.asarray(front, dtype=int)
+
+
+#: Cost-model key → label of the cost-model sweep's variant (normalised steps on each model).
+COST_MODEL_LABELS: dict[str, str] = {
+    "picnn": "PICNN one-step",
+    "mlp": "NN one-step",
+    "picnn_ctg": "PICNN cost-to-go",
+    "ensemble": "PICNN ensemble",
+}
+
+
+def stage_one_variants(
+    models: Sequence[str],
+    steps: int = 3,
+    step_sizes: Sequence[float] = (0.1, 0.3, 1.0),
+    newton_step_sizes: Sequence[float] = (0.3, 1.0),
+    pessimism: float = 0.5,
+) -> tuple[dict[str, CorrectionVariant], dict[str, tuple[float, ...]], dict[str, str]]:
+    """The first-stage variants: one normalised variant per cost model, and Newton.
+
+    Args:
+        models: cost-model keys, among :data:`COST_MODEL_LABELS`; ``"ensemble"`` descends the
+            pessimistic cost of a :class:`~polycstr_lib.correction.cost_models.CostEnsemble` with κ
+            =
+            ``pessimism``. Newton runs on ``"picnn"`` (which must be listed).
+        steps: K of every first-stage variant.
+        step_sizes: η grid of the normalised steps, in data spreads σ_a.
+        newton_step_sizes: α grid of the Newton steps (dimensionless); empty: no Newton sweep.
+        pessimism: κ of the ensemble variant.
+
+    Returns:
+        ``(variants, grids, sweep_of)``: name → variant, name → step-size grid, name → sweep
+        label (``"cost model"`` or ``"Newton"``).
+
+    Raises:
+        ValueError: an unknown model key, no models, or Newton without ``"picnn"``.
+    """
+    unknown = sorted(set(models) - set(COST_MODEL_LABELS))
+    if unknown or not models:
+        raise ValueError(f"models must be among {sorted(COST_MODEL_LABELS)}, got {list(models)}")
+    variants: dict[str, CorrectionVariant] = {}
+    grids: dict[str, tuple[float, ...]] = {}
+    sweep_of: dict[str, str] = {}
+    for key in models:
+        name = COST_MODEL_LABELS[key]
+        variants[name] = CorrectionVariant(
+            "normalised", model=key, steps=steps, pessimism=pessimism if key == "ensemble" else 0.0
+        )
+        grids[name] = tuple(float(x) for x in step_sizes)
+        sweep_of[name] = "cost model"
+    if len(newton_step_sizes):
+        if "picnn" not in models:
+            raise ValueError("the Newton sweep runs on 'picnn', which is not among the models")
+        variants["Newton, PICNN one-step"] = CorrectionVariant("newton", model="picnn", steps=steps)
+        grids["Newton, PICNN one-step"] = tuple(float(x) for x in newton_step_sizes)
+        sweep_of["Newton, PICNN one-step"] = "Newton"
+    return variants, grids, sweep_of
+
+
+@dataclass
+class AblationResult:
+    """What :func:`run_ablations` measured and chose (all on validation episodes)."""
+
+    sweep: pd.DataFrame  # every run: sweep_corrections rows of both stages + a 'sweep' column
+    summary: pd.DataFrame  # per (sweep, variant, step size): IQM over seeds, worst, runaways
+    chosen: pd.DataFrame  # per sweep (index): the preferred variant, step_size, iqm, safe
+    per_variant: pd.DataFrame  # first stage: choose_from_sweep's table (chosen η per variant)
+    variants: dict[str, CorrectionVariant]  # every variant of both stages, by name
+    overall: str  # the first-stage variant that stage two varies
+
+
+def _choose_within(sweep: pd.DataFrame, names: Sequence[str], tie_tol: float) -> dict[str, Any]:
+    part = sweep[sweep["variant"].isin(["none", *names])]
+    choice, _ = choose_from_sweep(part, tie_tol)
+    return choice
+
+
+def run_ablations(
+    agents: Mapping[tuple[str, int], Any],
+    cost_models: Mapping[str, nn.Module],
+    scenario: str,
+    episodes: int,
+    r_min: float,
+    r_max: float,
+    action_scale: Any,
+    steps: int = 3,
+    step_sizes: Sequence[float] = (0.1, 0.3, 1.0),
+    newton_step_sizes: Sequence[float] = (0.3, 1.0),
+    steps_grid: Sequence[int] = (1, 3, 10),
+    trust_radii: Sequence[float] = (0.3, 1.0, 3.0),
+    pessimism: float = 0.5,
+    tol: float = 1.0,
+    tie_tol: float = 0.5,
+    cache: bool = True,
+    cache_dir: Any = None,
+) -> AblationResult:
+    """The ablation sweeps on *validation* episodes, and the setting each sweep prefers.
+
+    Stage one sweeps η (normalised steps, data spreads) for every cost model in
+    ``cost_models`` among :data:`COST_MODEL_LABELS` and α for Newton on the one-step PICNN
+    (:func:`stage_one_variants`); stage two varies the overall first-stage choice at its
+    chosen step size: K over ``steps_grid`` (sweep ``"K"``) and a trust region of ρ data
+    spreads over ``trust_radii`` (sweep ``"trust radius"``). The preferred setting of a sweep
+    is :func:`~polycstr_lib.correction_tuning.choose_from_sweep`'s choice among its variants
+    (safe first, largest IQM over the runs, ties → the smaller step / earlier variant).
+
+    Args:
+        agents: ``(algorithm, seed) → agent`` (a seed ensemble of base agents).
+        cost_models: model key → cost model; ``"ensemble"`` must be a ``CostEnsemble``.
+        scenario: scenario name.
+        episodes: validation episodes per run and setting.
+        r_min: worst data return (normalisation).
+        r_max: best data return.
+        action_scale: σ_a of the data (:func:`polycstr_lib.correction.safety.action_spread`).
+        steps: K of the first stage.
+        step_sizes: η grid of the normalised steps (data spreads).
+        newton_step_sizes: α grid of Newton (empty: no Newton sweep).
+        steps_grid: K values of the second stage (empty: no K sweep).
+        trust_radii: ρ values of the second stage, data spreads (empty: no trust-region sweep).
+        pessimism: κ of the ensemble's pessimistic cost.
+        tol: points a run may lose against its base and still count as not worse.
+        tie_tol: IQM ties.
+        cache: cache the sweeps (content-addressed, see ``sweep_corrections``).
+        cache_dir: cache root; default the artifact directory.
+
+    Returns:
+        An :class:`AblationResult`.
+
+    Raises:
+        ValueError: bad grids (non-positive K or ρ) or inputs of ``sweep_corrections``.
+    """
+    if any(int(k) < 1 for k in steps_grid) or any(not r > 0 for r in trust_radii):
+        raise ValueError("steps_grid must hold K >= 1 and trust_radii positive radii")
+    models = [k for k in COST_MODEL_LABELS if k in cost_models]
+    variants, grids, sweep_of = stage_one_variants(
+        models, steps, step_sizes, newton_step_sizes, pessimism
+    )
+    common = dict(split="validation", tol=tol, cache=cache, cache_dir=cache_dir)
+    args = (agents, cost_models, scenario, episodes, r_min, r_max, action_scale)
+    first = sweep_corrections(*args, variants, grids, **common)
+    choice, per_variant = choose_from_sweep(first, tie_tol)
+    chosen = {
+        label: _choose_within(first, [n for n, s in sweep_of.items() if s == label], tie_tol)
+        for label in dict.fromkeys(sweep_of.values())
+    }
+    overall = choice["variant"]
+    best, eta = variants[overall], choice["step_size"]
+    second_variants: dict[str, CorrectionVariant] = {}
+    second_sweep: dict[str, str] = {}
+    for k in steps_grid:
+        second_variants[f"K = {int(k)}"] = replace(best, steps=int(k))
+        second_sweep[f"K = {int(k)}"] = "K"
+    for rho in trust_radii:
+        second_variants[f"ρ = {float(rho):g}"] = replace(best, trust_radius=float(rho))
+        second_sweep[f"ρ = {float(rho):g}"] = "trust radius"
+    tables = [first.assign(sweep=first["variant"].map(sweep_of).fillna("base"))]
+    if second_variants:
+        second = sweep_corrections(
+            *args, second_variants, {n: (eta,) for n in second_variants}, **common
+        )
+        for label in dict.fromkeys(second_sweep.values()):
+            names = [n for n, s in second_sweep.items() if s == label]
+            chosen[label] = _choose_within(second, names, tie_tol)
+        second = second[second["variant"] != "none"]
+        tables.append(second.assign(sweep=second["variant"].map(second_sweep)))
+    sweep = pd.concat(tables, ignore_index=True)
+    summary = summarise_runs(sweep, by=("sweep", "variant", "step_size"))
+    chosen_table = pd.DataFrame.from_dict(chosen, orient="index")
+    chosen_table.index.name = "sweep"
+    return AblationResult(
+        sweep=sweep,
+        summary=summary,
+        chosen=chosen_table,
+        per_variant=per_variant,
+        variants={**variants, **second_variants},
+        overall=overall,
+    )
+
+
+def test_chosen(
+    agents: Mapping[tuple[str, int], Any],
+    cost_models: Mapping[str, nn.Module],
+    result: AblationResult,
+    scenario: str,
+    episodes: int,
+    r_min: float,
+    r_max: float,
+    action_scale: Any,
+    tol: float = 1.0,
+    cache: bool = True,
+    cache_dir: Any = None,
+) -> pd.DataFrame:
+    """The base and every sweep's preferred setting, run once on *test* episodes.
+
+    Returns:
+        One row per (algorithm, sweep): ``sweep`` (``"base"`` for the uncorrected agent),
+        ``variant``, ``step_size``, ``iqm`` (over seeds of the runs' mean normalised
+        reward), ``worst`` (worst episode), ``runaways`` and ``runs``.
+    """
+    picks = {row["variant"]: float(row["step_size"]) for _, row in result.chosen.iterrows()}
+    variants = {name: result.variants[name] for name in picks}
+    test = sweep_corrections(
+        agents, cost_models, scenario, episodes, r_min, r_max, action_scale, variants,
+        {n: (eta,) for n, eta in picks.items()}, split="test", tol=tol, cache=cache,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    summary = summarise_runs(test, by=("algorithm", "variant", "step_size"))
+    rows = []
+    for sweep_label, row in result.chosen.iterrows():
+        part = summary[summary["variant"] == row["variant"]].assign(sweep=sweep_label)
+        rows.append(part)
+    base = summary[summary["variant"] == "none"].assign(sweep="base")
+    out = pd.concat([base, *rows], ignore_index=True)
+    columns = ["algorithm", "sweep", "variant", "step_size", "iqm", "worst", "runaways", "runs"]
+    return out[columns]
+
+
+test_chosen.__test__ = False  # not a pytest test despite its name
+
+
+def variant_latency(
+    cost_model: nn.Module,
+    observations: Any,
+    actions: Any,
+    variant: CorrectionVariant,
+    step_size: float,
+    action_scale: Any,
+    repeats: int = 30,
+) -> float:
+    """Median wall time of correcting *one* action with ``variant``, in milliseconds.
+
+    As :func:`correction_latency`, for a :class:`~polycstr_lib.correction_tuning.
+    CorrectionVariant` at ``step_size`` (trust region and pessimism included).
+    """
+    obs = np.asarray(observations, dtype=np.float32)
+    act = np.asarray(actions, dtype=np.float32)
+    if obs.ndim != 2 or act.ndim != 2 or len(obs) != len(act) or len(obs) == 0:
+        raise ValueError("observations and actions must be (N, d) arrays with the same N >= 1")
+    kwargs = variant.policy_kwargs(step_size, action_scale)
+    with torch.no_grad():
+        return _median_correction_ms(cost_model, obs, act, kwargs, repeats)

@@ -10,7 +10,7 @@ chapter
 Per scenario: the base agents (cached training runs), one cost-to-go PICNN per horizon, and
 the normalised correction (K steps) at every step size of the grid for every horizon. As in
 chapter 08, the step size of each horizon is chosen on *validation* episodes
-(:func:`~polycstr_lib.correction_tuning.choose_correction`: safe = no run made worse) and the
+(:func:`~polycstr_lib.correction.tuning.choose_correction`: safe = no run made worse) and the
 *test* episodes are run once, at the chosen steps. Prints per scenario: the validation
 choice per horizon with its safe range, the safe range per algorithm, and the test table
 (IQM over runs of the mean normalised reward, worst episode, runaway episodes).

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from polycstr_lib.analysis.results import SEED_GLUE
 from polycstr_lib.toolkit.stats import Comparison, compare_runs, iqm
 
 SCENARIO_NAMES = ("startup", "grade_down", "grade_up")
@@ -70,11 +71,6 @@ def _verdict(full: bool, some: bool) -> str:
     return HOLDS if full else PARTLY if some else FAILS
 
 
-#: Per-seed lists a results page glues (``<METHOD>_seed_<plural>``) and the statistic each
-#: is a per-seed value of (``<METHOD>_<stat>`` is their mean).
-SEED_LISTS = {"means": "mean", "mins": "min", "stds": "std", "offsets": "offset"}
-
-
 def seed_values(values: Mapping, method: str, stat: str = "mean") -> list[float]:
     """Per-seed values of ``method``'s ``stat`` on one results page.
 
@@ -90,7 +86,7 @@ def seed_values(values: Mapping, method: str, stat: str = "mean") -> list[float]
     Raises:
         KeyError: neither is glued.
     """
-    plural = {v: k for k, v in SEED_LISTS.items()}[stat]
+    plural = {v: k for k, v in SEED_GLUE.items()}[stat]
     runs = values.get(f"{method}_seed_{plural}")
     if runs is None:
         return [float(values[f"{method}_{stat}"])]
@@ -220,7 +216,7 @@ def seed_halves(results: dict[str, dict]) -> tuple[dict[str, dict], dict[str, di
 
     Per method, its seeds (``<METHOD>_seeds``) are sorted; the first half is the first
     ``n // 2`` of them, the second half the rest. Each half keeps those seeds' entries of
-    every per-seed list (:data:`SEED_LISTS`) and replaces the means over seeds
+    every per-seed list (:data:`SEED_GLUE`) and replaces the means over seeds
     (``<METHOD>_mean``, ``_min``, ``_std``, ``_offset``) by the half's means. Single-run
     rows (Data, PI, the oracle) are the same in both halves.
 
@@ -243,7 +239,7 @@ def seed_halves(results: dict[str, dict]) -> tuple[dict[str, dict], dict[str, di
             cut = len(order) // 2
             for half, index in ((first, order[:cut]), (second, order[cut:])):
                 half[key] = [seeds[i] for i in index]
-                for plural, stat in SEED_LISTS.items():
+                for plural, stat in SEED_GLUE.items():
                     runs = values.get(f"{method}_seed_{plural}")
                     if runs is None:
                         continue

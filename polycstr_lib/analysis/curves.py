@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from polycstr_lib.agents.config import TrainConfig
@@ -26,7 +25,7 @@ from polycstr_lib.agents.sweeps import train_many
 from polycstr_lib.analysis.report import with_interval
 from polycstr_lib.reactor.datasets import episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
-from polycstr_lib.reactor.rollout import rollout
+from polycstr_lib.reactor.rollout import rollout_side_by_side
 from polycstr_lib.toolkit.stats import interval_estimates, probability_of_improvement
 
 __all__ = [
@@ -124,20 +123,8 @@ def evaluate_agents(
         Per policy, the per-episode metrics of :func:`~polycstr_lib.reactor.metrics.episode_metrics`
         (``runaway`` among them: the temperature passed the runaway threshold).
     """
-    seeds = episode_seeds(split, episodes)
+    traj = rollout_side_by_side(policies, scenario, episode_seeds(split, episodes))
     n = len(policies)
-
-    def joint(obs: np.ndarray) -> np.ndarray:
-        blocks = obs.reshape(n, episodes, -1)
-        return np.concatenate([p(block) for p, block in zip(policies, blocks, strict=True)])
-
-    def reset(obs: np.ndarray) -> None:
-        for p, block in zip(policies, obs.reshape(n, episodes, -1), strict=True):
-            if hasattr(p, "reset"):
-                p.reset(block)
-
-    joint.reset = reset  # type: ignore[attr-defined]
-    traj = rollout(joint, scenario, np.tile(seeds, n))
     metrics = episode_metrics(traj, return_min, return_max)
     return [
         metrics.iloc[i * episodes : (i + 1) * episodes].reset_index(drop=True) for i in range(n)

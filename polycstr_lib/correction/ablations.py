@@ -5,11 +5,11 @@ and
 makes every choice on *validation* episodes, over a seed ensemble of base agents:
 
 1. :func:`run_ablations`, stage one (one batched validation rollout,
-   :func:`~polycstr_lib.correction_tuning.sweep_corrections`): the cost-model sweep (normalised
+   :func:`~polycstr_lib.correction.tuning.sweep_corrections`): the cost-model sweep (normalised
    steps of η data spreads σ_a on the one-step PICNN, the NN, the cost-to-go PICNN and the
    pessimistic PICNN ensemble, η over a grid) and the Newton sweep (α over a grid).
    Every variant's step size and the overall variant are chosen by
-   :func:`~polycstr_lib.correction_tuning.choose_from_sweep`.
+   :func:`~polycstr_lib.correction.tuning.choose_from_sweep`.
 2. Stage two (a second batched rollout) varies the chosen variant at its chosen step size:
    the number of steps K, and a trust region of ρ data spreads around the policy's action.
 3. :func:`test_chosen` runs the base and the setting each sweep prefers once on *test*
@@ -189,7 +189,7 @@ def run_ablations(
     (:func:`stage_one_variants`); stage two varies the overall first-stage choice at its
     chosen step size: K over ``steps_grid`` (sweep ``"K"``) and a trust region of ρ data
     spreads over ``trust_radii`` (sweep ``"trust radius"``). The preferred setting of a sweep
-    is :func:`~polycstr_lib.correction_tuning.choose_from_sweep`'s choice among its variants
+    is :func:`~polycstr_lib.correction.tuning.choose_from_sweep`'s choice among its variants
     (safe first, largest IQM over the runs, ties → the smaller step / earlier variant).
 
     Args:
@@ -317,8 +317,12 @@ def variant_latency(
 ) -> float:
     """Median wall time of correcting *one* action with ``variant``, in milliseconds.
 
-    As :func:`correction_latency`, for a :class:`~polycstr_lib.correction_tuning.
-    CorrectionVariant` at ``step_size`` (trust region and pessimism included).
+    The variant is a :class:`~polycstr_lib.correction.tuning.CorrectionVariant` at
+    ``step_size`` (trust region and pessimism included); after a warm-up call, ``repeats``
+    single-action corrections cycle through the rows of ``observations`` and ``actions``.
+
+    Raises:
+        ValueError: observations and actions are not ``(N, d)`` arrays of the same N >= 1.
     """
     obs = np.asarray(observations, dtype=np.float32)
     act = np.asarray(actions, dtype=np.float32)

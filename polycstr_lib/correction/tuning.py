@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from polycstr_lib.correction.cost_models import check_horizon
 from polycstr_lib.correction.safety import METHODS, CorrectedPolicy, correct_actions
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
-from polycstr_lib.reactor.rollout import rollout
+from polycstr_lib.reactor.rollout import rollout_side_by_side
+from polycstr_lib.toolkit.stats import iqm
 
 __all__ = [
     "DEFAULT_STEP_SIZES",
@@ -222,14 +222,13 @@ def _run_sweep(
     n_blocks = len(blocks)
     keys = list(agents)
 
-    def joint(obs: np.ndarray) -> np.ndarray:
-        per_agent = obs.reshape(len(keys), n_blocks, episodes, -1)
-        out = []
-        for key, o in zip(keys, per_agent, strict=True):
-            flat = o.reshape(n_blocks * episodes, -1)
-            base = np.asarray(agents[key].act(flat), dtype=np.float32).reshape(
-                n_blocks, episodes, -1
-            )
+    def corrected(agent: Any) -> Any:
+        """The agent's base actions in block 0, each (variant, η) block corrected."""
+
+        def act(o: np.ndarray) -> np.ndarray:
+            o = o.reshape(n_blocks, episodes, -1)
+            base = np.asarray(agent.act(o.reshape(n_blocks * episodes, -1)), dtype=np.float32)
+            base = base.reshape(n_blocks, episodes, -1)
             actions = base.copy()
             start = 1
             for name, variant in variants.items():
@@ -238,20 +237,23 @@ def _run_sweep(
                 etas = np.repeat(np.asarray(step_sizes[name], dtype=np.float64), episodes)
                 kw = variant.policy_kwargs(1.0, scale)
                 kw.pop("step_size")
-                corrected, _ = correct_actions(
+                fixed, _ = correct_actions(
                     cost_models[variant.model],
                     o[rows].reshape(n * episodes, -1),
                     base[rows].reshape(n * episodes, -1),
                     step_size=etas,
                     **kw,
                 )
-                actions[rows] = corrected.reshape(n, episodes, -1)
+                actions[rows] = fixed.reshape(n, episodes, -1)
                 start += n
-            out.append(actions.reshape(n_blocks * episodes, -1))
-        return np.concatenate(out)
+            return actions.reshape(n_blocks * episodes, -1)
+
+        return act
 
     with torch.no_grad():
-        traj = rollout(joint, scenario, np.tile(seeds, len(keys) * n_blocks))
+        traj = rollout_side_by_side(
+            [corrected(agents[key]) for key in keys], scenario, seeds, blocks=n_blocks
+        )
     metrics = episode_metrics(traj, r_min, r_max)
     runaway = traj.states[:, :, 4].max(axis=1) > RUNAWAY_TEMPERATURE
     score = metrics["normalised_reward"].to_numpy().reshape(len(keys), n_blocks, episodes)
@@ -379,11 +381,6 @@ def sweep_corrections(
     return sweep
 
 
-def _iqm(values: Any) -> float:
-    v = np.asarray(values, dtype=np.float64)
-    return float(stats.trim_mean(v, 0.25)) if len(v) else float("nan")
-
-
 def _longest_safe_run(steps: np.ndarray, safe: np.ndarray) -> tuple[float, float]:
     best, run, best_span = (np.nan, np.nan), [], 0
     for eta, ok in zip(steps, safe, strict=True):
@@ -434,7 +431,7 @@ def choose_from_sweep(
         grid = (
             part.groupby("step_size", sort=True)
             .agg(
-                iqm=("mean", _iqm),
+                iqm=("mean", iqm),
                 runs_not_worse=("not_worse", "sum"),
                 runs=("not_worse", "size"),
             )
@@ -667,7 +664,7 @@ def summarise_runs(
     return (
         sweep.groupby(list(by), sort=False)
         .agg(
-            iqm=("mean", _iqm),
+            iqm=("mean", iqm),
             worst=("min", "min"),
             runaways=("runaways", "sum"),
             not_worse=("not_worse", "sum"),

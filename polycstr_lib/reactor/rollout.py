@@ -105,3 +105,54 @@ def rollout(
         inputs,
         setpoints,
     )
+
+
+def rollout_side_by_side(
+    policies: Sequence[Policy],
+    scenario: str,
+    seeds: Sequence[int],
+    blocks: int = 1,
+    params: ReactorParams | None = None,
+) -> Trajectories:
+    """Many policies on the same episodes, as one batched rollout.
+
+    Policy ``i`` drives rows ``i * R`` to ``(i + 1) * R - 1`` of the batch, where
+    ``R = blocks * len(seeds)``: its ``blocks`` copies of the episodes ``seeds``, block after
+    block. A policy sees only its own ``(R, 9)`` observations, and its optional
+    ``reset(observations)`` is called with them. A policy that compares settings on the same
+    episodes (a sweep) takes ``blocks > 1`` and arranges its blocks itself.
+
+    Args:
+        policies: batched policies, see :data:`Policy`.
+        scenario: scenario name.
+        seeds: env seeds of the episodes every policy runs.
+        blocks: copies of the episodes per policy.
+        params: reactor constants.
+
+    Returns:
+        The trajectories of all rows: episode ``(i * blocks + b) * len(seeds) + e`` is policy
+        ``i``, block ``b``, episode ``seeds[e]``.
+
+    Raises:
+        ValueError: no policy, no seed, or ``blocks < 1``.
+    """
+    if not policies:
+        raise ValueError("need at least one policy")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    seeds = np.asarray(seeds, dtype=np.int64)
+    n = len(policies)
+
+    def rows(obs: np.ndarray) -> list[np.ndarray]:
+        return list(obs.reshape(n, blocks * len(seeds), -1))
+
+    def joint(obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(p(o)) for p, o in zip(policies, rows(obs), strict=True)])
+
+    def reset(obs: np.ndarray) -> None:
+        for p, o in zip(policies, rows(obs), strict=True):
+            if hasattr(p, "reset"):
+                p.reset(o)
+
+    joint.reset = reset  # type: ignore[attr-defined]
+    return rollout(joint, scenario, np.tile(seeds, n * blocks), params)

@@ -423,7 +423,7 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
 
     code = (
         "import resource, torch\n"
-        "from polycstr_lib.agents.runs import generous_malloc\n"
+        "from polycstr_lib.agents.sweeps import generous_malloc\n"
         "def faults():\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    for _ in range(50):\n"

@@ -61,7 +61,7 @@ from polycstr_lib.toolkit.cache import (
     CorruptEntry,
     entry_path,
     invalidate,
-    load_entry,
+    move_aside,
     read_entry,
     write_entry,
 )
@@ -103,10 +103,14 @@ def load_trained(run_dir: str | Path) -> tuple[Agent, pd.DataFrame]:
         log.attrs.update(run_dir=str(run_dir), cached=True, meta=_meta(entry.manifest))
         return agent, log
 
-    loaded = load_entry(run_dir, decode)
-    if loaded is None:
+    entry = read_entry(run_dir)
+    if entry is None:
         raise CorruptEntry(f"no usable run in {run_dir} (see the warning above, if any)")
-    return loaded
+    try:
+        return decode(entry)
+    except CorruptEntry as error:
+        move_aside(run_dir, str(error))
+        raise CorruptEntry(f"{run_dir.name}: {error}; moved aside") from None
 
 
 def _cached_meta(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
@@ -272,7 +276,13 @@ def train_ensemble(
                         )
         finally:
             torch.set_num_threads(previous_threads)
-    return load_runs(resolved, trained={config_key(c) for c in pending})
+    try:
+        return load_runs(resolved, trained={config_key(c) for c in pending})
+    except CorruptEntry:
+        # a run whose checked file does not decode (moved aside by load_trained): train again
+        if force:
+            raise
+        return train_ensemble(configs, data, progress, True, num_threads, snapshot_steps)
 
 
 def load_runs(

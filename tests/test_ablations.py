@@ -77,7 +77,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     assert set(test["runs"]) == {2}
     val_base = result.summary.loc[result.summary["variant"] == "none", "iqm"].iloc[0]
     assert test.loc[test["sweep"] == "base", "iqm"].iloc[0] != pytest.approx(val_base)
-    files = sorted(p.name for p in (tmp_path / "correction_sweeps").glob("*.pkl"))
+    files = sorted(p.parent.name for p in (tmp_path / "correction_sweeps").glob("*/manifest.json"))
     assert sum(f.startswith("startup_validation") for f in files) == 2
     assert sum(f.startswith("startup_test") for f in files) == 1
     with pytest.raises(ValueError, match="steps_grid"):

@@ -97,14 +97,14 @@ def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypat
     )
     assert (sweep["not_worse"] == expect).all()
     # cached: a second call reads the artifact without running anything
-    assert len(list((tmp_path / "correction_sweeps").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "correction_sweeps").glob("*/manifest.json"))) == 1
 
     def boom(*args, **kwargs):
         raise AssertionError("ran again")
 
     monkeypatch.setattr(ct, "_run_sweep", boom)
     again = sweep_corrections(AGENTS, MODELS, "startup", 2, cache_dir=tmp_path, **KW)
-    pd.testing.assert_frame_equal(sweep, again)
+    pd.testing.assert_frame_equal(sweep, again, check_exact=True)
     with pytest.raises(AssertionError, match="ran again"):  # another setting → another key
         sweep_corrections(AGENTS, MODELS, "startup", 2, cache_dir=tmp_path, tol=2.0, **KW)
 

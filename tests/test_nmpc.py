@@ -223,9 +223,9 @@ def test_run_is_cached_by_configuration(tmp_path, monkeypatch):
     other = NMPCRun("grade_down", 1, steps=4, nmpc=NMPCConfig(horizon=5))
     assert run_directory(other) != run_directory(run)
     # a folder whose metadata names another run is not trusted
-    meta = run_directory(run) / "run.json"
+    meta = run_directory(run) / "manifest.json"
     data = json.loads(meta.read_text())
-    data["run"]["episodes"] = 99
+    data["config"]["episodes"] = 99
     meta.write_text(json.dumps(data))
     assert not run_nmpc(run)[1]["cached"]
     assert run_nmpc(run, force=True)[1]["cached"] is False

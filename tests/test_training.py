@@ -23,6 +23,7 @@ from polycstr_lib.agents.runs import (
 )
 from polycstr_lib.agents.sweeps import plan_tasks, train_many
 from polycstr_lib.toolkit import store as artifacts
+from polycstr_lib.toolkit.cache import CacheWarning
 from polycstr_lib.toolkit.store import (
     artifact_dir,
     atomic_torch_save,
@@ -86,10 +87,11 @@ def test_train_agent_trains_logs_and_saves(name: str, data, tmp_artifacts: Path)
     run_dir = Path(log.attrs["run_dir"])
     assert run_dir.parent == tmp_artifacts / "agents"
     assert run_dir.name.startswith(f"{name}-startup-")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["agent.pt", "config.json", "log.csv"]
-    meta = json.loads((run_dir / "config.json").read_text())
-    assert meta["train_config"]["agent"]["hidden_dims"] == [32, 32]
-    assert meta["data_fingerprint"] == data_fingerprint(data)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["agent.pt", "log.csv", "manifest.json"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["agent"]["hidden_dims"] == [32, 32]
+    assert manifest["info"]["data_fingerprint"] == data_fingerprint(data)
+    assert set(manifest["files"]) == {"agent.pt", "log.csv"}
     actions = agent.act(data.observations.numpy())
     assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1)
 
@@ -368,9 +370,9 @@ def test_ensemble_of_different_budgets_trains_once(data, bc_updates) -> None:
 def test_old_format_runs_are_retrained(data) -> None:
     config = tiny_config("bc")
     _, log = train_agent(config, data=data, progress=False)
-    meta_path = Path(log.attrs["run_dir"]) / "config.json"
+    meta_path = Path(log.attrs["run_dir"]) / "manifest.json"
     meta = json.loads(meta_path.read_text())
-    meta["agent_format"] = 1
+    meta["info"]["agent_format"] = 1
     meta_path.write_text(json.dumps(meta))
     _, log2 = train_agent(config, data=data, progress=False)
     assert log2.attrs["cached"] is False
@@ -448,6 +450,16 @@ def test_generous_malloc_stops_the_page_fault_churn_of_dask_workers():
 # --- resuming an interrupted ensemble ---------------------------------------------------------
 
 
+def saved_step(state: Path) -> int:
+    """The step of a resume or continuation state, loaded as training loads it (verified,
+    ``weights_only``)."""
+    import polycstr_lib.agents.loop as loop
+
+    loaded = loop._load_resume(state, [0, 1], 10**9)
+    assert loaded is not None
+    return loaded["step"]
+
+
 def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, int]:
     """Makes the training loop raise KeyboardInterrupt when it samples the batch of ``step``;
     returns the call counter (set it far below ``step`` to stop interrupting)."""
@@ -482,8 +494,8 @@ def test_interrupted_ensemble_resumes_to_the_same_bits(
         train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
     fingerprint = data_fingerprint(data)
     state_file = loop.resume_path(configs[0], [0, 1], fingerprint)
-    assert state_file.is_file()
-    assert torch.load(state_file, weights_only=False)["step"] == 7
+    assert (state_file / "manifest.json").is_file()
+    assert saved_step(state_file) == 7
 
     calls["n"] = -1000  # no more interruptions; count the steps of the second call
     resumed = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
@@ -512,13 +524,13 @@ def test_a_longer_budget_continues_from_the_kept_final_state(
     long = [tiny_config(name, seed=s, steps=10) for s in (0, 1)]
     train_ensemble(short, data=data, progress=False)
     kept = loop.continuation_path(loop.resume_path(short[0], [0, 1], data_fingerprint(data)))
-    assert torch.load(kept, weights_only=False)["step"] == 6
+    assert saved_step(kept) == 6
     calls = interrupt_at_step(monkeypatch, -1)  # counts sampled batches, never interrupts
     continued = train_ensemble(long, data=data, progress=False, snapshot_steps=[8])
     assert calls["n"] == 4
-    assert torch.load(kept, weights_only=False)["step"] == 10
+    assert saved_step(kept) == 10
     train_ensemble([tiny_config(name, seed=s, steps=3) for s in (0, 1)], data=data, progress=False)
-    assert torch.load(kept, weights_only=False)["step"] == 10
+    assert saved_step(kept) == 10
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
     straight = train_ensemble(long, data=data, progress=False, snapshot_steps=[8])
@@ -529,7 +541,7 @@ def test_a_longer_budget_continues_from_the_kept_final_state(
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts))
     calls["n"] = 0
     train_ensemble(short, data=data, progress=False, force=True)
-    assert calls["n"] == 6 and torch.load(kept, weights_only=False)["step"] == 6
+    assert calls["n"] == 6 and saved_step(kept) == 6
 
 
 def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable(
@@ -539,9 +551,9 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
 
     configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
     state_file = loop.resume_path(configs[0], [0, 1], data_fingerprint(data))
-    state_file.parent.mkdir(parents=True)
-    state_file.write_bytes(b"not a torch file")
-    with pytest.warns(UserWarning, match="unreadable resume state"):
+    state_file.mkdir(parents=True)
+    (state_file / "manifest.json").write_bytes(b"not a manifest")
+    with pytest.warns(CacheWarning, match="manifest.json: unreadable"):
         train_ensemble(configs, data=data, progress=False)
 
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "fresh"))
@@ -577,7 +589,9 @@ def test_training_in_progress_reports_an_interrupted_ensemble(
     interrupt_at_step(monkeypatch, 6)
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, data=data, progress=False)
-    (tmp_artifacts / "resume" / "iql-grade_up-0123456789abcdef.pt").write_bytes(b"broken")
+    broken = tmp_artifacts / "resume" / "iql-grade_up-0123456789ab"
+    broken.mkdir()
+    (broken / "manifest.json").write_bytes(b"broken")
     with pytest.warns(UserWarning, match="unreadable resume state iql-grade_up"):
         table = loop.training_in_progress()
     assert len(table) == 1

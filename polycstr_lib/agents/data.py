@@ -9,7 +9,6 @@ Shapes: ``S`` members, ``B`` transitions per member.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from polycstr_lib.reactor.env import ACT_DIM, OBS_DIM
+from polycstr_lib.toolkit.cache import array_fingerprint
 
 #: Accepted values of ``Scalers.from_data(..., reward_scaling=...)``.
 REWARD_SCALINGS = ("return_range", "std", "none")
@@ -358,13 +358,10 @@ def validate_offline_data(data: Any, obs_dim: int = OBS_DIM, act_dim: int = ACT_
 
 def data_fingerprint(data: Any) -> str:
     """Short SHA-256 of the training tensors (as float32), to detect a changed dataset."""
-    h = hashlib.sha256()
-    for k in _TENSOR_FIELDS:
-        arr = torch.as_tensor(getattr(data, k)).to(torch.float32).contiguous().numpy()
-        h.update(k.encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()[:16]
+    return array_fingerprint(
+        (k, torch.as_tensor(getattr(data, k)).to(torch.float32).contiguous().numpy())
+        for k in _TENSOR_FIELDS
+    )
 
 
 def load_training_data(scenario: str) -> Any:

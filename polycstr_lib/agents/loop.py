@@ -5,16 +5,21 @@ the log so far) is written atomically every :data:`RESUME_EVERY_S` seconds and a
 snapshot; a later call for the same seeds, settings and data continues from there, to the same
 bits as an uninterrupted run. At the budget the state is kept as a continuation state instead,
 so that a larger budget continues from it.
+
+Both are entries of :mod:`polycstr_lib.toolkit.cache` (stores ``resume`` and ``continue``):
+``state.pt`` holds tensors and plain values only (NumPy arrays of the log as tensors), loaded
+with ``weights_only=True``; the step, budget, seeds and wall time are in the manifest's
+``info``, which :func:`training_in_progress` reads without loading the state. A state whose
+file fails its check is moved aside with a warning and training starts from the next best
+state (or from scratch), to the same bits.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,57 +37,119 @@ from polycstr_lib.agents import (
 from polycstr_lib.agents.config import TrainConfig, group_key, precision_context
 from polycstr_lib.agents.data import TrainingTensors
 from polycstr_lib.reactor.env import ACT_DIM, OBS_DIM
-from polycstr_lib.toolkit.store import (
-    artifact_dir,
-    atomic_torch_save,
+from polycstr_lib.toolkit.cache import (
+    FORMAT,
+    CorruptEntry,
+    Entry,
+    entry_info,
+    entry_path,
+    invalidate,
+    load_entry,
+    move_aside,
+    open_store,
+    write_entry,
 )
+from polycstr_lib.toolkit.store import artifact_dir
 
 #: Seconds of training between two writes of an ensemble's resume state (the state is also
 #: written at every snapshot). One write of a 10-seed IQL state is about 50 MB.
 RESUME_EVERY_S = 120.0
 
 
+@dataclass(frozen=True)
+class ResumeKey:
+    """What a resume (or continuation) state belongs to: settings, seeds and data."""
+
+    group: str  # group_key of the settings (all but seed and steps)
+    seeds: tuple[int, ...]  # the members, sorted
+    data: str | None  # fingerprint of the training data
+
+
 def resume_path(config: TrainConfig, seeds: Sequence[int], fingerprint: str | None) -> Path:
-    """Where the resume state of an ensemble lives: one file per settings, seeds and data."""
+    """Where the resume state of an ensemble lives: one entry per settings, seeds and data."""
     config = config.resolved()
-    tag = json.dumps([group_key(config), sorted(int(s) for s in seeds), fingerprint])
-    key = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    return artifact_dir() / "resume" / f"{config.algorithm}-{config.scenario}-{key}.pt"
+    key = ResumeKey(group_key(config), tuple(sorted(int(s) for s in seeds)), fingerprint)
+    return entry_path("resume", key, f"{config.algorithm}-{config.scenario}")
 
 
 def continuation_path(resume: Path) -> Path:
     """Where the final state of the ensemble whose resume state is ``resume`` is kept."""
-    return resume.parent.parent / "continue" / resume.name
+    return open_store("continue", resume.parent.parent) / resume.name
 
 
 def _optimizers(agent: Agent) -> dict[str, torch.optim.Optimizer]:
     return {k: v for k, v in vars(agent).items() if isinstance(v, torch.optim.Optimizer)}
 
 
-def _training_state(
+def _tensors(value: Any) -> Any:
+    """NumPy arrays in nested lists and dicts as tensors (``weights_only`` loads those)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tensors(v) for v in value]
+    return value
+
+
+def _arrays(value: Any) -> Any:
+    """The inverse of :func:`_tensors` for the log (same dtypes, same bits)."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_arrays(v) for v in value]
+    return value
+
+
+def _write_state(
+    path: Path,
+    config: TrainConfig,
     agent: Agent,
     generators: Sequence[torch.Generator],
     step: int,
     log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
     seconds: float,
     budget: int,
-) -> dict[str, Any]:
-    """Everything the loop needs to continue after ``step`` to the same bits (and, for
-    :func:`training_in_progress`, the ``budget`` it runs to)."""
+) -> None:
+    """Writes everything the loop needs to continue after ``step`` to the same bits (and, for
+    :func:`training_in_progress`, the ``budget`` it runs to) as the entry ``path``."""
     rows, sums, count = log
-    return {
-        "step": step,
-        "budget": budget,
+    seeds = [int(s) for s in agent.state_dict()["seeds"]]
+    state = {
         "agent": agent.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
         "agent_generators": [g.get_state() for g in getattr(agent, "generators", [])],
         "generators": [g.get_state() for g in generators],
         "torch_rng": torch.get_rng_state(),
-        "rows": rows,
-        "sums": sums,
-        "count": count,
-        "seconds": seconds,
+        "rows": _tensors(rows),
+        "sums": _tensors(sums),
     }
+    key = {"entry": path.name, "group": group_key(config), "seeds": sorted(seeds)}
+    info = {
+        "algorithm": config.algorithm,
+        "scenario": config.scenario,
+        "seeds": seeds,
+        "step": int(step),
+        "budget": int(budget),
+        "count": int(count),
+        "seconds": float(seconds),
+    }
+    write_entry(path, {"state.pt": state}, key, info)
+
+
+def _read_info(path: Path) -> dict[str, Any] | None:
+    """The ``info`` of a complete state entry of this format (the manifest only), or None;
+    an unreadable manifest moves the entry aside."""
+    try:
+        manifest = entry_info(path)
+    except CorruptEntry as error:
+        move_aside(path, str(error))
+        return None
+    if manifest is None or manifest["format"] != FORMAT:
+        return None
+    return manifest["info"]
 
 
 def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
@@ -95,35 +162,43 @@ def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
         directory: the resume folder (default ``artifact_dir() / "resume"``).
 
     Returns:
-        One row per resume state, sorted by file name: ``algorithm``, ``scenario``, ``seeds``
+        One row per resume state, sorted by folder name: ``algorithm``, ``scenario``, ``seeds``
         (count), ``step``, ``budget`` (0 when the state predates this field), ``seconds`` of
         training so far, ``steps_per_s``, ``eta_s`` (NaN without a budget) and ``age_s`` (since
         the state was written: a state not rewritten for much longer than
         :data:`RESUME_EVERY_S` belongs to a stopped run, which the next call resumes).
-        Unreadable files are skipped with a warning.
+        States with an unreadable manifest are skipped with a warning (only the manifests are
+        read, not the states).
     """
     folder = directory or artifact_dir() / "resume"
     rows = []
-    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+    paths = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    for path in paths:
+        if ".corrupt-" in path.name:
+            continue
         try:
-            state = torch.load(path, weights_only=False, map_location="cpu")
-        except Exception as error:  # noqa: BLE001 - one bad file must not hide the others
+            manifest = entry_info(path)
+            if manifest is None:  # being written, or a killed write
+                continue
+            info = manifest["info"]
+            step, seconds, budget = int(info["step"]), float(info["seconds"]), info["budget"]
+            seeds = len(info["seeds"])
+            algorithm, scenario = info["algorithm"], info["scenario"]
+        except (CorruptEntry, KeyError, TypeError, ValueError) as error:
             warnings.warn(f"skipping unreadable resume state {path.name}: {error}", stacklevel=2)
             continue
-        algorithm, scenario = path.stem.rsplit("-", 1)[0].split("-", 1)
-        step, seconds, budget = int(state["step"]), float(state["seconds"]), state.get("budget", 0)
         rate = step / seconds if seconds > 0 else float("nan")
         rows.append(
             {
                 "algorithm": algorithm,
                 "scenario": scenario,
-                "seeds": len(state["agent"]["seeds"]),
+                "seeds": seeds,
                 "step": step,
                 "budget": int(budget),
                 "seconds": seconds,
                 "steps_per_s": rate,
                 "eta_s": (budget - step) / rate if budget and rate > 0 else float("nan"),
-                "age_s": time.time() - path.stat().st_mtime,
+                "age_s": time.time() - (path / "manifest.json").stat().st_mtime,
             }
         )
     columns = ["algorithm", "scenario", "seeds", "step", "budget", "seconds", "steps_per_s"]
@@ -143,18 +218,23 @@ def _load_start(resume: Path | None, seeds: Sequence[int], not_after: int) -> di
 
 
 def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dict[str, Any] | None:
-    """The resume state at ``path`` if it is for ``seeds`` and at most ``not_after`` steps."""
-    if path is None or not path.is_file():
+    """The resume state at ``path`` if it is for ``seeds`` and at most ``not_after`` steps,
+    verified (a state that fails its check is moved aside with a warning: it only costs the
+    time it saved)."""
+    if path is None:
         return None
-    try:
-        # our own artifact: NumPy arrays in the log need the full unpickler
-        state = torch.load(path, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - a corrupted file only costs the time it saved
-        warnings.warn(f"ignoring unreadable resume state {path.name}: {error}", stacklevel=3)
+    info = _read_info(path)
+    if info is None or list(info["seeds"]) != list(seeds) or info["step"] > not_after:
         return None
-    if list(state["agent"]["seeds"]) != list(seeds) or state["step"] > not_after:
-        return None
-    return state
+
+    def decode(entry: Entry) -> dict[str, Any]:
+        state = entry.load("state.pt")
+        if list(state["agent"]["seeds"]) != list(seeds):
+            raise CorruptEntry("state.pt: seeds differ from the manifest")
+        state["rows"], state["sums"] = _arrays(state["rows"]), _arrays(state["sums"])
+        return {**state, **{k: entry.info[k] for k in ("step", "count", "seconds")}}
+
+    return load_entry(path, decode)
 
 
 def train_members(
@@ -245,17 +325,17 @@ def train_members(
             if resume is not None and step < budget and due:
                 seconds = time.perf_counter() - start
                 log = (rows, sums, count)
-                state = _training_state(agent, generators, step, log, seconds, budget)
-                resume.parent.mkdir(parents=True, exist_ok=True)
-                atomic_torch_save(state, resume)
+                _write_state(resume, config, agent, generators, step, log, seconds, budget)
                 last_write = time.perf_counter()
         bar.close()
         if resume is not None:
-            _keep_final_state(agent, generators, budget, (rows, sums, count), start, resume)
-            resume.unlink(missing_ok=True)
+            log = (rows, sums, count)
+            _keep_final_state(config, agent, generators, budget, log, start, resume)
+            invalidate(resume)
 
 
 def _keep_final_state(
+    config: TrainConfig,
     agent: Agent,
     generators: Sequence[torch.Generator],
     budget: int,
@@ -266,12 +346,11 @@ def _keep_final_state(
     """Keeps the state at ``budget`` for a later, longer run of the same ensemble, unless a
     state further along is kept already (a shorter run must not undo a longer one's work)."""
     path = continuation_path(resume)
-    with contextlib.suppress(Exception):  # unreadable: replaced below
-        if torch.load(path, weights_only=False)["step"] >= budget:
-            return
+    info = _read_info(path)
+    if info is not None and int(info.get("step", 0)) >= budget:
+        return
     seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(_training_state(agent, generators, budget, log, seconds, budget), path)
+    _write_state(path, config, agent, generators, budget, log, seconds, budget)
 
 
 def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:

@@ -5,8 +5,10 @@ A trained agent (one seed) lives in ``artifact_dir()/agents/<algo>-<scenario>-<k
 
 - ``agent.pt``: the one-member agent's ``state_dict()`` (weights, seed, scalers, config);
 - ``log.csv``: the mean losses of every logging interval;
-- ``config.json``: the configuration, a fingerprint of the training data, the seeds trained
-  together and the wall time. It is written last and marks the run as complete.
+- ``manifest.json``: the configuration, each file's SHA-256, and as ``info`` a fingerprint of
+  the training data, the seeds trained together and the wall time. It is written last and
+  marks the run as complete (an entry of :mod:`polycstr_lib.toolkit.cache`: a run whose files
+  do not match it is moved aside and retrained, to the same bits).
 
 Runs that differ only in seed are trained together as one batched model
 (:func:`train_ensemble`; see :mod:`polycstr_lib.agents.layers`). No schedule depends on the
@@ -28,13 +30,12 @@ Training is reproducible: the same configurations and data give bit-identical we
 torch thread per worker, private generators; the global torch and NumPy RNG states are left
 untouched). A BC or IQL member of an ensemble equals the run of its seed trained alone bit
 for bit (``tests/test_agents.py``; CQL to round-off), so a cached run does not depend on the
-seeds it was trained with; ``config.json`` records them anyway.
+seeds it was trained with; the manifest records them anyway.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,52 +57,68 @@ from polycstr_lib.agents.data import (
     validate_offline_data,
 )
 from polycstr_lib.agents.loop import continuation_path, resume_path, train_members
-from polycstr_lib.toolkit.store import (
-    artifact_dir,
-    atomic_torch_save,
-    atomic_write_bytes,
-    config_key,
-    config_to_dict,
+from polycstr_lib.toolkit.cache import (
+    CorruptEntry,
+    entry_path,
+    invalidate,
+    move_aside,
+    read_entry,
+    write_entry,
 )
+from polycstr_lib.toolkit.store import config_key
 
 
 def run_directory(config: TrainConfig) -> Path:
     """The cache folder of a configuration: ``artifact_dir()/agents/<algo>-<scenario>-<key>``."""
     config = config.resolved()
-    return artifact_dir() / "agents" / f"{config.algorithm}-{config.scenario}-{config_key(config)}"
+    return entry_path("agents", config, f"{config.algorithm}-{config.scenario}")
+
+
+def _meta(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"train_config": manifest["config"], "key": manifest["key"], **manifest["info"]}
 
 
 def load_trained(run_dir: str | Path) -> tuple[Agent, pd.DataFrame]:
-    """Loads a finished run (agent and loss log) from its folder.
+    """Loads a finished run (agent and loss log) from its folder, every file verified.
 
     Args:
         run_dir: A folder written by :func:`train_agent`.
 
     Returns:
         The agent and the log; ``log.attrs`` holds ``run_dir``, ``cached`` and the metadata.
+
+    Raises:
+        CorruptEntry: no complete run there, or a file failed its check (the run is then moved
+            aside with a warning naming the file; training it again rebuilds it).
     """
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / "agent.pt", map_location="cpu", weights_only=True)
-    agent = agent_from_state(state)
-    log = pd.read_csv(run_dir / "log.csv")
-    meta = json.loads((run_dir / "config.json").read_text())
-    log.attrs.update(run_dir=str(run_dir), cached=True, meta=meta)
-    return agent, log
+
+    def decode(entry: Any) -> tuple[Agent, pd.DataFrame]:
+        state = entry.load("agent.pt")
+        try:
+            agent = agent_from_state(state)
+        except Exception as error:  # noqa: BLE001 - a state that does not make an agent
+            raise CorruptEntry(f"agent.pt: not an agent state ({error})") from None
+        log = entry.load("log.csv")
+        log.attrs.update(run_dir=str(run_dir), cached=True, meta=_meta(entry.manifest))
+        return agent, log
+
+    entry = read_entry(run_dir)
+    if entry is None:
+        raise CorruptEntry(f"no usable run in {run_dir} (see the warning above, if any)")
+    try:
+        return decode(entry)
+    except CorruptEntry as error:
+        move_aside(run_dir, str(error))
+        raise CorruptEntry(f"{run_dir.name}: {error}; moved aside") from None
 
 
 def _cached_meta(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The metadata of a complete run of ``config`` in ``run_dir``, or None."""
-    meta_path = run_dir / "config.json"
-    if not (meta_path.is_file() and (run_dir / "agent.pt").is_file()):
+    """The metadata of a complete, verified run of ``config`` in ``run_dir``, or None."""
+    entry = read_entry(run_dir, config)
+    if entry is None or set(entry.files) != {"agent.pt", "log.csv"}:
         return None
-    if not (run_dir / "log.csv").is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if meta.get("train_config") != config_to_dict(config):
-        return None
+    meta = _meta(entry.manifest)
     if meta.get("agent_format") != AGENT_FORMAT:
         return None
     return meta
@@ -226,8 +243,8 @@ def train_ensemble(
         tensors = TrainingTensors.from_data(data)
         resume = resume_path(pending[0], seeds, fingerprint)
         if force:
-            resume.unlink(missing_ok=True)
-            continuation_path(resume).unlink(missing_ok=True)
+            invalidate(resume)
+            invalidate(continuation_path(resume))
         previous_threads = torch.get_num_threads()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
@@ -259,7 +276,13 @@ def train_ensemble(
                         )
         finally:
             torch.set_num_threads(previous_threads)
-    return load_runs(resolved, trained={config_key(c) for c in pending})
+    try:
+        return load_runs(resolved, trained={config_key(c) for c in pending})
+    except CorruptEntry:
+        # a run whose checked file does not decode (moved aside by load_trained): train again
+        if force:
+            raise
+        return train_ensemble(configs, data, progress, True, num_threads, snapshot_steps)
 
 
 def load_runs(
@@ -283,11 +306,8 @@ def _save_run(
     seconds: float,
     seeds: Sequence[int],
 ) -> None:
-    """Writes one run's files atomically, ``config.json`` last (it marks the run complete)."""
-    run_dir = run_directory(config)
+    """Writes one run's files atomically, the manifest last (it marks the run complete)."""
     meta = {
-        "train_config": config_to_dict(config),
-        "key": config_key(config),
         "agent_format": AGENT_FORMAT,
         "data_fingerprint": fingerprint,
         "n_transitions": int(data.observations.shape[0]),
@@ -295,6 +315,6 @@ def _save_run(
         "train_seconds": seconds,
         "torch_version": torch.__version__,
     }
-    atomic_torch_save(state, run_dir / "agent.pt")
-    atomic_write_bytes(run_dir / "log.csv", log.to_csv(index=False).encode())
-    atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
+    # the log as bytes: read back by plain ``read_csv``, as it always was (float64 columns)
+    files = {"agent.pt": state, "log.csv": log.to_csv(index=False).encode()}
+    write_entry(run_directory(config), files, config, meta)

@@ -35,6 +35,7 @@ from polycstr_lib.agents.runs import (
     train_ensemble,
     unique_configs,
 )
+from polycstr_lib.toolkit.cache import is_complete
 from polycstr_lib.toolkit.store import (
     ARTIFACTS_ENV,
     artifact_dir,
@@ -177,7 +178,7 @@ def plan_tasks(
         pending = [c for c in task.configs if is_stale(c, prints.get(c.scenario), force, False)]
         fingerprint = prints.get(task.configs[0].scenario)
         seeds = sorted({c.seed for c in pending})
-        return not force and resume_path(task.configs[0], seeds, fingerprint).is_file()
+        return not force and is_complete(resume_path(task.configs[0], seeds, fingerprint))
 
     while len(tasks) < workers:
         splittable = [t for t in tasks if len(t.seeds) > 1 and not resumable(t)]

@@ -22,7 +22,6 @@ The *safe range* of a variant is the longest run of consecutive safe step sizes 
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from polycstr_lib.correction.safety import METHODS, CorrectedPolicy, correct_act
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
+from polycstr_lib.toolkit.cache import entry_path, invalidate, load_entry, write_entry
 from polycstr_lib.toolkit.stats import iqm
 
 __all__ = [
@@ -306,6 +306,7 @@ def sweep_corrections(
     tol: float = 1.0,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Closed-loop normalised reward of every base agent, uncorrected and corrected.
 
@@ -326,8 +327,10 @@ def sweep_corrections(
         split: ``'validation'`` (every choice) or ``'test'``.
         tol: points of normalised reward a correction may lose and still count as not worse.
         cache: load from / save to the artifact cache (content-addressed: the agents' and
-            models' weights, every setting; written atomically).
+            models' weights, every setting; an entry of :mod:`polycstr_lib.toolkit.cache`
+            holding ``sweep.csv``, verified on load and recomputed when the check fails).
         cache_dir: cache root; default :func:`polycstr_lib.toolkit.store.artifact_dir`.
+        force: recompute (and overwrite the cached entry) even if cached.
 
     Returns:
         One row per (algorithm, seed, variant, step size), the base as variant ``'none'``
@@ -347,8 +350,6 @@ def sweep_corrections(
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
     path = None
     if cache:
-        from polycstr_lib.toolkit.store import artifact_dir, config_key
-
         used = sorted({v.model for v in variants.values()})
         key = _SweepKey(
             scenario,
@@ -363,21 +364,18 @@ def sweep_corrections(
             tuple((str(a), int(s), _fingerprint(agents[(a, s)])) for a, s in agents),
             tuple((m, _fingerprint(cost_models[m])) for m in used),
         )
-        root = Path(cache_dir) if cache_dir is not None else Path(artifact_dir())
-        path = root / "correction_sweeps" / f"{scenario}_{split}_{config_key(key, 16)}.pkl"
-        if path.exists():
-            return pd.read_pickle(path)  # noqa: S301 - our own artifact
+        path = entry_path("correction_sweeps", key, f"{scenario}_{split}", cache_dir)
+        if force:
+            invalidate(path)
+        cached = load_entry(path, lambda entry: entry.load("sweep.csv"), key)
+        if cached is not None:
+            return cached
     rows = _run_sweep(
         agents, cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale, split
     )
     sweep = _add_base_columns(pd.DataFrame(rows), tol)
     if path is not None:
-        from polycstr_lib.toolkit.store import atomic_write_bytes
-
-        buf = io.BytesIO()
-        sweep.to_pickle(buf)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
+        write_entry(path, {"sweep.csv": sweep}, key)
     return sweep
 
 

@@ -28,8 +28,6 @@ next initial guess.
 
 from __future__ import annotations
 
-import io
-import json
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -54,10 +52,15 @@ from polycstr_lib.reactor.model import (
 )
 from polycstr_lib.reactor.rollout import Trajectories, rollout
 from polycstr_lib.reactor.scenarios import get_scenario
+from polycstr_lib.toolkit.cache import (
+    CorruptEntry,
+    Entry,
+    entry_path,
+    invalidate,
+    load_entry,
+    write_entry,
+)
 from polycstr_lib.toolkit.store import (
-    artifact_dir,
-    atomic_write_bytes,
-    config_key,
     config_to_dict,
 )
 
@@ -399,49 +402,43 @@ class NMPCRun:
 
 def run_directory(run: NMPCRun) -> Path:
     """Cache folder of ``run``: ``<artifacts>/nmpc/<scenario>-<hash of the run>``."""
-    return artifact_dir() / "nmpc" / f"{run.scenario}-{config_key(run)}"
+    return entry_path("nmpc", run, run.scenario)
 
 
 _TRAJ_FIELDS = [f.name for f in fields(Trajectories) if f.name != "scenario"]
 
 
 def _save(directory: Path, traj: Trajectories, stats: dict, run: NMPCRun) -> None:
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
+    """Writes the run as a cache entry: ``trajectories.npz``, then the manifest (with the
+    failure count and wall time as ``info``), which marks it complete."""
+    arrays = {
         **{name: getattr(traj, name) for name in _TRAJ_FIELDS},
-        **{
-            "solve_seconds": np.asarray(stats["solve_seconds"]),
-            "iterations": np.asarray(stats["iterations"]),
-        },
-    )
-    atomic_write_bytes(directory / "trajectories.npz", buffer.getvalue())
-    meta = {
-        "run": config_to_dict(run),
-        "failures": int(stats["failures"]),
-        "wall_seconds": float(stats["wall_seconds"]),
+        "solve_seconds": np.asarray(stats["solve_seconds"]),
+        "iterations": np.asarray(stats["iterations"]),
     }
-    # the metadata is written last: its presence marks a complete cache entry
-    atomic_write_bytes(directory / "run.json", json.dumps(meta, indent=2).encode())
+    info = {"failures": int(stats["failures"]), "wall_seconds": float(stats["wall_seconds"])}
+    write_entry(directory, {"trajectories.npz": arrays}, run, info)
 
 
 def _load(directory: Path, run: NMPCRun) -> tuple[Trajectories, dict] | None:
-    meta_path, data_path = directory / "run.json", directory / "trajectories.npz"
-    if not (meta_path.exists() and data_path.exists()):
-        return None
-    meta = json.loads(meta_path.read_text())
-    if meta.get("run") != config_to_dict(run):
-        return None
-    with np.load(data_path) as data:
-        traj = Trajectories(run.scenario, **{name: data[name] for name in _TRAJ_FIELDS})
+    """The verified entry of ``run`` (None: none, another run's, or failed its check)."""
+
+    def decode(entry: Entry) -> tuple[Trajectories, dict]:
+        data = entry.load("trajectories.npz")
+        try:
+            traj = Trajectories(run.scenario, **{name: data[name] for name in _TRAJ_FIELDS})
+        except KeyError as error:
+            raise CorruptEntry(f"trajectories.npz: no array {error}") from None
         stats = {
             "solve_seconds": data["solve_seconds"],
             "iterations": data["iterations"],
-            "failures": meta["failures"],
-            "wall_seconds": meta["wall_seconds"],
+            "failures": entry.info["failures"],
+            "wall_seconds": entry.info["wall_seconds"],
             "cached": True,
         }
-    return traj, stats
+        return traj, stats
+
+    return load_entry(directory, decode, run)
 
 
 def run_nmpc(
@@ -460,10 +457,11 @@ def run_nmpc(
         ``wall_seconds`` of the run and ``cached``.
     """
     directory = run_directory(run)
-    if not force:
-        loaded = _load(directory, run)
-        if loaded is not None:
-            return loaded
+    if force:
+        invalidate(directory)
+    loaded = _load(directory, run)
+    if loaded is not None:
+        return loaded
     start = time.perf_counter()
     policy = NMPCPolicy(run.scenario, run.nmpc)
     seeds = episode_seeds(run.split, run.episodes, run.seed_offset)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's pid and host in the name let a later process tell a killed write's file
+    # (removed by polycstr_lib.toolkit.cache.open_store) from one being written now
+    owner = f"{os.getpid()}@{socket.gethostname()}"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -48,7 +48,8 @@ from polycstr_lib.correction.cost_models.conditioned import (
 from polycstr_lib.correction.cost_models.config import CostModelConfig
 from polycstr_lib.correction.cost_models.diagnostics import _predict, r2_score
 from polycstr_lib.correction.cost_models.networks import PICNN, _CostModel, build_cost_model
-from polycstr_lib.correction.cost_models.targets import _np, _rows, cost_targets, split_episodes
+from polycstr_lib.correction.cost_models.targets import _rows, cost_targets, split_episodes
+from polycstr_lib.correction.cost_models.training import cost_model_entry, load_cached, save_cached
 
 __all__ = ["CostEnsemble", "PessimisticActionCost", "is_picnn_ensemble", "train_cost_ensemble"]
 
@@ -167,19 +168,6 @@ class PessimisticActionCost(ActionCost):
         return self._values(action).std(0, unbiased=False)
 
 
-def _ensemble_cache_path(
-    data: Any, config: CostModelConfig, seeds: Sequence[int], cache_dir: str | Path | None
-) -> Path:
-    from polycstr_lib.toolkit.store import artifact_dir, config_key
-
-    root = Path(cache_dir) if cache_dir is not None else Path(artifact_dir())
-    scenario = str(getattr(data, "scenario", "unknown"))
-    n = len(_np(data.episode_ids))
-    key = config_key(dataclasses.replace(config, seed=0))
-    tag = "-".join(str(int(s)) for s in seeds)
-    return root / "cost_models" / f"{scenario}_n{n}_{config.kind}_ens{tag}_{key}.pt"
-
-
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     out = tuple(seeds)
     if not out:
@@ -198,6 +186,7 @@ def train_cost_ensemble(
     progress: bool = True,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    force: bool = False,
 ) -> tuple[CostEnsemble, dict[str, Any]]:
     """Train ``len(seeds)`` cost models as one model (or load the ensemble from the cache).
 
@@ -210,9 +199,11 @@ def train_cost_ensemble(
         config: model and training settings; ``config.seed`` is ignored (the seeds are).
         seeds: the members' seeds (distinct integers).
         progress: show a progress bar.
-        cache: load from / save to the artifact cache (key: scenario, N, config, seeds;
-            written atomically).
+        cache: load from / save to the artifact cache (key:
+            :class:`~polycstr_lib.correction.cost_models.training.CostModelKey` with the seeds;
+            written atomically, verified on load, retrained when the check fails).
         cache_dir: cache root; default :func:`polycstr_lib.toolkit.store.artifact_dir`.
+        force: retrain (and overwrite the cached entry) even if cached.
 
     Returns:
         ``(ensemble, log)``: the ensemble in eval mode and a dict with per-member
@@ -235,14 +226,10 @@ def train_cost_ensemble(
         model.target, model.gamma = cfg.target, cfg.gamma
         return model
 
-    path = _ensemble_cache_path(data, config, seeds, cache_dir) if cache else None
-    if path is not None and path.exists():
-        blob = torch.load(path, weights_only=True)
-        ensemble = CostEnsemble([fresh(c) for c in configs], seeds)
-        ensemble.load_state_dict(blob["state_dict"])
-        log = dict(blob["log"])
-        log["cached"] = True
-        log["cache_path"] = str(path)
+    path = cost_model_entry(data, config, cache_dir, seeds) if cache else None
+    cached = load_cached(path, lambda: CostEnsemble([fresh(c) for c in configs], seeds), force)
+    if cached is not None:
+        ensemble, log = cached
         return ensemble.eval(), log
 
     t0 = time.perf_counter()
@@ -324,12 +311,7 @@ def train_cost_ensemble(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
-    if path is not None:
-        from polycstr_lib.toolkit.store import atomic_torch_save
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"state_dict": ensemble.state_dict(), "log": log}, path)
-        log["cache_path"] = str(path)
+    save_cached(path, ensemble, log)
     return ensemble, log
 
 

@@ -1,10 +1,19 @@
-"""Training a cost model by MSE on one scenario's offline data, cached as an artifact."""
+"""Training a cost model by MSE on one scenario's offline data, cached as an artifact.
+
+A trained model (or ensemble, :mod:`~polycstr_lib.correction.cost_models.ensemble`) is an entry
+of :mod:`polycstr_lib.toolkit.cache` in the store ``cost_models``, keyed by
+:class:`CostModelKey`: scenario, row count, a fingerprint of the data's arrays, the
+configuration and the ensemble's seeds. Its files: ``model.pt`` (the ``state_dict``, loaded with
+``weights_only=True``) and ``log.json``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +23,91 @@ from polycstr_lib.correction.cost_models.config import CostModelConfig
 from polycstr_lib.correction.cost_models.diagnostics import _predict, r2_score
 from polycstr_lib.correction.cost_models.networks import _CostModel, build_cost_model
 from polycstr_lib.correction.cost_models.targets import _np, _rows, cost_targets, split_episodes
+from polycstr_lib.toolkit.cache import (
+    CorruptEntry,
+    Entry,
+    array_fingerprint,
+    entry_path,
+    invalidate,
+    load_entry,
+    write_entry,
+)
+
+#: The data arrays a cost model is trained on (their fingerprint is part of the cache key).
+DATA_FIELDS = ("observations", "actions", "costs", "episode_ids")
+
+
+@dataclass(frozen=True)
+class CostModelKey:
+    """Everything a cached cost model (or ensemble) depends on: its cache key."""
+
+    scenario: str  # the data's scenario name
+    rows: int  # transitions in the data
+    data: str  # array_fingerprint of DATA_FIELDS
+    config: CostModelConfig  # settings (seed 0 for an ensemble: the seeds are below)
+    seeds: tuple[int, ...] = ()  # an ensemble's members; () for one model
+
+
+def cost_model_entry(
+    data: Any,
+    config: CostModelConfig,
+    cache_dir: str | Path | None,
+    seeds: Sequence[int] | None = None,
+) -> Path:
+    """The cache entry of a model (``seeds=None``) or an ensemble trained on ``data``."""
+    scenario = str(getattr(data, "scenario", "unknown"))
+    n = len(_np(data.episode_ids))
+    fingerprint = array_fingerprint((k, _np(getattr(data, k))) for k in DATA_FIELDS)
+    if seeds is not None:
+        config = dataclasses.replace(config, seed=0)
+    key = CostModelKey(scenario, n, fingerprint, config, tuple(int(s) for s in seeds or ()))
+    tag = "_ens" + "-".join(str(int(s)) for s in seeds) if seeds is not None else ""
+    return entry_path("cost_models", key, f"{scenario}_n{n}_{config.kind}{tag}", cache_dir)
+
+
+def load_cached(
+    path: Path | None, build: Any, force: bool = False
+) -> tuple[torch.nn.Module, dict[str, Any]] | None:
+    """The model of entry ``path`` (``build()`` with the saved weights) and its log, or None
+    (no cache, ``force`` — the entry is then invalidated —, missing, or failed its check)."""
+    if path is None:
+        return None
+    if force:
+        invalidate(path)
+        return None
+
+    def decode(entry: Entry) -> tuple[torch.nn.Module, dict[str, Any]]:
+        state = entry.load("model.pt")
+        model = build()
+        try:
+            model.load_state_dict(state)
+        except Exception as error:  # noqa: BLE001 - wrong keys or shapes: do not use
+            raise CorruptEntry(f"model.pt: not this model's weights ({error})") from None
+        log = dict(entry.load("log.json"))
+        return model, {**log, "cached": True, "cache_path": str(path)}
+
+    return load_entry(path, decode)
+
+
+def save_cached(path: Path | None, model: torch.nn.Module, log: dict[str, Any]) -> None:
+    """Writes the entry ``path``: weights and log, then the manifest."""
+    if path is None:
+        return
+    files = {"model.pt": model.state_dict(), "log.json": log}
+    write_entry(path, files, {"entry": path.name}, {"kind": type(model).__name__})
+    log["cache_path"] = str(path)
 
 
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def _cache_path(data: Any, config: CostModelConfig, cache_dir: str | Path | None) -> Path:
-    from polycstr_lib.toolkit.store import artifact_dir, config_key
-
-    root = Path(cache_dir) if cache_dir is not None else Path(artifact_dir())
-    scenario = str(getattr(data, "scenario", "unknown"))
-    n = len(_np(data.episode_ids))
-    return root / "cost_models" / f"{scenario}_n{n}_{config.kind}_{config_key(config)}.pt"
-
-
 def train_cost_model(
     data: Any,
     config: CostModelConfig = CostModelConfig(),  # noqa: B008 - frozen, safe default
     progress: bool = True,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    force: bool = False,
 ) -> tuple[_CostModel, dict[str, Any]]:
     """Train a cost model by MSE on one scenario's offline data (or load it from the cache).
 
@@ -47,8 +121,10 @@ def train_cost_model(
             ``actions (N, 2)``, ``costs (N,)``, ``episode_ids (N,)``, ``scenario``).
         config: model and training settings.
         progress: show a progress bar.
-        cache: load from / save to the artifact cache (key: scenario, N, config).
+        cache: load from / save to the artifact cache (key: :class:`CostModelKey`; the entry
+            is verified on load, and one that fails is moved aside and retrained).
         cache_dir: cache root; default :func:`polycstr_lib.toolkit.store.artifact_dir`.
+        force: retrain (and overwrite the cached entry) even if cached.
 
     Returns:
         ``(model, log)``: the model in eval mode (float32) and a dict with ``train_episodes``,
@@ -59,16 +135,17 @@ def train_cost_model(
     act_all = torch.as_tensor(data.actions, dtype=torch.float32)
     obs_dim, action_dim = obs_all.shape[-1], act_all.shape[-1]
 
-    path = _cache_path(data, config, cache_dir) if cache else None
-    if path is not None and path.exists():
-        blob = torch.load(path, weights_only=True)
+    path = cost_model_entry(data, config, cache_dir) if cache else None
+
+    def build() -> _CostModel:
         with torch.random.fork_rng(devices=[]):
             model = build_cost_model(config, obs_dim, action_dim)
-        model.load_state_dict(blob["state_dict"])
         model.target, model.gamma = config.target, config.gamma
-        log = dict(blob["log"])
-        log["cached"] = True
-        log["cache_path"] = str(path)
+        return model
+
+    cached = load_cached(path, build, force)
+    if cached is not None:
+        model, log = cached
         return model.eval(), log
 
     t0 = time.perf_counter()
@@ -139,10 +216,5 @@ def train_cost_model(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
-    if path is not None:
-        from polycstr_lib.toolkit.store import atomic_torch_save
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"state_dict": model.state_dict(), "log": log}, path)
-        log["cache_path"] = str(path)
+    save_cached(path, model, log)
     return model, log

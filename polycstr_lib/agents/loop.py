@@ -329,28 +329,20 @@ def train_members(
                 last_write = time.perf_counter()
         bar.close()
         if resume is not None:
-            log = (rows, sums, count)
-            _keep_final_state(config, agent, generators, budget, log, start, resume)
+            # The state at the budget is kept for a later, longer run of the same ensemble,
+            # unless one further along is kept already (a shorter run must not undo its work).
+            kept = continuation_path(resume)
+            if _step_of(kept) < budget:
+                seconds = time.perf_counter() - start
+                log = (rows, sums, count)
+                _write_state(kept, config, agent, generators, budget, log, seconds, budget)
             invalidate(resume)
 
 
-def _keep_final_state(
-    config: TrainConfig,
-    agent: Agent,
-    generators: Sequence[torch.Generator],
-    budget: int,
-    log: tuple[list[dict[str, Any]], dict[str, np.ndarray], int],
-    start: float,
-    resume: Path,
-) -> None:
-    """Keeps the state at ``budget`` for a later, longer run of the same ensemble, unless a
-    state further along is kept already (a shorter run must not undo a longer one's work)."""
-    path = continuation_path(resume)
+def _step_of(path: Path) -> int:
+    """The step of the training state at ``path`` (-1 when there is none)."""
     info = _read_info(path)
-    if info is not None and int(info.get("step", 0)) >= budget:
-        return
-    seconds = time.perf_counter() - start
-    _write_state(path, config, agent, generators, budget, log, seconds, budget)
+    return -1 if info is None else int(info.get("step", 0))
 
 
 def _member_log(rows: Sequence[dict[str, Any]], index: int) -> pd.DataFrame:

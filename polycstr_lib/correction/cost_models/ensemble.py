@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from polycstr_lib.correction.cost_models.conditioned import (
     ActionCost,
@@ -263,11 +264,9 @@ def train_cost_ensemble(
 
     histories: list[list[list[float]]] = [[] for _ in members]
     running = [0.0] * len(members)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, desc=f"cost ensemble ({len(seeds)})", leave=False)
+    bar = tqdm(
+        total=config.steps, desc=f"cost ensemble ({len(seeds)})", leave=False, disable=not progress
+    )
     ensemble.train()
     for step in range(config.steps):
         for group in opt.param_groups:
@@ -289,10 +288,8 @@ def train_cost_ensemble(
             for k in range(len(members)):
                 histories[k].append([step + 1, running[k], heldout_loss(k)])
             ensemble.train()
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     ensemble.eval()
 
     log: dict[str, Any] = {

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from polycstr_lib.correction.cost_models.config import CostModelConfig
 from polycstr_lib.correction.cost_models.diagnostics import _predict, r2_score
@@ -175,11 +176,9 @@ def train_cost_model(
         return float((((pred - y_all[ho]) / y_std) ** 2).mean())
 
     history: list[list[float]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, desc=f"cost model ({config.kind})", leave=False)
+    bar = tqdm(
+        total=config.steps, desc=f"cost model ({config.kind})", leave=False, disable=not progress
+    )
     model.train()
     running = 0.0
     for step in range(config.steps):
@@ -197,12 +196,9 @@ def train_cost_model(
             model.eval()
             history.append([step + 1, running, heldout_loss()])
             model.train()
-            if bar is not None:
-                bar.set_postfix(train=f"{running:.4f}", heldout=f"{history[-1][2]:.4f}")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.set_postfix(train=f"{running:.4f}", heldout=f"{history[-1][2]:.4f}")
+        bar.update(1)
+    bar.close()
     model.eval()
 
     log: dict[str, Any] = {

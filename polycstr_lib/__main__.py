@@ -6,6 +6,9 @@ Commands: data, train, evaluate, notebooks, book, numbers, progress.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +16,12 @@ import time
 from polycstr_lib.reactor.scenarios import SCENARIOS
 
 NMPC_HORIZON = 10  # default NMPC horizon of the CLI, equal to NMPCConfig's (checked by a test)
+#: Most episodes one evaluation may ask for: 10,000 episodes hold about 1 GB of trajectories.
+MAX_EPISODES = 10_000
+#: Seeds are drawn in [0, 2**31): torch, NumPy and Dask all take them.
+MAX_SEED = 2**31 - 1
+#: Set to show the full traceback of an error the command line reports in one line.
+DEBUG_ENV = "POLYCSTR_DEBUG"
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -208,8 +217,6 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
 
 
 def _cmd_progress(args: argparse.Namespace) -> int:
-    import math
-
     from polycstr_lib.agents.loop import RESUME_EVERY_S, training_in_progress
 
     table = training_in_progress()
@@ -239,14 +246,47 @@ def _scenario(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> int:
+def _integer(value: str, low: int, high: int, what: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+    if not low <= number <= high:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
     return number
+
+
+def _positive(value: str) -> int:
+    return _integer(value, 1, sys.maxsize, "a positive integer")
+
+
+def _episodes(value: str) -> int:
+    return _integer(value, 1, MAX_EPISODES, f"a number of episodes from 1 to {MAX_EPISODES:,}")
+
+
+def _seed(value: str) -> int:
+    return _integer(value, 0, MAX_SEED, f"a seed from 0 to {MAX_SEED:,}")
+
+
+def _step_size(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite step size >= 0, got {value!r}")
+    return number
+
+
+def _scheduler(value: str) -> str:
+    """A Dask scheduler address: tcp://host:port (or tls://, ucx://, inproc://)."""
+    scheme, _, rest = value.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("tcp", "tls", "ucx", "inproc") or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a scheduler address such as tcp://10.0.0.5:8786, got {value!r}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="scenario (repeatable; default: all three)",
     )
-    data.add_argument("--episodes", type=_positive, default=100, help="episodes per dataset")
-    data.add_argument("--seed", type=int, default=0, help="generation seed")
+    data.add_argument("--episodes", type=_episodes, default=100, help="episodes per dataset")
+    data.add_argument("--seed", type=_seed, default=0, help="generation seed")
     data.add_argument("--regenerate", action="store_true", help="regenerate even if valid")
     data.set_defaults(func=_cmd_data)
 
@@ -275,11 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--algorithm", choices=choices, default="iql", help="agent (default iql)")
         p.add_argument("--scenario", type=_scenario, default="startup", help="scenario")
         p.add_argument("--steps", type=_positive, default=2000, help="gradient steps")
-        p.add_argument("--seed", type=int, default=0, help="training seed")
+        p.add_argument("--seed", type=_seed, default=0, help="training seed")
     train.add_argument("--force", action="store_true", help="retrain even if cached")
     train.add_argument(
         "--seeds",
-        type=int,
+        type=_seed,
         nargs="+",
         help="several seeds, trained together as seed ensembles (overrides --seed)",
     )
@@ -290,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--scheduler",
+        type=_scheduler,
         help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786",
     )
     train.add_argument(
@@ -299,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also save each seed's state after these many steps (learning curves)",
     )
     train.set_defaults(func=_cmd_train)
-    evaluate.add_argument("--episodes", type=_positive, default=20, help="test episodes")
+    evaluate.add_argument("--episodes", type=_episodes, default=20, help="test episodes")
     evaluate.add_argument(
         "--policy",
         choices=["agent", "nmpc"],
@@ -312,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--force", action="store_true", help="re-solve NMPC even if cached")
     evaluate.add_argument("--corrected", action="store_true", help="also the '+' version")
     evaluate.add_argument("--correction-steps", type=_positive, default=3, help="safety K")
-    evaluate.add_argument("--step-size", type=float, default=0.001, help="safety eta")
+    evaluate.add_argument("--step-size", type=_step_size, default=0.001, help="safety eta")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     for name, func, text in (
@@ -357,9 +398,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted_message() -> str:
+    """What a Ctrl-C leaves behind: the training states the same command resumes from."""
+    try:
+        from polycstr_lib.agents.loop import RESUME_EVERY_S, training_in_progress
+
+        table, every = training_in_progress(), f"{RESUME_EVERY_S:.0f} s"
+    except Exception:  # the message must not fail: it is printed while stopping
+        table, every = None, "few minutes"
+    if table is None or table.empty:
+        return (
+            f"interrupted before a training state was written (one is written every {every}); "
+            "finished results are kept and the same command reuses them"
+        )
+    where = ", ".join(
+        f"{row.algorithm} {row.scenario} at step {row.step:,}" for row in table.itertuples()
+    )
+    return f"interrupted; the same command resumes the training from its last state ({where})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; a user or environment mistake is one line on stderr, not a traceback.
+
+    Exit status: the command's, 2 for a mistake it reports, 130 after Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"polycstr_lib: {_interrupted_message()}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, TimeoutError) as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            message = (
+                f"the disk is full ({error.filename or 'no file named'}); free space and rerun"
+            )
+        else:
+            message = str(error) or type(error).__name__
+        print(f"polycstr_lib: {message} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -24,10 +24,19 @@ def test_every_subcommand_has_help(command, capsys):
         (["train", "--scenario", "shutdown"], "unknown scenario 'shutdown'"),
         (["train", "--steps", "0"], "positive integer"),
         (["evaluate", "--algorithm", "ppo"], "invalid choice"),
-        (["data", "--episodes", "x"], "positive integer"),
+        (["data", "--episodes", "x"], "number of episodes"),
         (["book", "--profile", "huge"], "invalid choice"),
         (["train", "--workers", "0"], "positive integer"),
         (["train", "--snapshot-steps", "-5"], "positive integer"),
+        (["evaluate", "--episodes", "1000000000"], "from 1 to 10,000"),
+        (["train", "--seed", "99999999999"], "a seed from 0"),
+        (["train", "--seed", "-1"], "a seed from 0"),
+        (["train", "--seeds", "0", "x"], "a seed from 0"),
+        (["evaluate", "--step-size", "nan"], "finite step size >= 0"),
+        (["evaluate", "--step-size", "-0.1"], "finite step size >= 0"),
+        (["evaluate", "--step-size", "inf"], "finite step size >= 0"),
+        (["train", "--scheduler", "localhost"], "tcp://10.0.0.5:8786"),
+        (["train", "--scheduler", "tcp://host:port"], "tcp://10.0.0.5:8786"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
@@ -150,3 +159,54 @@ def test_numbers_treats_an_int_and_an_equal_float_as_different():
 
     assert differing_numbers({"p": {"x": 1}}, {"p": {"x": 1.0}}) == [("p", "x", 1, 1.0)]
     assert differing_numbers({"p": {"x": {"a": [0.1]}}}, {"p": {"x": {"a": [0.1]}}}) == []
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("variable", ["POLYCSTR_ARTIFACTS", "MINARI_DATASETS_PATH"])
+def test_a_store_path_that_is_a_file_is_one_line(variable, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    path = tmp_path / "a-file"
+    path.write_text("")
+    monkeypatch.setenv(variable, str(path))
+    argv = ["train", "--steps", "1"] if variable == "POLYCSTR_ARTIFACTS" else ["data"]
+    assert main(argv) == 2
+    assert f"{variable}={path} is a file, not a folder" in _one_line(capsys)
+
+
+def test_a_data_seed_that_reaches_the_evaluation_seeds_is_refused(monkeypatch, capsys):
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    assert main(["data", "--scenario", "startup", "--seed", "1499"]) == 2
+    assert "would reuse validation or test episodes" in _one_line(capsys)
+
+
+def test_an_unknown_page_is_an_error(monkeypatch, capsys):
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    assert main(["notebooks", "--only", "nosuchpage"]) == 2
+    assert "no page nosuchpage in the book" in _one_line(capsys)
+
+
+def test_ctrl_c_says_what_resumes_and_exits_130(monkeypatch, capsys, tmp_path):
+    import polycstr_lib.__main__ as cli
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_progress", interrupted)
+    assert main(["progress"]) == 130
+    assert "interrupted" in _one_line(capsys)
+
+
+def test_debug_shows_the_traceback(monkeypatch, tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("")
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(path))
+    monkeypatch.setenv("POLYCSTR_DEBUG", "1")
+    with pytest.raises(NotADirectoryError):
+        main(["train", "--steps", "1"])

@@ -223,3 +223,12 @@ def test_normalisation_reference_with_and_without_runaways():
     assert reference_comparison(calm)["stretch"] == 1.0
     with pytest.raises(ValueError, match="every data episode runs away"):
         normalisation_reference(_toy_trajectories([-1.0], [600.0]), exclude_runaways=True)
+
+
+@pytest.mark.parametrize(("seed", "episodes"), [(1499, 1), (1498, 1_000_001), (-1, 10)])
+def test_a_dataset_config_that_reaches_evaluation_seeds_is_refused(seed, episodes) -> None:
+    from polycstr_lib.reactor.datasets import DatasetConfig
+
+    with pytest.raises(ValueError, match="would reuse validation or test episodes"):
+        DatasetConfig("startup", episodes=episodes, seed=seed)
+    assert DatasetConfig("startup", episodes=100, seed=1498).seed == 1498

@@ -198,3 +198,22 @@ def test_zero_steps_only_clips() -> None:
     out, diag = correct_actions(model, obs, act, steps=0)
     torch.testing.assert_close(out, act.clamp(-1, 1))
     torch.testing.assert_close(diag["cost_before"], diag["cost_after"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1])
+def test_a_step_size_that_is_not_finite_and_nonnegative_is_refused(bad) -> None:
+    model = random_picnn(1).float()
+    base = ConstantPolicy(np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="step_size must be finite and >= 0"):
+        CorrectedPolicy(base, model, steps=1, step_size=bad)
+    obs, act = batch(2)
+    with pytest.raises(ValueError, match="step_size must be finite and >= 0"):
+        correct_actions(random_picnn(1), obs, act, steps=1, step_size=bad)
+    with pytest.raises(ValueError, match="step_size must be finite and >= 0"):
+        correct_actions(random_picnn(1), obs, act, steps=1, step_size=np.array([0.1, bad]))
+
+
+def test_a_nan_damping_is_refused() -> None:
+    obs, act = batch(2)
+    with pytest.raises(ValueError, match="damping must be a finite number"):
+        correct_actions(random_picnn(1), obs, act, method="newton", steps=1, damping=float("nan"))

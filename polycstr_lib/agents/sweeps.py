@@ -42,6 +42,9 @@ from polycstr_lib.toolkit.store import (
     config_key,
 )
 
+#: Seconds to wait for an existing Dask scheduler before giving up.
+SCHEDULER_TIMEOUT_S = 10
+
 #: Relative cost of one gradient step per algorithm (2x256 nets), to balance Dask tasks.
 _STEP_COST = {"bc": 1.0, "iql": 5.0, "cql": 25.0}
 
@@ -274,7 +277,8 @@ def _run_on_dask(
             )
             client = stack.enter_context(Client(cluster))
         else:
-            client = stack.enter_context(Client(scheduler))
+            # an unreachable scheduler is reported after this long, not Dask's default 30 s
+            client = stack.enter_context(Client(scheduler, timeout=SCHEDULER_TIMEOUT_S))
         futures = [
             client.submit(_run_task, t, pure=False, priority=-i) for i, t in enumerate(tasks)
         ]

@@ -38,6 +38,10 @@ def execute_notebooks(
     """
     import papermill
 
+    pages = [run.page for run in runs_for(profile)]
+    unknown = sorted(set(only or ()) - set(pages))
+    if unknown:
+        raise ValueError(f"no page {', '.join(unknown)} in the book; pages: {', '.join(pages)}")
     EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
     write_parameters_table()
     print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")

@@ -63,6 +63,7 @@ __all__ = [
     "CorrectedPolicy",
     "action_spread",
     "correct_actions",
+    "check_step_size",
     "default_step_size",
     "plan_proposal",
 ]
@@ -144,8 +145,8 @@ def _check_options(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if damping < 0:
-        raise ValueError(f"damping must be >= 0, got {damping}")
+    if not (np.isfinite(damping) and damping >= 0):
+        raise ValueError(f"damping must be a finite number >= 0, got {damping}")
     if trust_radius is not None and not (np.isfinite(trust_radius) and trust_radius > 0):
         raise ValueError(f"trust_radius must be a positive number or None, got {trust_radius}")
     if not 0.0 <= pessimism <= 1.0:
@@ -163,6 +164,17 @@ def _check_options(
     if scale.ndim != 1 or not np.isfinite(scale).all() or not (scale > 0).all():
         raise ValueError(f"action_scale must be a 1-D array of positive numbers, got {scale}")
     return scale
+
+
+def check_step_size(step_size: Any) -> None:
+    """Refuses a step size that is not finite and >= 0 (a negative one would climb the cost).
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    eta = np.asarray(step_size, dtype=np.float64)
+    if not (np.isfinite(eta).all() and (eta >= 0).all()):
+        raise ValueError(f"step_size must be finite and >= 0, got {step_size!r}")
 
 
 def _model_dtype(model: nn.Module, fallback: torch.dtype) -> torch.dtype:
@@ -331,6 +343,8 @@ def correct_actions(
     scale_np = _check_options(
         method, steps, damping, action_scale, trust_radius, pessimism, cost_model, horizon
     )
+    if step_size is not None:
+        check_step_size(step_size)
     eta: float | Tensor = default_step_size(method) if step_size is None else step_size
     per_sample = step_size is not None and np.ndim(np.asarray(step_size)) > 0
     if not per_sample:
@@ -423,6 +437,8 @@ class CorrectedPolicy:
         self.cost_model = cost_model.eval()
         self.method = method
         self.steps = int(steps)
+        if step_size is not None:
+            check_step_size(step_size)
         self.step_size = default_step_size(method) if step_size is None else float(step_size)
         self.damping = float(damping)
         self._dtype = _model_dtype(cost_model, torch.float32)

@@ -27,6 +27,7 @@ from polycstr_lib.reactor.env import EPISODE_STEPS, register_envs
 from polycstr_lib.reactor.pi import GainRanges, PIController
 from polycstr_lib.reactor.rollout import Trajectories, rollout
 from polycstr_lib.reactor.scenarios import SCENARIOS, get_scenario
+from polycstr_lib.toolkit.store import ReportedError
 
 DATASET_VERSION = "pi-v0"
 SIDECAR = "polycstr.json"
@@ -49,8 +50,20 @@ class DatasetConfig:
     seed: int = 0  # draws the PI gains and, through data_seeds(), the initial states
     gains: GainRanges = field(default_factory=GainRanges)  # ranges of the PI gains
 
+    def __post_init__(self) -> None:
+        get_scenario(self.scenario)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        last = DATA_SEED_BASE * (self.seed + 1) + self.episodes - 1
+        if self.seed < 0 or last >= VALIDATION_SEED_BASE:
+            raise ValueError(
+                f"dataset seed {self.seed} with {self.episodes} episodes would reuse validation "
+                f"or test episodes (env seeds from {VALIDATION_SEED_BASE:,}); use a seed in "
+                f"[0, {VALIDATION_SEED_BASE // DATA_SEED_BASE - 2}]"
+            )
 
-class DatasetError(RuntimeError):
+
+class DatasetError(ReportedError, RuntimeError):
     """A dataset is missing, corrupted or inconsistent; the message names the file."""
 
 
@@ -63,7 +76,10 @@ def dataset_id(scenario: str) -> str:
 def datasets_root() -> Path:
     """Minari's local store (``MINARI_DATASETS_PATH`` or ``~/.minari/datasets``)."""
     root = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(root) if root else Path.home() / ".minari" / "datasets"
+    path = Path(root) if root else Path.home() / ".minari" / "datasets"
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"MINARI_DATASETS_PATH={path} is a file, not a folder")
+    return path
 
 
 def dataset_path(scenario: str) -> Path:

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from polycstr_lib.toolkit.store import (
+    ReportedError,
     artifact_dir,
     atomic_write_bytes,
     config_key,
@@ -81,7 +82,7 @@ class CacheWarning(UserWarning):
     """A cache entry failed its integrity check and was moved aside to be rebuilt."""
 
 
-class CorruptEntry(Exception):
+class CorruptEntry(ReportedError):
     """A cache entry (or one of its files) that must not be used; the message names the file."""
 
 

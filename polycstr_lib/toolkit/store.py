@@ -27,6 +27,13 @@ ARTIFACTS_ENV = "POLYCSTR_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+class ReportedError(Exception):
+    """A mistake of input or environment whose message says all: one line, no traceback.
+
+    The command line prints it as one line; subclasses name the file or value at fault.
+    """
+
+
 def _jsonable(value: Any) -> Any:
     """Converts dataclasses, tuples, paths and numpy scalars into plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -81,6 +88,8 @@ def artifact_dir() -> Path:
     """
     env = os.environ.get(ARTIFACTS_ENV)
     path = Path(env) if env else REPO_ROOT / "artifacts"
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{ARTIFACTS_ENV}={path} is a file, not a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -156,7 +156,9 @@ def test_interrupted_generation_leaves_no_partial_dataset(tmp_path, monkeypatch)
 
 def test_sidecar_records_config_and_checksum(minari_store):
     side = json.loads((dataset_path("startup") / "polycstr.json").read_text())
-    assert side["config"]["episodes"] == 100 and len(side["sha256"]) == 64
+    assert side["config"]["episodes"] == 100
+    assert {"data/main_data.hdf5", "data/metadata.json"} <= set(side["files"])
+    assert all(len(digest) == 64 for digest in side["files"].values())
     assert side["dataset_id"] == "polycstr/startup/pi-v0"
     assert np.isclose(ACTION_SCALE, [0.5, 5.0]).all()
 
@@ -232,3 +234,55 @@ def test_a_dataset_config_that_reaches_evaluation_seeds_is_refused(seed, episode
     with pytest.raises(ValueError, match="would reuse validation or test episodes"):
         DatasetConfig("startup", episodes=episodes, seed=seed)
     assert DatasetConfig("startup", episodes=100, seed=1498).seed == 1498
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "pickle"])
+@pytest.mark.parametrize("name", ["data/main_data.hdf5", "data/metadata.json"])
+def test_every_dataset_file_is_checked(tmp_path, monkeypatch, damage, name):
+    """Flipped, truncated, deleted or replaced (by a pickle that would write a file): named,
+    never loaded, and made again to the same bits by ensure_dataset."""
+    import pickle
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    config = DatasetConfig("grade_up", episodes=2)
+    path = generate_dataset(config)
+    target = path / name
+    original = target.read_bytes()
+    marker = tmp_path / "executed"
+    if damage == "flip":
+        data = bytearray(original)
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "truncate":
+        target.write_bytes(original[: len(original) // 2])
+    elif damage == "delete":
+        target.unlink()
+    else:
+
+        class Payload:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+
+        target.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(DatasetError, match=name.split("/")[-1]):
+        load_offline_data("grade_up")
+    assert not marker.exists()
+    _, generated = ensure_dataset("grade_up", config=config)
+    assert generated
+    if name.endswith(".hdf5"):
+        assert target.read_bytes() == original
+    verify_dataset("grade_up")
+
+
+def test_a_dataset_with_other_settings_is_refused_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    custom = DatasetConfig("grade_up", episodes=3, seed=4)
+    path = generate_dataset(custom)
+    before = (path / "data" / "main_data.hdf5").read_bytes()
+    with pytest.raises(DatasetError, match="made with seed 4 and 3 episodes.*--regenerate"):
+        ensure_dataset("grade_up", config=DatasetConfig("grade_up", episodes=2))
+    assert (path / "data" / "main_data.hdf5").read_bytes() == before
+    _, generated = ensure_dataset("grade_up", config=custom)
+    assert not generated
+    _, generated = ensure_dataset("grade_up", regenerate=True, config=DatasetConfig("grade_up", 2))
+    assert generated

@@ -155,6 +155,15 @@ def _data_file(path: Path) -> Path:
     return path / "data" / "main_data.hdf5"
 
 
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of a dataset folder but the sidecar, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): _sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != SIDECAR
+    }
+
+
 @contextmanager
 def _minari_root(root: Path):
     old = os.environ.get("MINARI_DATASETS_PATH")
@@ -259,7 +268,7 @@ def generate_dataset(config: DatasetConfig, overwrite: bool = False) -> Path:
             "rate_limited_fraction": extra["rate_limited"].mean(axis=(0, 1)).tolist(),
             "runaway_episodes": int(runaway.sum()),
             "violation_steps": int(traj.violations.sum()),
-            "sha256": _sha256(_data_file(built)),
+            "files": _file_hashes(built),
         }
         (built / SIDECAR).write_text(json.dumps(sidecar, indent=1))
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -299,37 +308,67 @@ def read_sidecar(scenario: str) -> dict:
 
 
 def verify_dataset(scenario: str) -> dict:
-    """Check the data file against its checksum; return the sidecar.
+    """Check every file of the dataset (data and Minari's metadata) against its checksum.
+
+    Returns:
+        The sidecar.
 
     Raises:
-        DatasetError: naming the file when it is missing, truncated or altered.
+        DatasetError: naming the file when it is missing, truncated, altered or unlisted.
     """
     sidecar = read_sidecar(scenario)
-    data = _data_file(dataset_path(scenario))
-    if not data.exists():
-        raise DatasetError(f"{data} is missing; regenerate with `make data`")
-    if _sha256(data) != sidecar.get("sha256"):
+    folder = dataset_path(scenario)
+    listed = sidecar.get("files")
+    if not isinstance(listed, dict) or not listed:
         raise DatasetError(
-            f"{data} does not match its checksum (corrupted or truncated); regenerate it "
-            f"with `make data` or ensure_dataset({scenario!r}, regenerate=True)"
+            f"{folder / SIDECAR} lists no file checksums (made by an older version); "
+            "regenerate it with `make data`"
         )
+    present = _file_hashes(folder)
+    for name, digest in listed.items():
+        if name not in present:
+            raise DatasetError(f"{folder / name} is missing; regenerate with `make data`")
+        if present[name] != digest:
+            raise DatasetError(
+                f"{folder / name} does not match its checksum (corrupted or truncated); "
+                f"regenerate it with `make data` or ensure_dataset({scenario!r}, regenerate=True)"
+            )
+    extra = sorted(set(present) - set(listed))
+    if extra:
+        raise DatasetError(f"{folder / extra[0]} is not part of the dataset; regenerate it")
     return sidecar
 
 
 def ensure_dataset(scenario: str, regenerate: bool = False, config: DatasetConfig | None = None):
     """Make sure a valid dataset exists: generate it if missing, invalid or asked to.
 
+    A valid dataset made with other settings (another seed or episode count) is never replaced
+    silently: it is kept and refused, unless ``regenerate`` is set.
+
     Returns:
         ``(path, generated)``: the dataset directory and whether it was (re)generated.
+
+    Raises:
+        DatasetError: a valid dataset with other settings exists and ``regenerate`` is false.
     """
     config = config or DatasetConfig(scenario)
     if not regenerate:
         try:
             sidecar = verify_dataset(scenario)
-            if sidecar["config"] == json.loads(json.dumps(asdict(config))):
-                return dataset_path(scenario), False
         except DatasetError:
-            pass
+            sidecar = None  # missing or broken: made again below
+        if sidecar is not None:
+            wanted = json.loads(json.dumps(asdict(config)))
+            if sidecar["config"] == wanted:
+                return dataset_path(scenario), False
+            have = sidecar["config"]
+            raise DatasetError(
+                f"the {scenario} dataset at {dataset_path(scenario)} was made with seed "
+                f"{have['seed']} and {have['episodes']} episodes, not seed {config.seed} and "
+                f"{config.episodes}; keep it, or replace it with `python -m polycstr_lib data "
+                f"--scenario {scenario} --seed {config.seed} --episodes {config.episodes} "
+                "--regenerate`"
+            )
     return generate_dataset(config, overwrite=True), True
 
 

@@ -71,9 +71,11 @@ lint: venv
 	$(BIN)/ruff check polycstr_lib tests benchmarks studies
 	$(BIN)/ruff format --check polycstr_lib tests benchmarks studies
 
+# JupyterLab on the notebooks, with this project's kernel (root, as in a container, needs
+# --allow-root; LAB_ARGS adds options, e.g. LAB_ARGS="--no-browser --port 8890").
 lab: venv
 	$(BIN)/python -m ipykernel install --user --name polycstr --display-name "PolyCSTR (.venv)"
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build book/executed

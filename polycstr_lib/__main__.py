@@ -420,7 +420,8 @@ def _interrupted_message() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; a user or environment mistake is one line on stderr, not a traceback.
 
-    Exit status: the command's, 2 for a mistake it reports, 130 after Ctrl-C.
+    Exit status: the command's, 2 for a mistake it reports, 130 after Ctrl-C, 141 when the
+    reader of its output closed the pipe.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -428,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"polycstr_lib: {_interrupted_message()}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`numbers | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except (ValueError, OSError, TimeoutError) as error:
         if os.environ.get(DEBUG_ENV):
             raise

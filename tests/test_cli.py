@@ -210,3 +210,15 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("POLYCSTR_DEBUG", "1")
     with pytest.raises(NotADirectoryError):
         main(["train", "--steps", "1"])
+
+
+def test_numbers_into_a_closed_pipe_is_quiet(tmp_path) -> None:
+    """`numbers | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE."""
+    _executed_page(tmp_path, "02_dataset", {f"value_{i}": i for i in range(20_000)})
+    command = (
+        f"{sys.executable} -m polycstr_lib numbers --executed {tmp_path} | head -1; "
+        "echo status ${PIPESTATUS[0]}"
+    )
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["02_dataset\tvalue_0\t0", "status 141"]
+    assert "Traceback" not in out.stderr

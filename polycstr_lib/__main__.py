@@ -176,7 +176,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_numbers(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from polycstr_lib.book.glue import differing_numbers, glued_numbers
+    from polycstr_lib.book.glue import build_provenance, differing_numbers, glued_numbers
 
     def read(folder: str | None) -> dict:
         pages = glued_numbers(Path(folder) if folder else None)
@@ -205,6 +205,18 @@ def _cmd_numbers(args: argparse.Namespace) -> int:
         other = read(args.against)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
+    builds = {
+        label: build_provenance(Path(folder) if folder else None)
+        for label, folder in (("this build", args.executed), ("the other", args.against))
+    }
+    for label, found in builds.items():
+        print(
+            f"{label}: profile {', '.join(sorted(found['profile'])) or 'unknown'}, "
+            f"commit {', '.join(sorted(found['commit'])) or 'unknown'}",
+            file=sys.stderr,
+        )
+    if builds["this build"]["profile"] != builds["the other"]["profile"]:
+        print("the two builds are of different profiles: their numbers differ", file=sys.stderr)
     differences = differing_numbers(mine, other)
     for page, name, left, right in differences:
         print(f"{page}\t{name}\t{left!r}\t{right!r}")

@@ -222,3 +222,27 @@ def test_numbers_into_a_closed_pipe_is_quiet(tmp_path) -> None:
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["02_dataset\tvalue_0\t0", "status 141"]
     assert "Traceback" not in out.stderr
+
+
+def test_numbers_against_names_both_builds_profiles_and_commits(tmp_path, capsys) -> None:
+    import json
+
+    for folder, profile, commit in (("a", "quick", "abc1234"), ("b", "paper", "def5678")):
+        _executed_page(tmp_path / folder, "02_dataset", {"episodes": 100})
+        path = tmp_path / folder / "02_dataset.ipynb"
+        nb = json.loads(path.read_text())
+        banner = f"Run provenance: profile {profile}, commit {commit}, executed 2026-12-03"
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "source": "",
+                "outputs": [{"output_type": "display_data", "data": {"text/plain": banner}}],
+            }
+        )
+        path.write_text(json.dumps(nb))
+    argv = ["numbers", "--executed", str(tmp_path / "a"), "--against", str(tmp_path / "b")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "this build: profile quick, commit abc1234" in err
+    assert "the other: profile paper, commit def5678" in err
+    assert "different profiles" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -96,3 +97,30 @@ def differing_numbers(
             if not _same_value(left, right):
                 differences.append((page, name, left, right))
     return differences
+
+
+_BANNER = re.compile(r"Run provenance: profile (\S+), commit (\S+),")
+
+
+def build_provenance(executed_dir: Path | None = None) -> dict[str, set[str]]:
+    """The profiles and commits that the pages of a build were executed at.
+
+    Read from each page's provenance banner (its plain-text rendering). A complete build made
+    in one go has one of each; a build whose pages come from several runs has more.
+
+    Returns:
+        ``{"profile": {...}, "commit": {...}}``, empty sets when no page has a banner.
+    """
+    folder = Path(executed_dir) if executed_dir is not None else EXECUTED_DIR
+    found: dict[str, set[str]] = {"profile": set(), "commit": set()}
+    for page in sorted(folder.glob("*.ipynb")):
+        if page.name.endswith((".partial.ipynb", ".failed.ipynb")):
+            continue
+        for cell in json.loads(page.read_text()).get("cells", []):
+            for out in cell.get("outputs", []):
+                text = out.get("data", {}).get("text/plain", "")
+                match = _BANNER.search("".join(text) if isinstance(text, list) else text)
+                if match:
+                    found["profile"].add(match.group(1))
+                    found["commit"].add(match.group(2))
+    return found

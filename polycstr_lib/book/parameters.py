@@ -32,6 +32,7 @@ __all__ = [
     "EnvironmentPage",
     "IQLTheoryPage",
     "LearningCurvesPage",
+    "PAGES",
     "PageParameters",
     "ParameterError",
     "ResultsPage",
@@ -90,7 +91,7 @@ def check_type(name: str, value: Any, tp: Any) -> Any:
         extra = hint if isinstance(value, str) and tp in (float, int) else ""
         return ParameterError(
             f"parameter {name!r} must be {_type_text(tp)}, got {value!r} "
-            f"(papermill: -y '{name}: ...'){extra}"
+            f"(papermill: -y '{name.split('[')[0].split(' ')[0]}: ...'){extra}"
         )
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -226,6 +227,11 @@ class EnvironmentPage(PageParameters):
     nmpc_study_scenarios: list[str]
     nmpc_study_episodes: int
     nmpc_study_steps: int
+
+    BANNER: ClassVar[tuple[str, ...]] = (
+        "grade_min", "grade_max", "grade_points", "step_hours", "feed_step", "coolant_step",
+        "scenario_samples", "seed", "check_steps", "check_batch",
+    )  # fmt: skip
 
     def check(self) -> None:
         _need(
@@ -560,3 +566,17 @@ class CorrectionSupportPage(PageParameters):
             }
             for a in self.algorithms
         }  # fmt: skip
+
+
+#: Notebook stem → its parameters' class.
+PAGES: dict[str, type[PageParameters]] = {
+    "01_environment": EnvironmentPage,
+    "02_dataset": DatasetPage,
+    "03_iql_theory": IQLTheoryPage,
+    "04_cost_models": CostModelsPage,
+    "04b_learning_curves": LearningCurvesPage,
+    "05_results": ResultsPage,
+    "06_ablations": AblationsPage,
+    "07_claims": ClaimsPage,
+    "08_correction_support": CorrectionSupportPage,
+}

@@ -1,4 +1,4 @@
-"""The numbers the ablations page glues, under stable names that do not follow legend labels.
+"""The ablations page's glued numbers and tables; glue names stable, not legend labels.
 
 A sweep or a variant is renamed in a figure's legend without touching the prose: the glue
 names come from :data:`SWEEP_KEYS` and :data:`VARIANT_KEYS` (keyed by what the library calls
@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polycstr_lib.analysis.report import page_table
 from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
+from polycstr_lib.reactor.scenarios import get_scenario
 
 __all__ = [
     "SWEEP_KEYS",
     "VARIANT_KEYS",
     "expectile_glue",
+    "expectile_table",
+    "front_table",
+    "header_glue",
+    "settings_table",
     "test_glue",
+    "test_table",
     "validation_glue",
 ]
 
@@ -84,5 +91,54 @@ def test_glue(test: pd.DataFrame) -> dict[str, Any]:
 test_glue.__test__ = False  # not a pytest test despite its name
 
 
-def _finite_or_none(value: float) -> float | str:
-    return float(value) if np.isfinite(value) else "none"
+def header_glue(
+    scenario: str, base_algorithm: str, n_seeds: int, n_val: int, n_test: int, tol: float
+) -> dict[str, Any]:
+    """The introduction's numbers: scenario, base algorithm, seeds, episodes and tolerance."""
+    return {
+        "scenario_title": get_scenario(scenario).description,
+        "base_name": base_algorithm.upper(),
+        "n_seeds": n_seeds,
+        "n_val": n_val,
+        "n_test": n_test,
+        "tol": f"{tol:g}",
+    }
+
+
+def _settings(summary: pd.DataFrame) -> pd.DataFrame:
+    return (
+        summary.replace({"variant": {"none": "uncorrected"}})
+        .set_index(["sweep", "variant"])
+        .rename_axis(["sweep", "setting"])
+    )
+
+
+def settings_table(summary: pd.DataFrame) -> Any:
+    """Every validation setting: step size, IQM over seeds, worst episode, runaways."""
+    columns = ["step_size", "iqm", "worst", "runaways", "not_worse"]
+    return page_table(_settings(summary)[columns], {"step_size": 3, "iqm": 1, "worst": 1})
+
+
+def front_table(summary: pd.DataFrame, front: np.ndarray) -> Any:
+    """The settings on the Pareto front of IQM against correction time."""
+    columns = ["step_size", "iqm", "worst", "latency_ms"]
+    digits = {"step_size": 3, "iqm": 1, "worst": 1, "latency_ms": 3}
+    return page_table(_settings(summary.iloc[front])[columns], digits)
+
+
+def expectile_table(tau_table: pd.DataFrame) -> Any:
+    """IQL at every τ, uncorrected and corrected, on validation."""
+    columns = ["iqm", "worst", "runaways", "not_worse", "runs"]
+    return page_table(tau_table.set_index(["tau", "method"])[columns], {"iqm": 1, "worst": 1})
+
+
+def test_table(test: pd.DataFrame) -> Any:
+    """The base and every sweep's preferred setting on the test episodes."""
+    columns = ["variant", "step_size", "iqm", "worst", "runaways", "runs"]
+    table = test.replace({"variant": {"none": "uncorrected"}}).set_index("sweep")[columns]
+    return page_table(
+        table.rename(columns={"variant": "setting"}), {"step_size": 3, "iqm": 1, "worst": 1}
+    )
+
+
+test_table.__test__ = False  # not a pytest test despite its name

@@ -45,8 +45,7 @@ def test_show_banner_prints_and_returns_nothing(capsys) -> None:
 
 
 def test_effective_parameters_merge_defaults_and_profile() -> None:
-    from polycstr_lib.book.pipeline import effective_parameters
-    from polycstr_lib.book.profiles import PROFILES
+    from polycstr_lib.book.profiles import PROFILES, effective_parameters
 
     quick = effective_parameters("05_results", "quick")
     paper = effective_parameters("05_results", "paper")
@@ -77,11 +76,11 @@ def _fake_curves_page(path, budgets, profile="quick") -> None:
 
 
 def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monkeypatch):
-    budgets = {
+    curve_table = {
         "bc": {"startup": {"steps": 500, "converged": True, "status": "converged"}},
         "iql": {"startup": {"steps": 2000, "converged": False, "status": "unconfirmed"}},
     }
-    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets)
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table)
     monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", True)
     runs = {r.page: r for r in profiles.runs_for("quick")}
     startup = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
@@ -110,7 +109,7 @@ def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monk
     missing = budgets.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
     assert "bc_steps" not in missing and "no executed" in missing["budget_sources"]["bc"]
     # a curves page of another profile is not used
-    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets, profile="paper")
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table, profile="paper")
     other = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert "bc_steps" not in other and "another profile" in other["budget_sources"]["bc"]
 
@@ -182,7 +181,7 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
 
 
 def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scenario(tmp_path):
-    budgets = {
+    curve_table = {
         "bc": {
             "startup": {"steps": 500, "converged": True, "status": "converged"},
             "grade_up": {"steps": 2000, "converged": True, "status": "converged"},
@@ -193,7 +192,7 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
         },
         "cql": {"startup": {"steps": 300, "converged": True, "status": "converged"}},
     }
-    curves = {"curve_budgets": budgets, "curves_profile": "quick"}
+    curves = {"curve_budgets": curve_table, "curves_profile": "quick"}
     params = {
         "profile": "quick",
         "scenarios": ["startup", "grade_up"],
@@ -224,7 +223,7 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
     )
     assert budgets.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
     # through the pipeline: the chapter's own defaults fill what the profile leaves out
-    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", budgets)
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table)
     run = {r.page: r for r in profiles.runs_for("quick")}["08_correction_support"]
     quick = budgets.with_curve_budgets(run, "quick", tmp_path).parameters
     assert quick["agent_steps"]["bc"] == {"startup": 500}

@@ -289,3 +289,28 @@ def test_glue_all_glues_every_value(monkeypatch) -> None:
     monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: calls.append((a, k)))
     glue_all({"a": 1, "b": "x"})
     assert calls == [(("a", 1), {"display": False}), (("b", "x"), {"display": False})]
+
+
+def test_dataset_tables_and_their_glue() -> None:
+    from polycstr_lib.reactor.dataset_summary import dataset_table, reference_table
+    from polycstr_lib.reactor.datasets import load_trajectories, reference_comparison
+
+    data = {"startup": load_trajectories("startup")}
+    table, values = dataset_table(data)
+    traj, side = data["startup"]
+    assert table.loc["startup", "episodes"] == traj.num_episodes
+    assert values["startup_violating"] == int(traj.violations.any(axis=1).sum())
+    assert values["clip_max"] == pytest.approx(100 * max(side["rate_limited_fraction"]))
+    refs, ref_values = reference_table(data)
+    assert ref_values["stretch_startup"] == reference_comparison(traj)["stretch"]
+    assert refs.loc["startup", "runaways"] == reference_comparison(traj)["runaways"]
+
+
+def test_evaluate_policies_equals_one_call_per_policy() -> None:
+    from polycstr_lib.reactor.metrics import evaluate_policies, evaluate_policy
+
+    policies = {"a": AGENTS["hold", 0].act, "b": AGENTS["hold", 1].act}
+    metrics, trajs = evaluate_policies(policies, "startup", 1, -5e5, -1e3)
+    assert list(metrics) == list(trajs) == ["a", "b"]
+    direct, _ = evaluate_policy(policies["b"], "startup", 1, -5e5, -1e3)
+    pd.testing.assert_frame_equal(metrics["b"], direct)

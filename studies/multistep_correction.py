@@ -35,6 +35,7 @@ from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.sweeps import train_many
 from polycstr_lib.correction.cost_models import CostModelConfig, action_windows, train_cost_model
 from polycstr_lib.correction.safety import action_spread
+from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_correction,
@@ -109,27 +110,26 @@ def main() -> None:
     for scenario in args.scenarios:
         ensure_dataset(scenario)
         data = load_offline_data(scenario)
-        sigma = action_spread(data)
-        bounds = (data.return_min, data.return_max)
+        task = ScenarioTask(scenario, data.return_min, data.return_max, action_spread(data), data)
         models, r2 = {}, {}
         for h in args.horizons:
             config = CostModelConfig(kind="picnn", steps=args.cost_steps, target="cost_to_go")
             model, log = train_cost_model(action_windows(data, h), config, progress=False)
             models[variant_name(h)], r2[variant_name(h)] = model, log["heldout_r2"]
         choice, sweep = choose_correction(
-            agents[scenario], models, scenario, args.validation_episodes, *bounds, sigma,
-            variants, grids, tol=args.tol,
+            agents[scenario], models, task, args.validation_episodes, variants, grids,
+            tol=args.tol,
         )  # fmt: skip
-        chosen = {n: (float(row["step_size"]),) for n, row in choice["per_variant"].iterrows()}
+        chosen = {n: (float(row["step_size"]),) for n, row in choice.per_variant.iterrows()}
         test = sweep_corrections(
-            agents[scenario], models, scenario, args.test_episodes, *bounds, sigma, variants,
-            chosen, split="test", tol=args.tol,
+            agents[scenario], models, task, args.test_episodes, variants, chosen, split="test",
+            tol=args.tol,
         )  # fmt: skip
         runs += [
             sweep.assign(scenario=scenario, split="validation"),
             test.assign(scenario=scenario, split="test"),
         ]
-        per_variant = choice["per_variant"].assign(heldout_r2=pd.Series(r2))
+        per_variant = choice.per_variant.assign(heldout_r2=pd.Series(r2))
         per_agent = safe_ranges(sweep)
         table = summarise_runs(test, by=("algorithm", "variant"))
         with pd.option_context("display.width", 160, "display.max_columns", 20):

@@ -15,6 +15,7 @@ from polycstr_lib.correction.ablations import (
     test_chosen,
     variant_latency,
 )
+from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.tuning import CorrectionVariant
 
 torch.set_num_threads(1)
@@ -50,9 +51,10 @@ def test_stage_one_variants_are_normalised_per_model_and_newton() -> None:
 
 def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     models = {"picnn": MODELS["picnn"], "picnn_ctg": picnn(2), "ensemble": MODELS["ensemble"]}
-    kw = dict(r_min=-5e5, r_max=-1e3, action_scale=SIGMA, cache_dir=tmp_path)
+    kw = dict(cache_dir=tmp_path)
+    task = ScenarioTask("startup", return_min=-5e5, return_max=-1e3, action_scale=SIGMA)
     result = run_ablations(
-        AGENTS, models, "startup", 1, steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,),
+        AGENTS, models, task, 1, steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,),
         steps_grid=(1, 4), trust_radii=(0.5,), **kw,
     )  # fmt: skip
     assert list(result.chosen.index) == ["cost model", "Newton", "K", "trust radius"]
@@ -72,7 +74,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     base = result.sweep[result.sweep["variant"] == "none"]
     assert row["runs"] == 2 and row["iqm"] == pytest.approx(base["mean"].mean())
     # the final table is the only test run: other episode seeds than validation
-    test = test_chosen(AGENTS, models, result, "startup", 1, **kw)
+    test = test_chosen(AGENTS, models, result, task, 1, **kw)
     assert list(dict.fromkeys(test["sweep"])) == ["base", *result.chosen.index]
     assert set(test["runs"]) == {2}
     val_base = result.summary.loc[result.summary["variant"] == "none", "iqm"].iloc[0]
@@ -81,7 +83,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     assert sum(f.startswith("startup_validation") for f in files) == 2
     assert sum(f.startswith("startup_test") for f in files) == 1
     with pytest.raises(ValueError, match="steps_grid"):
-        run_ablations(AGENTS, models, "startup", 1, steps_grid=(0,), **kw)
+        run_ablations(AGENTS, models, task, 1, steps_grid=(0,), **kw)
 
 
 def test_variant_latency_is_positive() -> None:

@@ -10,7 +10,9 @@ import torch
 from polycstr_lib.correction import tuning as ct
 from polycstr_lib.correction.cost_models import PICNN, CostEnsemble
 from polycstr_lib.correction.safety import CorrectedPolicy
+from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.tuning import (
+    CorrectionChoice,
     CorrectionVariant,
     choose_correction,
     choose_from_sweep,
@@ -68,11 +70,12 @@ STEPS = {
     "trust": (1e-3, 1.0),
     "pessimistic": (1.0,),
 }
-KW = dict(r_min=-5e5, r_max=-1e3, action_scale=SIGMA, variants=VARIANTS, step_sizes=STEPS)
+TASK = ScenarioTask("startup", return_min=-5e5, return_max=-1e3, action_scale=SIGMA)
+KW = dict(variants=VARIANTS, step_sizes=STEPS)
 
 
 def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypatch) -> None:
-    sweep = sweep_corrections(AGENTS, MODELS, "startup", 2, cache_dir=tmp_path, **KW)
+    sweep = sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, **KW)
     assert len(sweep) == 2 * (1 + 2 + 2 + 2 + 1)
     assert set(sweep.columns) >= {"algorithm", "seed", "variant", "step_size", "mean", "min",
                                   "runaways", "not_worse", "base_mean"}  # fmt: skip
@@ -103,29 +106,29 @@ def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypat
         raise AssertionError("ran again")
 
     monkeypatch.setattr(ct, "_run_sweep", boom)
-    again = sweep_corrections(AGENTS, MODELS, "startup", 2, cache_dir=tmp_path, **KW)
+    again = sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, **KW)
     pd.testing.assert_frame_equal(sweep, again, check_exact=True)
     with pytest.raises(AssertionError, match="ran again"):  # another setting → another key
-        sweep_corrections(AGENTS, MODELS, "startup", 2, cache_dir=tmp_path, tol=2.0, **KW)
+        sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, tol=2.0, **KW)
 
 
 def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="cost model"):
-        sweep_corrections(AGENTS, {"picnn": MODELS["picnn"]}, "startup", 1, cache=False, **KW)
+        sweep_corrections(AGENTS, {"picnn": MODELS["picnn"]}, TASK, 1, cache=False, **KW)
     with pytest.raises(ValueError, match="step sizes"):
-        sweep_corrections(AGENTS, MODELS, "startup", 1, cache=False,
+        sweep_corrections(AGENTS, MODELS, TASK, 1, cache=False,
                           **{**KW, "step_sizes": {**STEPS, "plain": (0.0, 1.0)}})  # fmt: skip
     with pytest.raises(ValueError, match="no step sizes"):
-        sweep_corrections(AGENTS, MODELS, "startup", 1, cache=False,
+        sweep_corrections(AGENTS, MODELS, TASK, 1, cache=False,
                           **{**KW, "step_sizes": {"plain": (1.0,)}})  # fmt: skip
     with pytest.raises(ValueError, match="algorithm, seed"):
-        sweep_corrections({"bc": AGENTS["hold", 0]}, MODELS, "startup", 1, cache=False, **KW)
+        sweep_corrections({"bc": AGENTS["hold", 0]}, MODELS, TASK, 1, cache=False, **KW)
     with pytest.raises(ValueError, match="action_scale"):
         sweep_corrections(
-            AGENTS, MODELS, "startup", 1, cache=False, **{**KW, "action_scale": [0, 1]}
+            AGENTS, MODELS, ScenarioTask("startup", -5e5, -1e3, [0, 1]), 1, cache=False, **KW
         )
     with pytest.raises(ValueError, match="split"):
-        sweep_corrections(AGENTS, MODELS, "startup", 1, split="train", cache=False, **KW)
+        sweep_corrections(AGENTS, MODELS, TASK, 1, split="train", cache=False, **KW)
     with pytest.raises(ValueError, match="method"):
         CorrectionVariant("adam")
     with pytest.raises(ValueError, match="pessimism"):
@@ -211,12 +214,18 @@ def test_iqm_over_runs_trims_the_outer_quarters() -> None:
 
 def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
-    choice, sweep = choose_correction(AGENTS, MODELS, "startup", 1, **KW)
-    assert choice["variant"] in VARIANTS
-    assert choice["step_size"] in STEPS[choice["variant"]]
-    assert set(choice["per_variant"].index) == set(VARIANTS)
+    choice, sweep = choose_correction(AGENTS, MODELS, TASK, 1, **KW)
+    assert isinstance(choice, CorrectionChoice)
+    assert choice.variant in VARIANTS
+    assert choice.step_size in STEPS[choice.variant]
+    assert set(choice.per_variant.index) == set(VARIANTS)
+    assert choice.setting == VARIANTS[choice.variant] and choice.model == choice.setting.model
+    assert choice.step_text() == f"{choice.step_size:g}"
+    assert choice.safe_text() in ("safe", "not safe (no step size of its grid was)")
+    with pytest.raises(AttributeError):
+        choice.variant = "other"  # frozen
     plus = corrected_policy(AGENTS["hold", 0], MODELS, choice)
-    assert isinstance(plus, CorrectedPolicy) and plus.step_size == choice["step_size"]
+    assert isinstance(plus, CorrectedPolicy) and plus.step_size == choice.step_size
     assert (sweep["episodes"] == 1).all()
 
 

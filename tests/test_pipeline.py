@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from polycstr_lib.book import budgets as rules
-from polycstr_lib.book import pipeline, profiles
+from polycstr_lib.book import budgets, pipeline, profiles
 from polycstr_lib.reactor.simbench import compare_integrators
 
 
@@ -77,49 +76,49 @@ def _fake_curves_page(path, budgets, profile="quick") -> None:
 
 
 def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monkeypatch):
-    budgets = {
+    curve_table = {
         "bc": {"startup": {"steps": 500, "converged": True, "status": "converged"}},
         "iql": {"startup": {"steps": 2000, "converged": False, "status": "unconfirmed"}},
     }
-    _fake_curves_page(tmp_path / f"{rules.CURVES_PAGE}.ipynb", budgets)
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table)
     monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", True)
     runs = {r.page: r for r in profiles.runs_for("quick")}
-    startup = rules.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    startup = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert startup["bc_steps"] == 500  # converged: the curve's budget
     assert startup["iql_steps"] == 2000  # not converged: still the curve's, and said so
     assert "cql_steps" not in startup  # no curve: the profile's
-    assert startup["budget_sources"]["bc"] == rules.FROM_CURVES
+    assert startup["budget_sources"]["bc"] == budgets.FROM_CURVES
     assert startup["budget_sources"]["iql"] == (
         "learning curves (last checkpoint: no later checkpoint on startup confirms it)"
     )
     assert "no learning curve on startup" in startup["budget_sources"]["cql"]
-    down = rules.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
+    down = budgets.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
     assert "bc_steps" not in down.parameters
     assert down.parameters["budget_sources"]["bc"] == "profile (no learning curve on grade_down)"
     # other pages are untouched
     claims = runs["07_claims"]
-    assert rules.with_curve_budgets(claims, "quick", tmp_path) == claims
+    assert budgets.with_curve_budgets(claims, "quick", tmp_path) == claims
     # a profile that does not take budgets from the curves keeps its own
     monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", False)
-    kept = rules.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    kept = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert "bc_steps" not in kept and "does not take" in kept["budget_sources"]["bc"]
     # no executed curves page: the profile's budgets, and the page says so
     monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "quick", True)
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = rules.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
+    missing = budgets.with_curve_budgets(runs["05_results_startup"], "quick", empty).parameters
     assert "bc_steps" not in missing and "no executed" in missing["budget_sources"]["bc"]
     # a curves page of another profile is not used
-    _fake_curves_page(tmp_path / f"{rules.CURVES_PAGE}.ipynb", budgets, profile="paper")
-    other = rules.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table, profile="paper")
+    other = budgets.with_curve_budgets(runs["05_results_startup"], "quick", tmp_path).parameters
     assert "bc_steps" not in other and "another profile" in other["budget_sources"]["bc"]
 
 
 def test_curve_budgets_override_the_profiles_fixed_budget():
     curves = {"curve_budgets": {"cql": {"grade_up": {"steps": 300, "converged": True}}}}
-    out = rules.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
-    assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == rules.FROM_CURVES
-    assert set(out["budget_sources"]) == set(rules.ALGORITHMS)
+    out = budgets.curve_budgets({"scenario": "grade_up", "cql_steps": 500}, curves)  # no profile
+    assert out["cql_steps"] == 300 and out["budget_sources"]["cql"] == budgets.FROM_CURVES
+    assert set(out["budget_sources"]) == set(budgets.ALGORITHMS)
 
 
 def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
@@ -165,11 +164,11 @@ def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):
 def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_rule():
     from polycstr_lib.analysis.curves import CONVERGED, FALLING, UNCONFIRMED
 
-    assert set(rules.NOT_CONVERGED) == {UNCONFIRMED, FALLING} and CONVERGED not in (
-        rules.NOT_CONVERGED
+    assert set(budgets.NOT_CONVERGED) == {UNCONFIRMED, FALLING} and CONVERGED not in (
+        budgets.NOT_CONVERGED
     )
     entry = {"steps": 250, "converged": False, "status": FALLING}
-    out = rules.curve_budgets(
+    out = budgets.curve_budgets(
         {"scenario": "grade_up"}, {"curve_budgets": {"cql": {"grade_up": entry}}}
     )
     assert out["cql_steps"] == 250
@@ -177,12 +176,12 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
         "learning curves (best checkpoint: the curve on grade_up falls off after it)"
     )
     stale = {"curve_budgets": {"cql": {"grade_up": {**entry, "status": "rising"}}}}
-    out = rules.curve_budgets({"scenario": "grade_up"}, stale)
+    out = budgets.curve_budgets({"scenario": "grade_up"}, stale)
     assert "status 'rising': rerun the curves page" in out["budget_sources"]["cql"]
 
 
 def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scenario(tmp_path):
-    budgets = {
+    curve_table = {
         "bc": {
             "startup": {"steps": 500, "converged": True, "status": "converged"},
             "grade_up": {"steps": 2000, "converged": True, "status": "converged"},
@@ -193,13 +192,13 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
         },
         "cql": {"startup": {"steps": 300, "converged": True, "status": "converged"}},
     }
-    curves = {"curve_budgets": budgets, "curves_profile": "quick"}
+    curves = {"curve_budgets": curve_table, "curves_profile": "quick"}
     params = {
         "profile": "quick",
         "scenarios": ["startup", "grade_up"],
         "agent_steps": {"bc": 7, "iql": 8, "cql": {"startup": 9, "grade_up": 10}},
     }
-    out = rules.support_budgets(params, curves)
+    out = budgets.support_budgets(params, curves)
     assert out["agent_steps"] == {
         "bc": {"startup": 500, "grade_up": 2000},
         "iql": {"startup": 1000, "grade_up": 250},
@@ -213,20 +212,20 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
     assert out["budget_sources"]["cql"] == (
         "startup: learning curves; grade_up: profile (no learning curve on grade_up)"
     )
-    assert rules.support_budgets(params, curves, enabled=False)["agent_steps"] == {
+    assert budgets.support_budgets(params, curves, enabled=False)["agent_steps"] == {
         "bc": {"startup": 7, "grade_up": 7},
         "iql": {"startup": 8, "grade_up": 8},
         "cql": {"startup": 9, "grade_up": 10},
     }
-    assert rules.budget_text("bc", {"startup": 5, "grade_up": 5}, "x") == "BC 5 steps (x)"
-    assert rules.budget_text("iql", out["agent_steps"]["iql"], "y") == (
+    assert budgets.budget_text("bc", {"startup": 5, "grade_up": 5}, "x") == "BC 5 steps (x)"
+    assert budgets.budget_text("iql", out["agent_steps"]["iql"], "y") == (
         "IQL startup 1,000 / grade_up 250 steps (y)"
     )
-    assert rules.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
+    assert budgets.budget_text("cql", 2000, "z") == "CQL 2,000 steps (z)"
     # through the pipeline: the chapter's own defaults fill what the profile leaves out
-    _fake_curves_page(tmp_path / f"{rules.CURVES_PAGE}.ipynb", budgets)
+    _fake_curves_page(tmp_path / f"{budgets.CURVES_PAGE}.ipynb", curve_table)
     run = {r.page: r for r in profiles.runs_for("quick")}["08_correction_support"]
-    quick = rules.with_curve_budgets(run, "quick", tmp_path).parameters
+    quick = budgets.with_curve_budgets(run, "quick", tmp_path).parameters
     assert quick["agent_steps"]["bc"] == {"startup": 500}
     assert quick["agent_steps"]["iql"] == {"startup": 1000}
     assert quick["budget_sources"]["cql"] == "learning curves"

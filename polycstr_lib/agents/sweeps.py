@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from polycstr_lib.agents import (
     Agent,
+    IQLConfig,
 )
 from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.data import (
@@ -288,3 +289,110 @@ def _run_on_dask(
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's exception here
                 bar.update(1)
+
+
+def train_seed_ensembles(
+    scenario: str,
+    steps: Mapping[str, int],
+    seeds: Sequence[int],
+    precision: str = "float32",
+    processes: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, int], Agent]:
+    """Every algorithm of ``steps`` trained on ``scenario`` at every seed (:func:`train_many`).
+
+    Args:
+        scenario: the scenario whose dataset the agents learn from.
+        steps: algorithm → gradient steps.
+        seeds: training seeds of every algorithm.
+        precision: ``'float32'`` or ``'bfloat16'``.
+        processes, scheduler, progress: as :func:`train_many`.
+
+    Returns:
+        ``(algorithm, seed) → agent``, seeds outer, algorithms inner (the order of ``steps``).
+    """
+    configs = [
+        TrainConfig(algorithm=a, scenario=scenario, steps=s, seed=seed, precision=precision)
+        for seed in seeds
+        for a, s in steps.items()
+    ]
+    trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
+    return {(c.algorithm, c.seed): agent for c, (agent, _) in zip(configs, trained, strict=True)}
+
+
+def train_expectile_sweep(
+    scenario: str,
+    base_algorithm: str,
+    expectiles: Sequence[float],
+    seeds: Sequence[int],
+    steps: int,
+    precision: str = "float32",
+    processes: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> tuple[dict[tuple[str, int], Agent], dict[tuple[str, int], Agent]]:
+    """The base agents of the ablations and one IQL per expectile τ, in one :func:`train_many`.
+
+    Returns:
+        ``(base, iql)``: ``(base_algorithm, seed) → agent`` and ``("τ = <τ>", seed) → agent``.
+    """
+    base_configs = [
+        TrainConfig(
+            algorithm=base_algorithm, scenario=scenario, steps=steps, seed=s, precision=precision
+        )
+        for s in seeds
+    ]
+    tau_configs = [
+        TrainConfig(
+            algorithm="iql",
+            scenario=scenario,
+            steps=steps,
+            seed=s,
+            agent=IQLConfig(expectile=float(t)),
+            precision=precision,
+        )
+        for t in expectiles
+        for s in seeds
+    ]
+    trained = train_many(
+        [*base_configs, *tau_configs], processes=processes, scheduler=scheduler, progress=progress
+    )
+    base = {(base_algorithm, c.seed): a for c, (a, _) in zip(base_configs, trained, strict=False)}
+    iql = {
+        (f"τ = {c.agent.expectile:g}", c.seed): agent
+        for c, (agent, _) in zip(tau_configs, trained[len(base_configs) :], strict=True)
+    }
+    return base, iql
+
+
+def train_per_scenario(
+    scenarios: Sequence[str],
+    steps: Mapping[str, Mapping[str, int]],
+    seeds: Sequence[int],
+    precision: str = "float32",
+    processes: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> dict[str, dict[tuple[str, int], Agent]]:
+    """Every algorithm at every seed on every scenario, in one :func:`train_many`.
+
+    Args:
+        scenarios: the scenarios.
+        steps: algorithm → scenario → gradient steps (the algorithms trained).
+        seeds, precision, processes, scheduler, progress: as :func:`train_seed_ensembles`.
+
+    Returns:
+        scenario → ``(algorithm, seed) → agent``.
+    """
+    configs = [
+        TrainConfig(algorithm=a, scenario=s, steps=steps[a][s], seed=seed, precision=precision)
+        for s in scenarios
+        for a in steps
+        for seed in seeds
+    ]
+    trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
+    agents: dict[str, dict[tuple[str, int], Agent]] = {s: {} for s in scenarios}
+    for config, (agent, _) in zip(configs, trained, strict=True):
+        agents[config.scenario][(config.algorithm, config.seed)] = agent
+    return agents

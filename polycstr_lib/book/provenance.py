@@ -270,7 +270,9 @@ def notebook_parameters(path: str | Path) -> list[dict]:
             literal = True
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             default, literal = value_src, False
-        if annotation is not None:
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            type_name = annotation.value  # a quoted annotation, e.g. "Optional[str]"
+        elif annotation is not None:
             type_name = ast.get_source_segment(source, annotation) or ""
         elif literal:
             type_name = "None" if default is None else type(default).__name__

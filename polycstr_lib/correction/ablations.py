@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from polycstr_lib.correction.safety import correct_actions
+from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_from_sweep,
@@ -41,7 +42,11 @@ from polycstr_lib.correction.tuning import (
 
 __all__ = [
     "COST_MODEL_LABELS",
+    "NEWTON_VARIANT",
     "AblationResult",
+    "ablation_cost_models",
+    "expectile_sweep",
+    "latency_columns",
     "pareto_front",
     "run_ablations",
     "stage_one_variants",
@@ -89,6 +94,9 @@ def pareto_front(cost: Any, value: Any) -> np.ndarray:
 
 
 #: Cost-model key → label of the cost-model sweep's variant (normalised steps on each model).
+#: Name of the Newton variant of stage one (Newton steps on the one-step PICNN).
+NEWTON_VARIANT = "Newton, PICNN one-step"
+
 COST_MODEL_LABELS: dict[str, str] = {
     "picnn": "PICNN one-step",
     "mlp": "NN one-step",
@@ -139,9 +147,9 @@ def stage_one_variants(
     if len(newton_step_sizes):
         if "picnn" not in models:
             raise ValueError("the Newton sweep runs on 'picnn', which is not among the models")
-        variants["Newton, PICNN one-step"] = CorrectionVariant("newton", model="picnn", steps=steps)
-        grids["Newton, PICNN one-step"] = tuple(float(x) for x in newton_step_sizes)
-        sweep_of["Newton, PICNN one-step"] = "Newton"
+        variants[NEWTON_VARIANT] = CorrectionVariant("newton", model="picnn", steps=steps)
+        grids[NEWTON_VARIANT] = tuple(float(x) for x in newton_step_sizes)
+        sweep_of[NEWTON_VARIANT] = "Newton"
     return variants, grids, sweep_of
 
 
@@ -166,11 +174,8 @@ def _choose_within(sweep: pd.DataFrame, names: Sequence[str], tie_tol: float) ->
 def run_ablations(
     agents: Mapping[tuple[str, int], Any],
     cost_models: Mapping[str, nn.Module],
-    scenario: str,
+    task: ScenarioTask,
     episodes: int,
-    r_min: float,
-    r_max: float,
-    action_scale: Any,
     steps: int = 3,
     step_sizes: Sequence[float] = (0.1, 0.3, 1.0),
     newton_step_sizes: Sequence[float] = (0.3, 1.0),
@@ -195,11 +200,9 @@ def run_ablations(
     Args:
         agents: ``(algorithm, seed) → agent`` (a seed ensemble of base agents).
         cost_models: model key → cost model; ``"ensemble"`` must be a ``CostEnsemble``.
-        scenario: scenario name.
+        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask` (name, return
+            bounds, σ_a).
         episodes: validation episodes per run and setting.
-        r_min: worst data return (normalisation).
-        r_max: best data return.
-        action_scale: σ_a of the data (:func:`polycstr_lib.correction.safety.action_spread`).
         steps: K of the first stage.
         step_sizes: η grid of the normalised steps (data spreads).
         newton_step_sizes: α grid of Newton (empty: no Newton sweep).
@@ -224,7 +227,7 @@ def run_ablations(
         models, steps, step_sizes, newton_step_sizes, pessimism
     )
     common = dict(split="validation", tol=tol, cache=cache, cache_dir=cache_dir)
-    args = (agents, cost_models, scenario, episodes, r_min, r_max, action_scale)
+    args = (agents, cost_models, task, episodes)
     first = sweep_corrections(*args, variants, grids, **common)
     choice, per_variant = choose_from_sweep(first, tie_tol)
     chosen = {
@@ -269,11 +272,8 @@ def test_chosen(
     agents: Mapping[tuple[str, int], Any],
     cost_models: Mapping[str, nn.Module],
     result: AblationResult,
-    scenario: str,
+    task: ScenarioTask,
     episodes: int,
-    r_min: float,
-    r_max: float,
-    action_scale: Any,
     tol: float = 1.0,
     cache: bool = True,
     cache_dir: Any = None,
@@ -288,7 +288,7 @@ def test_chosen(
     picks = {row["variant"]: float(row["step_size"]) for _, row in result.chosen.iterrows()}
     variants = {name: result.variants[name] for name in picks}
     test = sweep_corrections(
-        agents, cost_models, scenario, episodes, r_min, r_max, action_scale, variants,
+        agents, cost_models, task, episodes, variants,
         {n: (eta,) for n, eta in picks.items()}, split="test", tol=tol, cache=cache,
         cache_dir=cache_dir,
     )  # fmt: skip
@@ -331,3 +331,111 @@ def variant_latency(
     kwargs = variant.policy_kwargs(step_size, action_scale)
     with torch.no_grad():
         return _median_correction_ms(cost_model, obs, act, kwargs, repeats)
+
+
+def ablation_cost_models(
+    task: ScenarioTask, cost_steps: int, ensemble_seeds: Sequence[int]
+) -> tuple[dict[str, nn.Module], dict[str, float]]:
+    """The ablations' cost models and their held-out R².
+
+    A PICNN ensemble on the one-step cost (its first member is the single PICNN), an NN of
+    the same size and a PICNN on the discounted cost-to-go (cached).
+
+    Returns:
+        ``(models, r2)``: models by key (``picnn``, ``mlp``, ``picnn_ctg``, ``ensemble``) and
+        the held-out R² of each, by the label the page's table shows.
+    """
+    from polycstr_lib.correction.cost_models import (
+        CostModelConfig,
+        train_cost_ensemble,
+        train_cost_model,
+    )
+
+    first = ensemble_seeds[0]
+    ensemble, ens_log = train_cost_ensemble(
+        task.data, CostModelConfig(kind="picnn", steps=cost_steps),
+        seeds=tuple(ensemble_seeds), progress=False,
+    )  # fmt: skip
+    mlp, mlp_log = train_cost_model(
+        task.data, CostModelConfig(kind="mlp", steps=cost_steps, seed=first), progress=False
+    )
+    ctg_config = CostModelConfig(kind="picnn", steps=cost_steps, seed=first, target="cost_to_go")
+    ctg, ctg_log = train_cost_model(task.data, ctg_config, progress=False)
+    models = {"picnn": ensemble.member(0), "mlp": mlp, "picnn_ctg": ctg, "ensemble": ensemble}
+    r2 = {
+        "PICNN one-step": ens_log["heldout_r2"][0],
+        "NN one-step": mlp_log["heldout_r2"],
+        "PICNN cost-to-go": ctg_log["heldout_r2"],
+        "PICNN ensemble (min)": min(ens_log["heldout_r2"]),
+    }
+    return models, r2
+
+
+def latency_columns(
+    result: AblationResult,
+    cost_models: Mapping[str, nn.Module],
+    task: ScenarioTask,
+    agent: Any,
+    seed: int,
+    n_states: int = 64,
+) -> pd.DataFrame:
+    """``result.summary`` with each setting's correction time, K and ρ.
+
+    The time (``latency_ms``, :func:`variant_latency`) is measured on ``n_states`` random
+    states of the data (drawn with ``seed``) and ``agent``'s actions there, at the median step
+    size of the variant's rows; the uncorrected rows take 0 ms, K = 0 and ρ = None.
+    """
+    rows = np.random.default_rng(seed).choice(
+        len(task.data.observations), size=n_states, replace=False
+    )
+    observations = task.data.observations[rows].numpy()
+    actions = agent.act(observations)
+    summary = result.summary.copy()
+    steps = summary.groupby("variant", sort=False)["step_size"].median()
+    latency = {
+        name: variant_latency(
+            cost_models[v.model], observations, actions, v, float(steps[name]), task.action_scale
+        )
+        for name, v in result.variants.items()
+    }
+    latency["none"] = 0.0
+    variants = result.variants
+    summary["latency_ms"] = summary["variant"].map(latency)
+    summary["K"] = summary["variant"].map(lambda n: variants[n].steps if n in variants else 0)
+    summary["rho"] = summary["variant"].map(
+        lambda n: variants[n].trust_radius if n in variants else None
+    )
+    return summary
+
+
+def expectile_sweep(
+    iql_agents: Mapping[tuple[str, int], Any],
+    cost_models: Mapping[str, nn.Module],
+    result: AblationResult,
+    task: ScenarioTask,
+    episodes: int,
+    tol: float = 1.0,
+) -> pd.DataFrame:
+    """IQL at every expectile τ, uncorrected and with the preferred setting, on validation.
+
+    Args:
+        iql_agents: ``("τ = <τ>", seed) → agent``.
+        cost_models, task, tol: as :func:`run_ablations`.
+        result: the ablations whose overall choice (variant, step size) corrects the agents.
+        episodes: validation episodes per run.
+
+    Returns:
+        One row per (τ, method): ``algorithm``, ``variant``, ``iqm``, ``worst``, ``runaways``,
+        ``not_worse``, ``runs`` (:func:`summarise_runs`), ``tau`` and ``method``
+        (``'IQL'`` or ``'IQL+'``).
+    """
+    overall = result.overall
+    step = float(result.per_variant.loc[overall, "step_size"])
+    sweep = sweep_corrections(
+        iql_agents, cost_models, task, episodes, {overall: result.variants[overall]},
+        {overall: (step,)}, split="validation", tol=tol,
+    )  # fmt: skip
+    table = summarise_runs(sweep, by=("algorithm", "variant"))
+    table["tau"] = table["algorithm"].str.removeprefix("τ = ").astype(float)
+    table["method"] = np.where(table["variant"] == "none", "IQL", "IQL+")
+    return table

@@ -34,6 +34,7 @@ from torch import nn
 
 from polycstr_lib.correction.cost_models import check_horizon
 from polycstr_lib.correction.safety import METHODS, CorrectedPolicy, correct_actions
+from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
@@ -43,6 +44,7 @@ from polycstr_lib.toolkit.stats import iqm
 __all__ = [
     "DEFAULT_STEP_SIZES",
     "DEFAULT_VARIANTS",
+    "CorrectionChoice",
     "CorrectionVariant",
     "choose_correction",
     "choose_from_sweep",
@@ -103,6 +105,29 @@ DEFAULT_VARIANTS: dict[str, CorrectionVariant] = {
     "trust region": CorrectionVariant("gradient", trust_radius=1.0),
     "uncertainty": CorrectionVariant("gradient", model="ensemble", pessimism=0.5),
 }
+
+
+@dataclass(frozen=True, eq=False)
+class CorrectionChoice:
+    """The setting :func:`choose_correction` chose on validation episodes."""
+
+    variant: str  # name of the chosen variant
+    step_size: float  # its chosen step size
+    iqm: float  # IQM over the runs of their validation means at that setting
+    safe: bool  # no run made worse by it (False: no step size of the grid was safe)
+    setting: CorrectionVariant  # the chosen variant itself
+    model: str  # key of its cost model
+    policy_kwargs: dict[str, Any]  # keyword arguments of CorrectedPolicy (model aside)
+    per_variant: pd.DataFrame  # choose_from_sweep's table: the chosen step of every variant
+
+    def step_text(self) -> str:
+        """The step size as the pages print it (``f"{step_size:g}"``)."""
+        return f"{self.step_size:g}"
+
+    def safe_text(self) -> str:
+        """``'safe'``, or why not, as the pages print it."""
+        return "safe" if self.safe else "not safe (no step size of its grid was)"
+
 
 #: Step-size grids: raw cost units for gradient steps, data spreads σ_a for normalised steps.
 DEFAULT_STEP_SIZES: dict[str, tuple[float, ...]] = {
@@ -295,11 +320,8 @@ def _add_base_columns(sweep: pd.DataFrame, tol: float) -> pd.DataFrame:
 def sweep_corrections(
     agents: Mapping[tuple[str, int], Any],
     cost_models: Mapping[str, nn.Module],
-    scenario: str,
+    task: ScenarioTask,
     episodes: int,
-    r_min: float,
-    r_max: float,
-    action_scale: Any,
     variants: Mapping[str, CorrectionVariant] | None = None,
     step_sizes: Mapping[str, Sequence[float]] | None = None,
     split: str = "validation",
@@ -316,12 +338,9 @@ def sweep_corrections(
     Args:
         agents: ``(algorithm, seed) → agent`` with ``act(obs (B, 9)) → (B, 2)``.
         cost_models: model key → cost model (a ``CostEnsemble`` for pessimistic variants).
-        scenario: scenario name.
+        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask` (its name,
+            return bounds and action spread σ_a).
         episodes: episodes per run.
-        r_min: worst data return (0 of the normalised reward).
-        r_max: best data return (100).
-        action_scale: σ_a, the data's per-dimension action spread
-            (:func:`polycstr_lib.correction.safety.action_spread`).
         variants: name → variant; default :data:`DEFAULT_VARIANTS`.
         step_sizes: name → step-size grid; default :data:`DEFAULT_STEP_SIZES`.
         split: ``'validation'`` (every choice) or ``'test'``.
@@ -345,7 +364,9 @@ def sweep_corrections(
     step_sizes = {
         k: tuple(float(x) for x in v) for k, v in (step_sizes or DEFAULT_STEP_SIZES).items()
     }
-    scale = _check_inputs(agents, cost_models, variants, step_sizes, episodes, action_scale)
+    # the cache key below reads these names (its code is left as it is)
+    scenario, r_min, r_max = task.scenario, task.return_min, task.return_max
+    scale = _check_inputs(agents, cost_models, variants, step_sizes, episodes, task.action_scale)
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
     path = None
@@ -491,29 +512,22 @@ def safe_ranges(sweep: pd.DataFrame, by: str = "algorithm") -> pd.DataFrame:
 def choose_correction(
     agents: Mapping[tuple[str, int], Any],
     cost_models: Mapping[str, nn.Module],
-    scenario: str,
+    task: ScenarioTask,
     episodes: int,
-    r_min: float,
-    r_max: float,
-    action_scale: Any,
     variants: Mapping[str, CorrectionVariant] | None = None,
     step_sizes: Mapping[str, Sequence[float]] | None = None,
     tol: float = 1.0,
     tie_tol: float = 0.5,
     cache: bool = True,
-) -> tuple[dict[str, Any], pd.DataFrame]:
+) -> tuple[CorrectionChoice, pd.DataFrame]:
     """Sweep the corrections on validation episodes and choose one setting (module docstring).
 
     Args:
         agents: ``(algorithm, seed) → agent``: the base policies the choice must serve.
         cost_models: model key → cost model (``"picnn"``, ``"ensemble"``, ... as the variants
             name them).
-        scenario: scenario name.
+        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask`.
         episodes: validation episodes per run.
-        r_min: worst data return of the scenario.
-        r_max: best data return of the scenario.
-        action_scale: σ_a (:func:`polycstr_lib.correction.safety.action_spread` of the scenario's
-        data).
         variants: name → variant; default :data:`DEFAULT_VARIANTS`.
         step_sizes: name → step-size grid; default :data:`DEFAULT_STEP_SIZES`.
         tol: points a correction may lose and still count as not worse than its base.
@@ -521,42 +535,41 @@ def choose_correction(
         cache: cache the sweep (content-addressed artifact).
 
     Returns:
-        ``(choice, sweep)``: ``choice`` holds the overall ``variant``, ``step_size``, ``iqm``,
-        ``safe``, the chosen ``setting`` (a :class:`CorrectionVariant`), ``policy_kwargs``
-        for :class:`~polycstr_lib.correction.safety.CorrectedPolicy`, and ``per_variant`` (the
-        table of
-        :func:`choose_from_sweep`); ``sweep`` is the validation table of
-        :func:`sweep_corrections`.
+        ``(choice, sweep)``: ``choice`` is a :class:`CorrectionChoice`; ``sweep`` is the
+        validation table of :func:`sweep_corrections`.
     """
     variants = dict(DEFAULT_VARIANTS if variants is None else variants)
     sweep = sweep_corrections(
         agents,
         cost_models,
-        scenario,
+        task,
         episodes,
-        r_min,
-        r_max,
-        action_scale,
         variants,
         step_sizes,
         split="validation",
         tol=tol,
         cache=cache,
     )
-    choice, per_variant = choose_from_sweep(sweep, tie_tol)
-    setting = variants[choice["variant"]]
-    choice["setting"] = setting
-    choice["model"] = setting.model
-    choice["policy_kwargs"] = setting.policy_kwargs(choice["step_size"], action_scale)
-    choice["per_variant"] = per_variant
+    picked, per_variant = choose_from_sweep(sweep, tie_tol)
+    setting = variants[picked["variant"]]
+    choice = CorrectionChoice(
+        variant=picked["variant"],
+        step_size=picked["step_size"],
+        iqm=picked["iqm"],
+        safe=picked["safe"],
+        setting=setting,
+        model=setting.model,
+        policy_kwargs=setting.policy_kwargs(picked["step_size"], task.action_scale),
+        per_variant=per_variant,
+    )
     return choice, sweep
 
 
 def corrected_policy(
-    agent: Any, cost_models: Mapping[str, nn.Module], choice: Mapping[str, Any]
+    agent: Any, cost_models: Mapping[str, nn.Module], choice: CorrectionChoice
 ) -> CorrectedPolicy:
     """The "+" version of ``agent`` with the correction chosen by :func:`choose_correction`."""
-    return CorrectedPolicy(agent, cost_models[choice["model"]], **choice["policy_kwargs"])
+    return CorrectedPolicy(agent, cost_models[choice.model], **choice.policy_kwargs)
 
 
 def preferred_model(per_variant: pd.DataFrame, candidates: Mapping[str, str]) -> str:

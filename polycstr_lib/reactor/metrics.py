@@ -8,6 +8,8 @@ are computed from them by the caller (:mod:`polycstr_lib.analysis.results`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -109,6 +111,26 @@ def evaluate_policy(
     seeds = episode_seeds(split, episodes, seed_offset)
     traj = rollout(policy, scenario, seeds, progress=progress)
     return episode_metrics(traj, return_min, return_max), traj
+
+
+def evaluate_policies(
+    policies: Mapping[str, Policy],
+    scenario: str,
+    episodes: int,
+    return_min: float,
+    return_max: float,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Trajectories]]:
+    """:func:`evaluate_policy` of every policy on the same ``episodes`` test episodes.
+
+    Returns:
+        ``(metrics, trajectories)``, both by the policies' names, in their order.
+    """
+    metrics, trajs = {}, {}
+    for name, policy in policies.items():
+        metrics[name], trajs[name] = evaluate_policy(
+            policy, scenario, episodes, return_min, return_max
+        )
+    return metrics, trajs
 
 
 def optimality_score(returns, hold_returns, oracle_returns) -> np.ndarray:

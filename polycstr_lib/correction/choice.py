@@ -1,0 +1,217 @@
+"""The correction a page uses: its variants, its cost models and the choice on validation.
+
+The results pages (chapter 05) and the support chapter (08) build their correction variants
+from :data:`~polycstr_lib.correction.tuning.DEFAULT_VARIANTS` (only K, ρ and κ set by the
+page's parameters), train the cost models those variants name, and choose one setting by the
+rule of :func:`~polycstr_lib.correction.tuning.choose_correction`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from polycstr_lib.correction.cost_models import (
+    CostModelConfig,
+    train_cost_ensemble,
+    train_cost_model,
+)
+from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.tuning import (
+    DEFAULT_STEP_SIZES,
+    DEFAULT_VARIANTS,
+    CorrectionChoice,
+    CorrectionVariant,
+    choose_correction,
+    summarise_runs,
+    sweep_corrections,
+)
+
+__all__ = [
+    "COST_TO_GO_VARIANT",
+    "choose_per_scenario",
+    "choose_results_correction",
+    "results_cost_models",
+    "results_variants",
+    "support_cost_models",
+    "support_grids",
+    "support_variants",
+    "test_choices",
+]
+
+#: The normalised step on the cost-to-go PICNN (model key ``"picnn_ctg"``), chapter 08's fifth.
+COST_TO_GO_VARIANT = "normalised, cost-to-go"
+
+
+def results_variants(names: Sequence[str], steps: int) -> dict[str, CorrectionVariant]:
+    """The named :data:`DEFAULT_VARIANTS`, each with K = ``steps``.
+
+    Raises:
+        ValueError: a name that is not a default variant.
+    """
+    unknown = [n for n in names if n not in DEFAULT_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; known: {sorted(DEFAULT_VARIANTS)}")
+    return {name: dataclasses.replace(DEFAULT_VARIANTS[name], steps=steps) for name in names}
+
+
+def support_variants(
+    steps: int, trust_radius: float, pessimism: float
+) -> dict[str, CorrectionVariant]:
+    """Chapter 08's variants: the four defaults with K, ρ and κ set, and the cost-to-go one."""
+    variants = {
+        "plain": dataclasses.replace(DEFAULT_VARIANTS["plain"], steps=steps),
+        "normalised": dataclasses.replace(DEFAULT_VARIANTS["normalised"], steps=steps),
+        "trust region": dataclasses.replace(
+            DEFAULT_VARIANTS["trust region"], steps=steps, trust_radius=trust_radius
+        ),
+        "uncertainty": dataclasses.replace(
+            DEFAULT_VARIANTS["uncertainty"], steps=steps, pessimism=pessimism
+        ),
+    }
+    variants[COST_TO_GO_VARIANT] = dataclasses.replace(variants["normalised"], model="picnn_ctg")
+    return variants
+
+
+def results_cost_models(
+    task: ScenarioTask, cost_steps: int, ensemble: bool
+) -> tuple[dict[str, nn.Module], pd.DataFrame]:
+    """The one-step PICNN (``"picnn"``) and, if asked, a 3-member ensemble (``"ensemble"``).
+
+    Returns:
+        ``(models, log)``: the models by key and the PICNN's training log.
+    """
+    config = CostModelConfig(kind="picnn", steps=cost_steps)
+    model, log = train_cost_model(task.data, config, progress=False)
+    models: dict[str, nn.Module] = {"picnn": model}
+    if ensemble:  # its member 0 is the PICNN, bit for bit
+        models["ensemble"] = train_cost_ensemble(
+            task.data, config, seeds=(0, 1, 2), progress=False
+        )[0]
+    return models, log
+
+
+def support_cost_models(
+    task: ScenarioTask, cost_steps: int, ensemble_seeds: Sequence[int]
+) -> tuple[dict[str, nn.Module], dict[str, float]]:
+    """Chapter 08's models: an ensemble (member 0 as ``"picnn"``) and a cost-to-go PICNN.
+
+    Returns:
+        ``(models, r2)``: models by key (``picnn``, ``ensemble``, ``picnn_ctg``) and the held-out
+        R² of the one-step PICNN, the ensemble's worst member and the cost-to-go PICNN.
+    """
+    base = CostModelConfig(kind="picnn", steps=cost_steps)
+    ensemble, log = train_cost_ensemble(
+        task.data, base, seeds=tuple(ensemble_seeds), progress=False
+    )
+    ctg_config = CostModelConfig(
+        kind="picnn", steps=cost_steps, seed=ensemble_seeds[0], target="cost_to_go"
+    )
+    ctg, ctg_log = train_cost_model(task.data, ctg_config, progress=False)
+    models = {"picnn": ensemble.member(0), "ensemble": ensemble, "picnn_ctg": ctg}
+    r2 = {
+        "one-step PICNN": log["heldout_r2"][0],
+        "ensemble (min)": min(log["heldout_r2"]),
+        "cost-to-go PICNN": ctg_log["heldout_r2"],
+    }
+    return models, r2
+
+
+def choose_results_correction(
+    agents: Mapping[tuple[str, int], Any],
+    task: ScenarioTask,
+    variant_names: Sequence[str],
+    correction_steps: int,
+    cost_steps: int,
+    validation_episodes: int,
+) -> tuple[CorrectionChoice, dict[str, nn.Module], pd.DataFrame]:
+    """A results page's correction: its cost models, then the choice on validation episodes.
+
+    Args:
+        agents: ``(algorithm, seed) → agent``, the base policies.
+        task: the scenario's task.
+        variant_names: names of :data:`DEFAULT_VARIANTS` to choose from (their default grids).
+        correction_steps: K of every variant.
+        cost_steps: optimiser steps of the PICNN (and its ensemble for ``"uncertainty"``).
+        validation_episodes: validation episodes per agent and setting.
+
+    Returns:
+        ``(choice, cost_models, sweep)``.
+    """
+    cost_models, _ = results_cost_models(task, cost_steps, "uncertainty" in variant_names)
+    variants = results_variants(variant_names, correction_steps)
+    grids = {name: DEFAULT_STEP_SIZES[name] for name in variant_names}
+    choice, sweep = choose_correction(
+        agents, cost_models, task, validation_episodes, variants, grids
+    )
+    return choice, cost_models, sweep
+
+
+def support_grids(
+    variants: Mapping[str, CorrectionVariant],
+    raw_step_sizes: Sequence[float],
+    normalised_step_sizes: Sequence[float],
+) -> dict[str, Sequence[float]]:
+    """Each variant's step-size grid: data spreads for normalised steps, else cost units."""
+    return {
+        name: normalised_step_sizes if v.method == "normalised" else raw_step_sizes
+        for name, v in variants.items()
+    }
+
+
+def choose_per_scenario(
+    agents: Mapping[str, Mapping[tuple[str, int], Any]],
+    cost_models: Mapping[str, Mapping[str, nn.Module]],
+    tasks: Mapping[str, ScenarioTask],
+    episodes: int,
+    variants: Mapping[str, CorrectionVariant],
+    grids: Mapping[str, Sequence[float]],
+    tol: float = 1.0,
+) -> tuple[dict[str, CorrectionChoice], dict[str, pd.DataFrame]]:
+    """:func:`choose_correction` on every scenario of ``tasks`` (its agents, its models).
+
+    Returns:
+        ``(choices, sweeps)``, both by scenario.
+    """
+    choices, sweeps = {}, {}
+    for scenario, task in tasks.items():
+        choices[scenario], sweeps[scenario] = choose_correction(
+            agents[scenario], cost_models[scenario], task, episodes, variants, grids, tol=tol
+        )
+    return choices, sweeps
+
+
+def test_choices(
+    agents: Mapping[str, Mapping[tuple[str, int], Any]],
+    cost_models: Mapping[str, Mapping[str, nn.Module]],
+    tasks: Mapping[str, ScenarioTask],
+    choices: Mapping[str, CorrectionChoice],
+    variants: Mapping[str, CorrectionVariant],
+    episodes: int,
+    tol: float = 1.0,
+) -> pd.DataFrame:
+    """Every variant at its validation-chosen step size, run once on *test* episodes.
+
+    Returns:
+        :func:`summarise_runs` by (algorithm, variant) with a ``scenario`` column, the
+        scenarios in the order of ``tasks``.
+    """
+    tables = []
+    for scenario, task in tasks.items():
+        chosen = {
+            name: (float(row["step_size"]),)
+            for name, row in choices[scenario].per_variant.iterrows()
+        }
+        test = sweep_corrections(
+            agents[scenario], cost_models[scenario], task, episodes, variants, chosen,
+            split="test", tol=tol,
+        )  # fmt: skip
+        tables.append(summarise_runs(test, by=("algorithm", "variant")).assign(scenario=scenario))
+    return pd.concat(tables)
+
+
+test_choices.__test__ = False  # not a pytest test despite its name

@@ -1,0 +1,316 @@
+"""The library functions the pages call: tasks, choices, evaluation, glue, figures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_correction_tuning import AGENTS, MODELS, SIGMA, STEPS, TASK, VARIANTS
+from test_safety import QuadraticCost
+
+from polycstr_lib.analysis import ablation_page, correction_support
+from polycstr_lib.analysis.ablation_figures import (
+    expectile_figure,
+    pareto_figure,
+    step_size_figure,
+    steps_and_radius_figure,
+)
+from polycstr_lib.analysis.results_page import (
+    ORACLE,
+    correction_glue,
+    evaluate_methods,
+    header_glue,
+)
+from polycstr_lib.analysis.support_figures import path_figure, step_sweep_figure
+from polycstr_lib.correction import choice as cc
+from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
+from polycstr_lib.correction.paths import correction_path
+from polycstr_lib.correction.task import ScenarioTask, load_task
+from polycstr_lib.correction.tuning import (
+    DEFAULT_VARIANTS,
+    CorrectionVariant,
+    choose_correction,
+    sweep_corrections,
+)
+
+matplotlib.use("Agg")
+
+
+def test_scenario_task_checks_and_bounds() -> None:
+    task = ScenarioTask("startup", -10, 5, [0.1, 0.2])
+    assert task.return_bounds == (-10.0, 5.0) and task.action_scale.dtype == np.float64
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.return_min = 0.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="return_min < return_max"):
+        ScenarioTask("startup", 5, -10, SIGMA)
+    with pytest.raises(ValueError, match="scenario"):
+        ScenarioTask("", -10, 5, SIGMA)
+
+
+def test_load_task_reads_the_dataset() -> None:
+    from polycstr_lib.correction.safety import action_spread
+    from polycstr_lib.reactor.datasets import load_trajectories
+
+    task = load_task("startup")
+    _, side = load_trajectories("startup")
+    assert task.return_bounds == (side["return_min"], side["return_max"])
+    np.testing.assert_array_equal(task.action_scale, action_spread(task.data))
+    assert task.trajectories.num_episodes > 0 and task.scenario == "startup"
+
+
+def test_page_variants_are_the_defaults_with_the_page_settings() -> None:
+    variants = cc.results_variants(["plain", "uncertainty"], 5)
+    assert variants == {
+        "plain": CorrectionVariant("gradient", steps=5),
+        "uncertainty": CorrectionVariant("gradient", model="ensemble", steps=5, pessimism=0.5),
+    }
+    with pytest.raises(ValueError, match="unknown variants"):
+        cc.results_variants(["adam"], 3)
+    support = cc.support_variants(3, 2.0, 0.25)
+    assert list(support) == [*DEFAULT_VARIANTS, cc.COST_TO_GO_VARIANT]  # chapter 08's order
+    assert support["trust region"] == CorrectionVariant("gradient", steps=3, trust_radius=2.0)
+    assert support["uncertainty"] == CorrectionVariant(
+        "gradient", model="ensemble", steps=3, pessimism=0.25
+    )
+    assert support[cc.COST_TO_GO_VARIANT] == CorrectionVariant(
+        "normalised", model="picnn_ctg", steps=3
+    )
+    grids = cc.support_grids(support, [1e-3], [0.5])
+    assert grids["normalised"] == [0.5] and grids["plain"] == [1e-3]
+    assert grids[cc.COST_TO_GO_VARIANT] == [0.5]
+
+
+def test_choose_per_scenario_and_test_choices_equal_the_single_calls(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    agents, models, tasks = {"startup": AGENTS}, {"startup": MODELS}, {"startup": TASK}
+    choices, sweeps = cc.choose_per_scenario(agents, models, tasks, 1, VARIANTS, STEPS)
+    single, sweep = choose_correction(AGENTS, MODELS, TASK, 1, VARIANTS, STEPS)
+    assert choices["startup"].variant == single.variant
+    pd.testing.assert_frame_equal(sweeps["startup"], sweep)
+    table = cc.test_choices(agents, models, tasks, choices, VARIANTS, 1)
+    assert set(table["scenario"]) == {"startup"}
+    assert set(table["variant"]) == {"none", *VARIANTS}
+    chosen = {n: (float(r["step_size"]),) for n, r in single.per_variant.iterrows()}
+    direct = sweep_corrections(AGENTS, MODELS, TASK, 1, VARIANTS, chosen, split="test")
+    assert table["runs"].sum() == len(direct)
+
+
+def test_evaluate_methods_scores_every_method_on_the_same_episodes() -> None:
+    from polycstr_lib.reactor.metrics import evaluate_policy
+
+    task = load_task("startup")
+    choice, _ = choose_correction(
+        AGENTS, MODELS, TASK, 1, {"plain": VARIANTS["plain"]}, {"plain": STEPS["plain"]},
+        cache=False,
+    )  # fmt: skip
+    agents = {("hold", 0): AGENTS["hold", 0], ("hold", 1): AGENTS["hold", 1]}
+    runs = evaluate_methods(task, agents, MODELS, choice, ["hold"], [0, 1], 1)
+    assert list(runs.per_seed) == ["Data", "PI", "HOLD", "HOLD+"]
+    assert list(runs.trajectories) == ["HOLD", "HOLD+", "PI"]  # PI last, as the figures expect
+    assert set(runs.per_seed["HOLD"]) == {0, 1}
+    direct, _ = evaluate_policy(AGENTS["hold", 1].act, "startup", 1, *task.return_bounds)
+    pd.testing.assert_frame_equal(runs.per_seed["HOLD"][1], direct)
+    assert ORACLE == "NMPC (oracle)"
+
+
+def test_results_page_glue_names() -> None:
+    values = header_glue("startup", {"bc": 2000, "iql": 250}, {"bc": "profile", "iql": "curves"})
+    assert values["steps_bc"] == "2,000" and values["steps_source_iql"] == "curves"
+    assert set(values) == {"scenario_title", "steps_bc", "steps_source_bc", "steps_iql",
+                           "steps_source_iql", "runaway_temperature"}  # fmt: skip
+    choice = type("C", (), {"variant": "plain", "step_text": lambda s: "0.001",
+                            "safe_text": lambda s: "safe"})()  # fmt: skip
+    glue = correction_glue(choice, ["plain", "normalised"], 3, 5)
+    assert glue == {
+        "correction_variant": "plain",
+        "correction_step": "0.001",
+        "correction_safe": "safe",
+        "correction_candidates": "plain, normalised",
+        "correction_k": 3,
+        "n_validation": 5,
+    }
+
+
+def test_correction_path_takes_single_steps() -> None:
+    model = QuadraticCost()
+    obs, action = torch.zeros(9), torch.tensor([0.5, -0.5])
+    path = correction_path(model, obs, action, "gradient", 4, 0.1)
+    assert path.shape == (5, 2) and np.allclose(path[0], [0.5, -0.5])
+    costs = [float(model(obs[None], torch.as_tensor(p, dtype=torch.float32)[None])) for p in path]
+    assert all(b <= a + 1e-9 for a, b in zip(costs, costs[1:], strict=False))
+    newton = correction_path(model, obs, action, "newton", 1, 123.0)  # step size ignored
+    assert np.allclose(newton[-1], model.minimiser(obs[None])[0].numpy(), atol=1e-3)  # damped
+
+
+def _summary() -> pd.DataFrame:
+    rows = [("base", "none", 0.0, 10.0, -5.0, 0, 0, 0.0, None)]
+    rows += [("cost model", "PICNN one-step", eta, 10 + eta, -4.0, 0, 1, 0.2, None)
+             for eta in (0.1, 1.0)]  # fmt: skip
+    rows += [("Newton", NEWTON_VARIANT, 1.0, 11.0, -3.0, 0, 1, 0.3, None)]
+    rows += [("K", f"K = {k}", 0.1, 10.0 + k, -4.0, 0, k, 0.1 * k, None) for k in (1, 3)]
+    rows += [("trust radius", f"ρ = {r:g}", 0.1, 10.0 + r, -4.0, 0, 3, 0.3, r) for r in (0.5, 1.0)]
+    columns = [
+        "sweep",
+        "variant",
+        "step_size",
+        "iqm",
+        "worst",
+        "runaways",
+        "K",
+        "latency_ms",
+        "rho",
+    ]
+    return pd.DataFrame(rows, columns=columns).assign(not_worse=2, runs=2)
+
+
+def _result() -> AblationResult:
+    summary = _summary()
+    per_variant = pd.DataFrame(
+        {"step_size": [1.0, 1.0], "iqm": [11.0, 11.0], "worst_iqm": [-4.0, -3.0]},
+        index=pd.Index([COST_MODEL_LABELS["picnn"], NEWTON_VARIANT], name="variant"),
+    )
+    chosen = pd.DataFrame(
+        {"variant": ["PICNN one-step", NEWTON_VARIANT, "K = 3", "ρ = 1"],
+         "step_size": [1.0, 1.0, 0.1, 0.1], "iqm": [11.0, 11.0, 13.0, 11.0],
+         "safe": [True, False, True, True]},
+        index=pd.Index(["cost model", "Newton", "K", "trust radius"], name="sweep"),
+    )  # fmt: skip
+    return AblationResult(summary, summary, chosen, per_variant, {}, "PICNN one-step")
+
+
+def test_ablation_glue_keys_do_not_follow_labels() -> None:
+    values = ablation_page.validation_glue(_result())
+    assert values["val_base_iqm"] == 10.0 and values["overall_step"] == "1"
+    assert values["val_newton_safe"] == "not safe" and values["val_k_variant"] == "K = 3"
+    assert values["pv_picnn_one_step_iqm"] == 11.0 and values["pv_newton_worst"] == -3.0
+    assert set(ablation_page.VARIANT_KEYS) == {*COST_MODEL_LABELS.values(), NEWTON_VARIANT}
+    tau = pd.DataFrame({"tau": [0.7, 0.7, 0.9, 0.9], "method": ["IQL", "IQL+", "IQL", "IQL+"],
+                        "iqm": [1.0, 2.0, 3.0, 0.5], "worst": [0.0] * 4})  # fmt: skip
+    tau_values = ablation_page.expectile_glue(tau)
+    assert tau_values["tau_0.7_IQL+_iqm"] == 2.0 and tau_values["tau_best"] == "0.9"
+    test = pd.DataFrame({"sweep": ["base", "K"], "iqm": [1.0, 2.0], "worst": [0.0, -1.0]})
+    assert ablation_page.test_glue(test) == {
+        "test_base_iqm": 1.0, "test_base_worst": 0.0, "test_k_iqm": 2.0, "test_k_worst": -1.0,
+    }  # fmt: skip
+    header = ablation_page.header_glue("grade_up", "bc", 2, 5, 20, 1.0)
+    assert header["base_name"] == "BC" and header["tol"] == "1"
+    assert "uncorrected" in ablation_page.settings_table(_summary()).index.get_level_values(1)
+
+
+def test_ablation_figures_draw() -> None:
+    summary = _summary()
+    assert len(step_size_figure(summary, "BC").axes) == 2
+    assert len(steps_and_radius_figure(summary, "BC").axes) == 3
+    fig, front = pareto_figure(summary)
+    assert len(front) >= 1 and front[0] == 0  # the uncorrected agent costs no time
+    tau = pd.DataFrame({"tau": [0.7, 0.9], "method": ["IQL", "IQL"], "iqm": [1.0, 2.0],
+                        "worst": [0.0, 1.0]})  # fmt: skip
+    assert expectile_figure(tau).axes
+    ablation_page.front_table(summary, front)
+    matplotlib.pyplot.close("all")
+
+
+def test_support_tables_and_glue() -> None:
+    per = pd.DataFrame(
+        {"step_size": [1e-3, 0.3, 1e-3, 1e-4, 1.0], "iqm": [1.0, 2.0, 3.0, 0.5, 1.5],
+         "safe": [True] * 5, "safe_low": [1e-4, 0.1, 1e-4, np.nan, 0.3],
+         "safe_high": [1e-2, 1.0, 1e-1, np.nan, 3.0],
+         "safe_decades": [2.0, 1.0, 3.0, np.nan, 1.0], "worst_iqm": [-1.0, 0.0, -2.0, -9.0, 0.5]},
+        index=pd.Index([*DEFAULT_VARIANTS, cc.COST_TO_GO_VARIANT], name="variant"),
+    )  # fmt: skip
+    choice = type("C", (), {"per_variant": per, "variant": "trust region",
+                            "step_text": lambda s: "0.001"})()  # fmt: skip
+    values = correction_support.choice_glue(choice)
+    assert values["unc_decades"] == "none" and values["trust_decades"] == 3.0
+    assert values["chosen_variant"] == "trust region" and values["chosen_target"] == "one-step"
+    table = correction_support.choice_table({"startup": choice})
+    assert table.index.names == ["scenario", "variant"] and "safe range" in table
+    paths = pd.DataFrame({"path": [0, 0, 1, 1], "k": [0, 1, 0, 1], "distance": [0, 1, 0, 3.0],
+                          "predicted": [1, 2, 1, 5.0], "simulator": [1, 1, 1, 1.0]})  # fmt: skip
+    by_k = correction_support.path_errors(paths)
+    assert correction_support.path_error_glue(by_k) == {
+        "path_err_0": 0.0, "path_err_far": 2.5, "path_far": 2.0,
+    }  # fmt: skip
+    assert len(path_figure(paths, by_k, "startup").axes) == 2
+    test = pd.DataFrame({"scenario": "startup", "algorithm": ["bc", "bc"],
+                         "variant": ["none", "plain"], "iqm": [1.0, 2.0]})  # fmt: skip
+    assert correction_support.test_table_glue(test, "startup", ["bc"], "plain") == {
+        "test_bc_base": 1.0, "test_bc_chosen": 2.0,
+    }  # fmt: skip
+
+
+def test_per_agent_ranges_and_sweep_figure(tmp_path) -> None:
+    variants = {n: VARIANTS["plain"] for n in ("plain", "trust region", "uncertainty")}
+    models = MODELS
+    sweep = sweep_corrections(AGENTS, models, TASK, 1, variants,
+                              dict.fromkeys(variants, (1e-3, 1.0)), cache=False)  # fmt: skip
+    table, counts = correction_support.per_agent_ranges({"startup": sweep})
+    assert counts["n_agent_pairs"] == 1  # one algorithm on one scenario
+    assert counts["n_trust_wider"] == counts["n_trust_narrower"] == 0  # the same variant
+    assert list(table.columns) == ["safe range", "decades", "worst_iqm"]
+    assert len(step_sweep_figure({"startup": sweep}, list(variants), ["hold"]).axes) == 3
+    matplotlib.pyplot.close("all")
+
+
+def test_trainers_build_the_pages_configs(monkeypatch) -> None:
+    from polycstr_lib.agents import sweeps
+
+    seen = []
+
+    def fake(configs, **kwargs):
+        seen.append((list(configs), kwargs))
+        return [(f"{c.algorithm}-{c.scenario}-{c.seed}", None) for c in configs]
+
+    monkeypatch.setattr(sweeps, "train_many", fake)
+    agents = sweeps.train_seed_ensembles("startup", {"bc": 10, "iql": 20}, [0, 1], processes=1)
+    assert agents["iql", 1] == "iql-startup-1"
+    assert [(c.seed, c.algorithm, c.steps) for c in seen[-1][0]] == [
+        (0, "bc", 10), (0, "iql", 20), (1, "bc", 10), (1, "iql", 20),
+    ]  # fmt: skip
+    base, iql = sweeps.train_expectile_sweep("grade_up", "bc", [0.7, 0.9], [0], 30, progress=False)
+    assert list(base) == [("bc", 0)] and list(iql) == [("τ = 0.7", 0), ("τ = 0.9", 0)]
+    assert seen[-1][0][2].agent.expectile == 0.9 and seen[-1][1]["progress"] is False
+    per = sweeps.train_per_scenario(["startup", "grade_up"], {"bc": {"startup": 1, "grade_up": 2}},
+                                    [0])  # fmt: skip
+    assert per["grade_up"]["bc", 0] == "bc-grade_up-0"
+    assert [c.steps for c in seen[-1][0]] == [1, 2]
+
+
+def test_glue_all_glues_every_value(monkeypatch) -> None:
+    import myst_nb
+
+    from polycstr_lib.book.publish import glue_all
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: calls.append((a, k)))
+    glue_all({"a": 1, "b": "x"})
+    assert calls == [(("a", 1), {"display": False}), (("b", "x"), {"display": False})]
+
+
+def test_dataset_tables_and_their_glue() -> None:
+    from polycstr_lib.reactor.dataset_summary import dataset_table, reference_table
+    from polycstr_lib.reactor.datasets import load_trajectories, reference_comparison
+
+    data = {"startup": load_trajectories("startup")}
+    table, values = dataset_table(data)
+    traj, side = data["startup"]
+    assert table.loc["startup", "episodes"] == traj.num_episodes
+    assert values["startup_violating"] == int(traj.violations.any(axis=1).sum())
+    assert values["clip_max"] == pytest.approx(100 * max(side["rate_limited_fraction"]))
+    refs, ref_values = reference_table(data)
+    assert ref_values["stretch_startup"] == reference_comparison(traj)["stretch"]
+    assert refs.loc["startup", "runaways"] == reference_comparison(traj)["runaways"]
+
+
+def test_evaluate_policies_equals_one_call_per_policy() -> None:
+    from polycstr_lib.reactor.metrics import evaluate_policies, evaluate_policy
+
+    policies = {"a": AGENTS["hold", 0].act, "b": AGENTS["hold", 1].act}
+    metrics, trajs = evaluate_policies(policies, "startup", 1, -5e5, -1e3)
+    assert list(metrics) == list(trajs) == ["a", "b"]
+    direct, _ = evaluate_policy(policies["b"], "startup", 1, -5e5, -1e3)
+    pd.testing.assert_frame_equal(metrics["b"], direct)

@@ -116,10 +116,11 @@ def main() -> None:
             config = CostModelConfig(kind="picnn", steps=args.cost_steps, target="cost_to_go")
             model, log = train_cost_model(action_windows(data, h), config, progress=False)
             models[variant_name(h)], r2[variant_name(h)] = model, log["heldout_r2"]
-        choice, sweep = choose_correction(
+        sweep = sweep_corrections(
             agents[scenario], models, task, args.validation_episodes, variants, grids,
             tol=args.tol,
         )  # fmt: skip
+        choice = choose_correction(sweep, variants, task.action_scale)
         chosen = {n: (float(row["step_size"]),) for n, row in choice.per_variant.iterrows()}
         test = sweep_corrections(
             agents[scenario], models, task, args.test_episodes, variants, chosen, split="test",

@@ -9,6 +9,7 @@ from test_correction_tuning import AGENTS, MODELS, SIGMA, picnn
 from test_safety import QuadraticCost
 
 from polycstr_lib.correction.ablations import (
+    AblationGrid,
     pareto_front,
     run_ablations,
     stage_one_variants,
@@ -53,10 +54,11 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     models = {"picnn": MODELS["picnn"], "picnn_ctg": picnn(2), "ensemble": MODELS["ensemble"]}
     kw = dict(cache_dir=tmp_path)
     task = ScenarioTask("startup", return_min=-5e5, return_max=-1e3, action_scale=SIGMA)
-    result = run_ablations(
-        AGENTS, models, task, 1, steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,),
-        steps_grid=(1, 4), trust_radii=(0.5,), **kw,
+    grid = AblationGrid(
+        steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,), steps_grid=(1, 4),
+        trust_radii=(0.5,),
     )  # fmt: skip
+    result = run_ablations(AGENTS, models, task, 1, grid, **kw)
     assert list(result.chosen.index) == ["cost model", "Newton", "K", "trust radius"]
     # the second stage varies the first stage's overall choice at its chosen step size
     overall = result.variants[result.overall]
@@ -83,7 +85,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     assert sum(f.startswith("startup_validation") for f in files) == 2
     assert sum(f.startswith("startup_test") for f in files) == 1
     with pytest.raises(ValueError, match="steps_grid"):
-        run_ablations(AGENTS, models, task, 1, steps_grid=(0,), **kw)
+        AblationGrid(steps_grid=(0,))
 
 
 def test_variant_latency_is_positive() -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 from test_agents import make_tiny_data
-from test_correction_tuning import AGENTS, KW, MODELS
+from test_correction_tuning import AGENTS, KW, MODELS, TASK
 from test_cost_models import synthetic_data
 from test_training import assert_same_weights, interrupt_at_step, tiny_config
 
@@ -352,7 +352,7 @@ def sweep(data, monkeypatch):
     from polycstr_lib.correction.tuning import sweep_corrections
 
     def build():
-        return sweep_corrections(AGENTS, MODELS, "startup", 1, **KW)
+        return sweep_corrections(AGENTS, MODELS, TASK, 1, **KW)
 
     def same(a, b) -> None:
         pd.testing.assert_frame_equal(a, b, check_exact=True)

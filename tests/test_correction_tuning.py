@@ -214,7 +214,8 @@ def test_iqm_over_runs_trims_the_outer_quarters() -> None:
 
 def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
-    choice, sweep = choose_correction(AGENTS, MODELS, TASK, 1, **KW)
+    sweep = sweep_corrections(AGENTS, MODELS, TASK, 1, **KW)
+    choice = choose_correction(sweep, VARIANTS, TASK.action_scale)
     assert isinstance(choice, CorrectionChoice)
     assert choice.variant in VARIANTS
     assert choice.step_size in STEPS[choice.variant]

@@ -88,7 +88,8 @@ def test_choose_per_scenario_and_test_choices_equal_the_single_calls(tmp_path, m
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     agents, models, tasks = {"startup": AGENTS}, {"startup": MODELS}, {"startup": TASK}
     choices, sweeps = cc.choose_per_scenario(agents, models, tasks, 1, VARIANTS, STEPS)
-    single, sweep = choose_correction(AGENTS, MODELS, TASK, 1, VARIANTS, STEPS)
+    sweep = sweep_corrections(AGENTS, MODELS, TASK, 1, VARIANTS, STEPS)
+    single = choose_correction(sweep, VARIANTS, TASK.action_scale)
     assert choices["startup"].variant == single.variant
     pd.testing.assert_frame_equal(sweeps["startup"], sweep)
     table = cc.test_choices(agents, models, tasks, choices, VARIANTS, 1)
@@ -103,10 +104,11 @@ def test_evaluate_methods_scores_every_method_on_the_same_episodes() -> None:
     from polycstr_lib.reactor.metrics import evaluate_policy
 
     task = load_task("startup")
-    choice, _ = choose_correction(
-        AGENTS, MODELS, TASK, 1, {"plain": VARIANTS["plain"]}, {"plain": STEPS["plain"]},
-        cache=False,
-    )  # fmt: skip
+    plain = {"plain": VARIANTS["plain"]}
+    sweep = sweep_corrections(
+        AGENTS, MODELS, TASK, 1, plain, {"plain": STEPS["plain"]}, cache=False
+    )
+    choice = choose_correction(sweep, plain, TASK.action_scale)
     agents = {("hold", 0): AGENTS["hold", 0], ("hold", 1): AGENTS["hold", 1]}
     runs = evaluate_methods(task, agents, MODELS, choice, ["hold"], [0, 1], 1)
     assert list(runs.per_seed) == ["Data", "PI", "HOLD", "HOLD+"]

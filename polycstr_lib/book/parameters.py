@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional, Union
 
+from polycstr_lib.correction.ablations import AblationGrid
 from polycstr_lib.correction.tuning import DEFAULT_VARIANTS
 from polycstr_lib.reactor.scenarios import get_scenario
 
@@ -310,14 +311,40 @@ class CostModelsPage(PageParameters):
                   gradient_episodes=self.gradient_episodes)  # fmt: skip
 
 
-def _training(page: Any) -> None:
-    """Checks shared by the pages that train agents."""
-    _among("precision", page.precision, PRECISIONS)
-    _at_least(1, processes=page.processes)
+@dataclass(frozen=True)
+class TrainingPage(PageParameters):
+    """The parameters every page that trains agents shares: precision and where it trains."""
+
+    precision: str
+    processes: int
+    scheduler: Optional[str]  # noqa: UP045 - papermill's help reads the notebook's annotation
+
+    def check(self) -> None:
+        _among("precision", self.precision, PRECISIONS)
+        _at_least(1, processes=self.processes)
 
 
 @dataclass(frozen=True)
-class LearningCurvesPage(PageParameters):
+class CorrectionPage(TrainingPage):
+    """What the pages that choose and test a correction share: seeds, budgets, episodes."""
+
+    seeds: list[int]
+    cost_steps: int
+    correction_steps: int
+    validation_episodes: int
+    test_episodes: int
+
+    def check(self) -> None:
+        _non_empty("seeds", self.seeds)
+        _distinct("seeds", self.seeds)
+        _at_least(1, cost_steps=self.cost_steps, correction_steps=self.correction_steps,
+                  validation_episodes=self.validation_episodes,
+                  test_episodes=self.test_episodes)  # fmt: skip
+        super().check()
+
+
+@dataclass(frozen=True)
+class LearningCurvesPage(TrainingPage):
     """Parameters of ``04b_learning_curves``."""
 
     profile: str
@@ -328,9 +355,6 @@ class LearningCurvesPage(PageParameters):
     extend_to: dict[str, int]
     validation_episodes: int
     tolerance: float
-    precision: str
-    processes: int
-    scheduler: Optional[str]  # noqa: UP045 - papermill's help reads the notebook's annotation
     variant_algorithms: list[str]
     variant_scenarios: list[str]
     variant_seeds: list[int]
@@ -361,28 +385,20 @@ class LearningCurvesPage(PageParameters):
         _at_least(1, **{f"extend_to[{a!r}]": k for a, k in self.extend_to.items()})
         _at_least(1, validation_episodes=self.validation_episodes, variant_steps=self.variant_steps)
         _at_least(0, tolerance=self.tolerance)
-        _training(self)
+        super().check()
 
 
 @dataclass(frozen=True)
-class ResultsPage(PageParameters):
+class ResultsPage(CorrectionPage):
     """Parameters of ``05_results`` (one scenario)."""
 
     profile: str
     scenario: str
-    seeds: list[int]
     bc_steps: int
     iql_steps: int
     cql_steps: int
     budget_sources: dict[str, str]
-    cost_steps: int
-    test_episodes: int
-    correction_steps: int
     correction_variants: list[str]
-    validation_episodes: int
-    precision: str
-    processes: int
-    scheduler: Optional[str]  # noqa: UP045
     nmpc_episodes: int
     nmpc_horizon: int
 
@@ -394,12 +410,7 @@ class ResultsPage(PageParameters):
 
     def check(self) -> None:
         _scenarios("scenario", self.scenario)
-        _non_empty("seeds", self.seeds)
-        _distinct("seeds", self.seeds)
         _at_least(1, bc_steps=self.bc_steps, iql_steps=self.iql_steps, cql_steps=self.cql_steps,
-                  cost_steps=self.cost_steps, test_episodes=self.test_episodes,
-                  correction_steps=self.correction_steps,
-                  validation_episodes=self.validation_episodes,
                   nmpc_horizon=self.nmpc_horizon)  # fmt: skip
         _need(
             set(self.budget_sources) == set(ALGORITHMS),
@@ -413,7 +424,7 @@ class ResultsPage(PageParameters):
             f"parameter 'nmpc_episodes' must lie in [1, test_episodes = {self.test_episodes}], "
             f"got {self.nmpc_episodes}",
         )
-        _training(self)
+        super().check()
 
     @property
     def budgets(self) -> dict[str, int]:
@@ -422,29 +433,21 @@ class ResultsPage(PageParameters):
 
 
 @dataclass(frozen=True)
-class AblationsPage(PageParameters):
+class AblationsPage(CorrectionPage):
     """Parameters of ``06_ablations``."""
 
     profile: str
     scenario: str
     base_algorithm: str
-    seeds: list[int]
     agent_steps: int
-    cost_steps: int
     ensemble_seeds: list[int]
-    correction_steps: int
     step_sizes: list[float]
     newton_step_sizes: list[float]
     steps_grid: list[int]
     trust_radii: list[float]
     pessimism: float
     expectiles: list[float]
-    validation_episodes: int
-    test_episodes: int
     tol: float
-    precision: str
-    processes: int
-    scheduler: Optional[str]  # noqa: UP045
 
     BANNER: ClassVar[tuple[str, ...]] = (
         "scenario", "base_algorithm", "seeds", "agent_steps", "cost_steps", "ensemble_seeds",
@@ -455,10 +458,9 @@ class AblationsPage(PageParameters):
     def check(self) -> None:
         _scenarios("scenario", self.scenario)
         _among("base_algorithm", self.base_algorithm, ALGORITHMS)
-        for name in ("seeds", "ensemble_seeds", "step_sizes", "newton_step_sizes", "steps_grid",
+        for name in ("ensemble_seeds", "step_sizes", "newton_step_sizes", "steps_grid",
                      "trust_radii", "expectiles"):  # fmt: skip
             _non_empty(name, getattr(self, name))
-        _distinct("seeds", self.seeds)
         _distinct("ensemble_seeds", self.ensemble_seeds)
         for name in ("step_sizes", "newton_step_sizes", "trust_radii"):
             values = getattr(self, name)
@@ -468,16 +470,26 @@ class AblationsPage(PageParameters):
             all(0 < t < 1 for t in self.expectiles),
             f"parameter 'expectiles' must lie in (0, 1), got {self.expectiles}",
         )
-        _at_least(1, agent_steps=self.agent_steps, cost_steps=self.cost_steps,
-                  correction_steps=self.correction_steps,
-                  validation_episodes=self.validation_episodes,
-                  test_episodes=self.test_episodes)  # fmt: skip
+        _at_least(1, agent_steps=self.agent_steps)
         _need(
             0 <= self.pessimism <= 1,
             f"parameter 'pessimism' must lie in [0, 1], got {self.pessimism}",
         )
         _at_least(0, tol=self.tol)
-        _training(self)
+        super().check()
+
+    def grid(self) -> AblationGrid:
+        """The sweeps these parameters ask :func:`~polycstr_lib.correction.ablations.run_ablations`
+        for."""
+        return AblationGrid(
+            steps=self.correction_steps,
+            step_sizes=tuple(self.step_sizes),
+            newton_step_sizes=tuple(self.newton_step_sizes),
+            steps_grid=tuple(self.steps_grid),
+            trust_radii=tuple(self.trust_radii),
+            pessimism=self.pessimism,
+            tol=self.tol,
+        )
 
 
 @dataclass(frozen=True)
@@ -489,29 +501,21 @@ class ClaimsPage(PageParameters):
 
 
 @dataclass(frozen=True)
-class CorrectionSupportPage(PageParameters):
+class CorrectionSupportPage(CorrectionPage):
     """Parameters of ``08_correction_support``."""
 
     profile: str
     scenarios: list[str]
     algorithms: list[str]
-    seeds: list[int]
     agent_steps: dict[str, Union[int, dict[str, int]]]  # noqa: UP007
     budget_sources: dict[str, str]
-    cost_steps: int
     ensemble_seeds: list[int]
-    correction_steps: int
     trust_radius: float
     pessimism: float
     raw_step_sizes: list[float]
     normalised_step_sizes: list[float]
-    validation_episodes: int
-    test_episodes: int
     tol: float
     path_states: int
-    precision: str
-    processes: int
-    scheduler: Optional[str]  # noqa: UP045
 
     BANNER: ClassVar[tuple[str, ...]] = (
         "scenarios", "algorithms", "seeds", "agent_steps", "cost_steps", "ensemble_seeds",
@@ -520,7 +524,7 @@ class CorrectionSupportPage(PageParameters):
     )  # fmt: skip
 
     def check(self) -> None:
-        for name in ("scenarios", "algorithms", "seeds", "ensemble_seeds", "raw_step_sizes",
+        for name in ("scenarios", "algorithms", "ensemble_seeds", "raw_step_sizes",
                      "normalised_step_sizes"):  # fmt: skip
             _non_empty(name, getattr(self, name))
         _scenarios("scenarios", self.scenarios)
@@ -542,9 +546,7 @@ class CorrectionSupportPage(PageParameters):
         for name in ("raw_step_sizes", "normalised_step_sizes"):
             values = getattr(self, name)
             _need(all(v > 0 for v in values), f"parameter {name!r} must be positive, got {values}")
-        _at_least(1, cost_steps=self.cost_steps, correction_steps=self.correction_steps,
-                  validation_episodes=self.validation_episodes, test_episodes=self.test_episodes,
-                  path_states=self.path_states)  # fmt: skip
+        _at_least(1, path_states=self.path_states)
         _need(
             self.trust_radius > 0, f"parameter 'trust_radius' must be > 0, got {self.trust_radius}"
         )
@@ -553,7 +555,7 @@ class CorrectionSupportPage(PageParameters):
             f"parameter 'pessimism' must lie in [0, 1], got {self.pessimism}",
         )
         _at_least(0, tol=self.tol)
-        _training(self)
+        super().check()
 
     @property
     def steps_of(self) -> dict[str, dict[str, int]]:

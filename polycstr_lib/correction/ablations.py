@@ -43,6 +43,7 @@ from polycstr_lib.correction.tuning import (
 __all__ = [
     "COST_MODEL_LABELS",
     "NEWTON_VARIANT",
+    "AblationGrid",
     "AblationResult",
     "ablation_cost_models",
     "expectile_sweep",
@@ -165,6 +166,24 @@ class AblationResult:
     overall: str  # the first-stage variant that stage two varies
 
 
+@dataclass(frozen=True)
+class AblationGrid:
+    """What the ablation page sweeps on validation episodes, and how it chooses."""
+
+    steps: int = 3  # K of the first stage
+    step_sizes: tuple[float, ...] = (0.1, 0.3, 1.0)  # η of the normalised steps (data spreads)
+    newton_step_sizes: tuple[float, ...] = (0.3, 1.0)  # α of Newton (empty: no Newton sweep)
+    steps_grid: tuple[int, ...] = (1, 3, 10)  # K of the second stage (empty: no K sweep)
+    trust_radii: tuple[float, ...] = (0.3, 1.0, 3.0)  # ρ of stage two in data spreads
+    pessimism: float = 0.5  # κ of the ensemble's pessimistic cost
+    tol: float = 1.0  # points a run may lose against its base and still count as not worse
+    tie_tol: float = 0.5  # IQM ties
+
+    def __post_init__(self) -> None:
+        if any(int(k) < 1 for k in self.steps_grid) or any(not r > 0 for r in self.trust_radii):
+            raise ValueError("steps_grid must hold K >= 1 and trust_radii positive radii")
+
+
 def _choose_within(sweep: pd.DataFrame, names: Sequence[str], tie_tol: float) -> dict[str, Any]:
     part = sweep[sweep["variant"].isin(["none", *names])]
     choice, _ = choose_from_sweep(part, tie_tol)
@@ -176,14 +195,7 @@ def run_ablations(
     cost_models: Mapping[str, nn.Module],
     task: ScenarioTask,
     episodes: int,
-    steps: int = 3,
-    step_sizes: Sequence[float] = (0.1, 0.3, 1.0),
-    newton_step_sizes: Sequence[float] = (0.3, 1.0),
-    steps_grid: Sequence[int] = (1, 3, 10),
-    trust_radii: Sequence[float] = (0.3, 1.0, 3.0),
-    pessimism: float = 0.5,
-    tol: float = 1.0,
-    tie_tol: float = 0.5,
+    grid: AblationGrid | None = None,
     cache: bool = True,
     cache_dir: Any = None,
 ) -> AblationResult:
@@ -203,14 +215,7 @@ def run_ablations(
         task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask` (name, return
             bounds, σ_a).
         episodes: validation episodes per run and setting.
-        steps: K of the first stage.
-        step_sizes: η grid of the normalised steps (data spreads).
-        newton_step_sizes: α grid of Newton (empty: no Newton sweep).
-        steps_grid: K values of the second stage (empty: no K sweep).
-        trust_radii: ρ values of the second stage, data spreads (empty: no trust-region sweep).
-        pessimism: κ of the ensemble's pessimistic cost.
-        tol: points a run may lose against its base and still count as not worse.
-        tie_tol: IQM ties.
+        grid: what the two stages sweep (:class:`AblationGrid`; default its defaults).
         cache: cache the sweeps (content-addressed, see ``sweep_corrections``).
         cache_dir: cache root; default the artifact directory.
 
@@ -218,10 +223,12 @@ def run_ablations(
         An :class:`AblationResult`.
 
     Raises:
-        ValueError: bad grids (non-positive K or ρ) or inputs of ``sweep_corrections``.
+        ValueError: inputs of ``sweep_corrections``.
     """
-    if any(int(k) < 1 for k in steps_grid) or any(not r > 0 for r in trust_radii):
-        raise ValueError("steps_grid must hold K >= 1 and trust_radii positive radii")
+    grid = AblationGrid() if grid is None else grid
+    steps, step_sizes, newton_step_sizes = grid.steps, grid.step_sizes, grid.newton_step_sizes
+    steps_grid, trust_radii, pessimism = grid.steps_grid, grid.trust_radii, grid.pessimism
+    tol, tie_tol = grid.tol, grid.tie_tol
     models = [k for k in COST_MODEL_LABELS if k in cost_models]
     variants, grids, sweep_of = stage_one_variants(
         models, steps, step_sizes, newton_step_sizes, pessimism

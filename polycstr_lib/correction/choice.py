@@ -145,10 +145,8 @@ def choose_results_correction(
     cost_models, _ = results_cost_models(task, cost_steps, "uncertainty" in variant_names)
     variants = results_variants(variant_names, correction_steps)
     grids = {name: DEFAULT_STEP_SIZES[name] for name in variant_names}
-    choice, sweep = choose_correction(
-        agents, cost_models, task, validation_episodes, variants, grids
-    )
-    return choice, cost_models, sweep
+    sweep = sweep_corrections(agents, cost_models, task, validation_episodes, variants, grids)
+    return choose_correction(sweep, variants, task.action_scale), cost_models, sweep
 
 
 def support_grids(
@@ -172,16 +170,17 @@ def choose_per_scenario(
     grids: Mapping[str, Sequence[float]],
     tol: float = 1.0,
 ) -> tuple[dict[str, CorrectionChoice], dict[str, pd.DataFrame]]:
-    """:func:`choose_correction` on every scenario of ``tasks`` (its agents, its models).
+    """:func:`sweep_corrections` and :func:`choose_correction` on every scenario of ``tasks``.
 
     Returns:
         ``(choices, sweeps)``, both by scenario.
     """
     choices, sweeps = {}, {}
     for scenario, task in tasks.items():
-        choices[scenario], sweeps[scenario] = choose_correction(
+        sweeps[scenario] = sweep_corrections(
             agents[scenario], cost_models[scenario], task, episodes, variants, grids, tol=tol
         )
+        choices[scenario] = choose_correction(sweeps[scenario], variants, task.action_scale)
     return choices, sweeps
 
 

@@ -5,8 +5,8 @@ trust region, pessimism); its step size is swept over a grid. :func:`sweep_corre
 every base agent uncorrected and corrected by every (variant, step size) on the same
 *validation* episodes in one batched rollout and returns a tidy table;
 :func:`choose_from_sweep` applies the selection rule to such a table and
-:func:`choose_correction` does both (cached). :func:`corrected_policy` builds the chosen
-"+" policy for the results pages.
+:func:`choose_correction` turns its pick into a :class:`CorrectionChoice`;
+:func:`corrected_policy` builds the chosen "+" policy for the results pages.
 
 Selection rule (per variant): a step size is *safe* when no base run (algorithm, seed) is
 made worse by it on validation: its mean and its worst-episode normalised reward are not
@@ -510,59 +510,36 @@ def safe_ranges(sweep: pd.DataFrame, by: str = "algorithm") -> pd.DataFrame:
 
 
 def choose_correction(
-    agents: Mapping[tuple[str, int], Any],
-    cost_models: Mapping[str, nn.Module],
-    task: ScenarioTask,
-    episodes: int,
-    variants: Mapping[str, CorrectionVariant] | None = None,
-    step_sizes: Mapping[str, Sequence[float]] | None = None,
-    tol: float = 1.0,
+    sweep: pd.DataFrame,
+    variants: Mapping[str, CorrectionVariant],
+    action_scale: Any,
     tie_tol: float = 0.5,
-    cache: bool = True,
-) -> tuple[CorrectionChoice, pd.DataFrame]:
-    """Sweep the corrections on validation episodes and choose one setting (module docstring).
+) -> CorrectionChoice:
+    """The setting the selection rule picks from a validation sweep (module docstring).
+
+    A pure function of the sweep: run :func:`sweep_corrections` on validation episodes first.
 
     Args:
-        agents: ``(algorithm, seed) → agent``: the base policies the choice must serve.
-        cost_models: model key → cost model (``"picnn"``, ``"ensemble"``, ... as the variants
-            name them).
-        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask`.
-        episodes: validation episodes per run.
-        variants: name → variant; default :data:`DEFAULT_VARIANTS`.
-        step_sizes: name → step-size grid; default :data:`DEFAULT_STEP_SIZES`.
-        tol: points a correction may lose and still count as not worse than its base.
+        sweep: the validation table of :func:`sweep_corrections`.
+        variants: name → variant, the variants the sweep ran.
+        action_scale: σ_a of the scenario's data (:attr:`ScenarioTask.action_scale`).
         tie_tol: IQM ties (→ smaller step; between variants → the earlier one).
-        cache: cache the sweep (content-addressed artifact).
 
     Returns:
-        ``(choice, sweep)``: ``choice`` is a :class:`CorrectionChoice`; ``sweep`` is the
-        validation table of :func:`sweep_corrections`.
+        The :class:`CorrectionChoice`.
     """
-    variants = dict(DEFAULT_VARIANTS if variants is None else variants)
-    sweep = sweep_corrections(
-        agents,
-        cost_models,
-        task,
-        episodes,
-        variants,
-        step_sizes,
-        split="validation",
-        tol=tol,
-        cache=cache,
-    )
     picked, per_variant = choose_from_sweep(sweep, tie_tol)
     setting = variants[picked["variant"]]
-    choice = CorrectionChoice(
+    return CorrectionChoice(
         variant=picked["variant"],
         step_size=picked["step_size"],
         iqm=picked["iqm"],
         safe=picked["safe"],
         setting=setting,
         model=setting.model,
-        policy_kwargs=setting.policy_kwargs(picked["step_size"], task.action_scale),
+        policy_kwargs=setting.policy_kwargs(picked["step_size"], action_scale),
         per_variant=per_variant,
     )
-    return choice, sweep
 
 
 def corrected_policy(

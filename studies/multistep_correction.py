@@ -35,7 +35,7 @@ from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.sweeps import train_many
 from polycstr_lib.correction.cost_models import CostModelConfig, action_windows, train_cost_model
 from polycstr_lib.correction.safety import action_spread
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_correction,
@@ -116,16 +116,13 @@ def main() -> None:
             config = CostModelConfig(kind="picnn", steps=args.cost_steps, target="cost_to_go")
             model, log = train_cost_model(action_windows(data, h), config, progress=False)
             models[variant_name(h)], r2[variant_name(h)] = model, log["heldout_r2"]
-        sweep = sweep_corrections(
-            agents[scenario], models, task, args.validation_episodes, variants, grids,
-            tol=args.tol,
-        )  # fmt: skip
+        setup = CorrectionSetup(agents[scenario], models, task)
+        sweep = sweep_corrections(setup, args.validation_episodes, variants, grids, tol=args.tol)
         choice = choose_correction(sweep, variants, task.action_scale)
         chosen = {n: (float(row["step_size"]),) for n, row in choice.per_variant.iterrows()}
         test = sweep_corrections(
-            agents[scenario], models, task, args.test_episodes, variants, chosen, split="test",
-            tol=args.tol,
-        )  # fmt: skip
+            setup, args.test_episodes, variants, chosen, split="test", tol=args.tol
+        )
         runs += [
             sweep.assign(scenario=scenario, split="validation"),
             test.assign(scenario=scenario, split="test"),

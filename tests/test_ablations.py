@@ -16,7 +16,7 @@ from polycstr_lib.correction.ablations import (
     test_chosen,
     variant_latency,
 )
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import CorrectionVariant
 
 torch.set_num_threads(1)
@@ -58,7 +58,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
         steps=2, step_sizes=(0.3, 3.0), newton_step_sizes=(1.0,), steps_grid=(1, 4),
         trust_radii=(0.5,),
     )  # fmt: skip
-    result = run_ablations(AGENTS, models, task, 1, grid, **kw)
+    result = run_ablations(CorrectionSetup(AGENTS, models, task), 1, grid, **kw)
     assert list(result.chosen.index) == ["cost model", "Newton", "K", "trust radius"]
     # the second stage varies the first stage's overall choice at its chosen step size
     overall = result.variants[result.overall]
@@ -76,7 +76,7 @@ def test_run_ablations_chooses_on_validation_and_tests_once(tmp_path) -> None:
     base = result.sweep[result.sweep["variant"] == "none"]
     assert row["runs"] == 2 and row["iqm"] == pytest.approx(base["mean"].mean())
     # the final table is the only test run: other episode seeds than validation
-    test = test_chosen(AGENTS, models, result, task, 1, **kw)
+    test = test_chosen(CorrectionSetup(AGENTS, models, task), result, 1, **kw)
     assert list(dict.fromkeys(test["sweep"])) == ["base", *result.chosen.index]
     assert set(test["runs"]) == {2}
     val_base = result.summary.loc[result.summary["variant"] == "none", "iqm"].iloc[0]

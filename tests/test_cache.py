@@ -27,6 +27,7 @@ from test_correction_tuning import AGENTS, KW, MODELS, TASK
 from test_cost_models import synthetic_data
 from test_training import assert_same_weights, interrupt_at_step, tiny_config
 
+from polycstr_lib.correction.task import CorrectionSetup
 from polycstr_lib.toolkit import cache
 from polycstr_lib.toolkit.cache import (
     MANIFEST,
@@ -352,7 +353,7 @@ def sweep(data, monkeypatch):
     from polycstr_lib.correction.tuning import sweep_corrections
 
     def build():
-        return sweep_corrections(AGENTS, MODELS, TASK, 1, **KW)
+        return sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **KW)
 
     def same(a, b) -> None:
         pd.testing.assert_frame_equal(a, b, check_exact=True)

@@ -10,7 +10,7 @@ import torch
 from polycstr_lib.correction import tuning as ct
 from polycstr_lib.correction.cost_models import PICNN, CostEnsemble
 from polycstr_lib.correction.safety import CorrectedPolicy
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionChoice,
     CorrectionVariant,
@@ -75,7 +75,7 @@ KW = dict(variants=VARIANTS, step_sizes=STEPS)
 
 
 def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypatch) -> None:
-    sweep = sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, **KW)
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 2, cache_dir=tmp_path, **KW)
     assert len(sweep) == 2 * (1 + 2 + 2 + 2 + 1)
     assert set(sweep.columns) >= {"algorithm", "seed", "variant", "step_size", "mean", "min",
                                   "runaways", "not_worse", "base_mean"}  # fmt: skip
@@ -106,29 +106,40 @@ def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypat
         raise AssertionError("ran again")
 
     monkeypatch.setattr(ct, "_run_sweep", boom)
-    again = sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, **KW)
+    again = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 2, cache_dir=tmp_path, **KW)
     pd.testing.assert_frame_equal(sweep, again, check_exact=True)
     with pytest.raises(AssertionError, match="ran again"):  # another setting → another key
-        sweep_corrections(AGENTS, MODELS, TASK, 2, cache_dir=tmp_path, tol=2.0, **KW)
+        sweep_corrections(
+            CorrectionSetup(AGENTS, MODELS, TASK), 2, cache_dir=tmp_path, tol=2.0, **KW
+        )
 
 
 def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="cost model"):
-        sweep_corrections(AGENTS, {"picnn": MODELS["picnn"]}, TASK, 1, cache=False, **KW)
+        sweep_corrections(
+            CorrectionSetup(AGENTS, {"picnn": MODELS["picnn"]}, TASK), 1, cache=False, **KW
+        )
     with pytest.raises(ValueError, match="step sizes"):
-        sweep_corrections(AGENTS, MODELS, TASK, 1, cache=False,
+        sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, cache=False,
                           **{**KW, "step_sizes": {**STEPS, "plain": (0.0, 1.0)}})  # fmt: skip
     with pytest.raises(ValueError, match="no step sizes"):
-        sweep_corrections(AGENTS, MODELS, TASK, 1, cache=False,
+        sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, cache=False,
                           **{**KW, "step_sizes": {"plain": (1.0,)}})  # fmt: skip
     with pytest.raises(ValueError, match="algorithm, seed"):
-        sweep_corrections({"bc": AGENTS["hold", 0]}, MODELS, TASK, 1, cache=False, **KW)
+        sweep_corrections(
+            CorrectionSetup({"bc": AGENTS["hold", 0]}, MODELS, TASK), 1, cache=False, **KW
+        )
     with pytest.raises(ValueError, match="action_scale"):
         sweep_corrections(
-            AGENTS, MODELS, ScenarioTask("startup", -5e5, -1e3, [0, 1]), 1, cache=False, **KW
+            CorrectionSetup(AGENTS, MODELS, ScenarioTask("startup", -5e5, -1e3, [0, 1])),
+            1,
+            cache=False,
+            **KW,
         )
     with pytest.raises(ValueError, match="split"):
-        sweep_corrections(AGENTS, MODELS, TASK, 1, split="train", cache=False, **KW)
+        sweep_corrections(
+            CorrectionSetup(AGENTS, MODELS, TASK), 1, split="train", cache=False, **KW
+        )
     with pytest.raises(ValueError, match="method"):
         CorrectionVariant("adam")
     with pytest.raises(ValueError, match="pessimism"):
@@ -214,7 +225,7 @@ def test_iqm_over_runs_trims_the_outer_quarters() -> None:
 
 def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
-    sweep = sweep_corrections(AGENTS, MODELS, TASK, 1, **KW)
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **KW)
     choice = choose_correction(sweep, VARIANTS, TASK.action_scale)
     assert isinstance(choice, CorrectionChoice)
     assert choice.variant in VARIANTS

@@ -19,7 +19,7 @@ from polycstr_lib.correction.cost_models import (
     train_cost_model,
 )
 from polycstr_lib.correction.safety import CorrectedPolicy, correct_actions, plan_proposal
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import CorrectionVariant, _variant_key
 from tests.test_cost_models import SCALES, synthetic_data
 from tests.test_safety import ConstantPolicy, batch
@@ -236,10 +236,8 @@ def test_a_multistep_variant_in_the_sweep_equals_its_policy_run_alone() -> None:
     model.eval()
     variant = CorrectionVariant("normalised", model="plan", steps=2, horizon=2)
     agents = {("hold", 1): AGENTS["hold", 1]}
-    sweep = sweep_corrections(
-        agents, {"plan": model}, ScenarioTask("startup", -5e5, -1e3, SIGMA), 2, {"plan": variant},
-        {"plan": (1.0,)}, cache=False,
-    )  # fmt: skip
+    setup = CorrectionSetup(agents, {"plan": model}, ScenarioTask("startup", -5e5, -1e3, SIGMA))
+    sweep = sweep_corrections(setup, 2, {"plan": variant}, {"plan": (1.0,)}, cache=False)
     plus = CorrectedPolicy(agents["hold", 1], model, **variant.policy_kwargs(1.0, SIGMA))
     metrics, _ = evaluate_policy(plus.act, "startup", 2, -5e5, -1e3, split="validation")
     row = sweep[sweep["variant"] == "plan"].iloc[0]

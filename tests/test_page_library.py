@@ -29,7 +29,7 @@ from polycstr_lib.analysis.support_figures import path_figure, step_sweep_figure
 from polycstr_lib.correction import choice as cc
 from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
 from polycstr_lib.correction.paths import correction_path
-from polycstr_lib.correction.task import ScenarioTask, load_task
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask, load_task
 from polycstr_lib.correction.tuning import (
     DEFAULT_VARIANTS,
     CorrectionVariant,
@@ -87,16 +87,20 @@ def test_page_variants_are_the_defaults_with_the_page_settings() -> None:
 def test_choose_per_scenario_and_test_choices_equal_the_single_calls(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     agents, models, tasks = {"startup": AGENTS}, {"startup": MODELS}, {"startup": TASK}
-    choices, sweeps = cc.choose_per_scenario(agents, models, tasks, 1, VARIANTS, STEPS)
-    sweep = sweep_corrections(AGENTS, MODELS, TASK, 1, VARIANTS, STEPS)
+    choices, sweeps = cc.choose_per_scenario(
+        cc.setups_by_scenario(agents, models, tasks), 1, VARIANTS, STEPS
+    )
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, VARIANTS, STEPS)
     single = choose_correction(sweep, VARIANTS, TASK.action_scale)
     assert choices["startup"].variant == single.variant
     pd.testing.assert_frame_equal(sweeps["startup"], sweep)
-    table = cc.test_choices(agents, models, tasks, choices, VARIANTS, 1)
+    table = cc.test_choices(cc.setups_by_scenario(agents, models, tasks), choices, VARIANTS, 1)
     assert set(table["scenario"]) == {"startup"}
     assert set(table["variant"]) == {"none", *VARIANTS}
     chosen = {n: (float(r["step_size"]),) for n, r in single.per_variant.iterrows()}
-    direct = sweep_corrections(AGENTS, MODELS, TASK, 1, VARIANTS, chosen, split="test")
+    direct = sweep_corrections(
+        CorrectionSetup(AGENTS, MODELS, TASK), 1, VARIANTS, chosen, split="test"
+    )
     assert table["runs"].sum() == len(direct)
 
 
@@ -106,7 +110,7 @@ def test_evaluate_methods_scores_every_method_on_the_same_episodes() -> None:
     task = load_task("startup")
     plain = {"plain": VARIANTS["plain"]}
     sweep = sweep_corrections(
-        AGENTS, MODELS, TASK, 1, plain, {"plain": STEPS["plain"]}, cache=False
+        CorrectionSetup(AGENTS, MODELS, TASK), 1, plain, {"plain": STEPS["plain"]}, cache=False
     )
     choice = choose_correction(sweep, plain, TASK.action_scale)
     agents = {("hold", 0): AGENTS["hold", 0], ("hold", 1): AGENTS["hold", 1]}
@@ -248,7 +252,7 @@ def test_support_tables_and_glue() -> None:
 def test_per_agent_ranges_and_sweep_figure(tmp_path) -> None:
     variants = {n: VARIANTS["plain"] for n in ("plain", "trust region", "uncertainty")}
     models = MODELS
-    sweep = sweep_corrections(AGENTS, models, TASK, 1, variants,
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, models, TASK), 1, variants,
                               dict.fromkeys(variants, (1e-3, 1.0)), cache=False)  # fmt: skip
     table, counts = correction_support.per_agent_ranges({"startup": sweep})
     assert counts["n_agent_pairs"] == 1  # one algorithm on one scenario

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from polycstr_lib.correction.safety import correct_actions
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionVariant,
     choose_from_sweep,
@@ -191,9 +191,7 @@ def _choose_within(sweep: pd.DataFrame, names: Sequence[str], tie_tol: float) ->
 
 
 def run_ablations(
-    agents: Mapping[tuple[str, int], Any],
-    cost_models: Mapping[str, nn.Module],
-    task: ScenarioTask,
+    setup: CorrectionSetup,
     episodes: int,
     grid: AblationGrid | None = None,
     cache: bool = True,
@@ -210,10 +208,9 @@ def run_ablations(
     (safe first, largest IQM over the runs, ties → the smaller step / earlier variant).
 
     Args:
-        agents: ``(algorithm, seed) → agent`` (a seed ensemble of base agents).
-        cost_models: model key → cost model; ``"ensemble"`` must be a ``CostEnsemble``.
-        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask` (name, return
-            bounds, σ_a).
+        setup: the base agents (``(algorithm, seed) → agent``, a seed ensemble), the cost
+            models (``"ensemble"`` must be a ``CostEnsemble``) and the scenario's task (name,
+            return bounds, σ_a).
         episodes: validation episodes per run and setting.
         grid: what the two stages sweep (:class:`AblationGrid`; default its defaults).
         cache: cache the sweeps (content-addressed, see ``sweep_corrections``).
@@ -229,13 +226,12 @@ def run_ablations(
     steps, step_sizes, newton_step_sizes = grid.steps, grid.step_sizes, grid.newton_step_sizes
     steps_grid, trust_radii, pessimism = grid.steps_grid, grid.trust_radii, grid.pessimism
     tol, tie_tol = grid.tol, grid.tie_tol
-    models = [k for k in COST_MODEL_LABELS if k in cost_models]
+    models = [k for k in COST_MODEL_LABELS if k in setup.cost_models]
     variants, grids, sweep_of = stage_one_variants(
         models, steps, step_sizes, newton_step_sizes, pessimism
     )
     common = dict(split="validation", tol=tol, cache=cache, cache_dir=cache_dir)
-    args = (agents, cost_models, task, episodes)
-    first = sweep_corrections(*args, variants, grids, **common)
+    first = sweep_corrections(setup, episodes, variants, grids, **common)
     choice, per_variant = choose_from_sweep(first, tie_tol)
     chosen = {
         label: _choose_within(first, [n for n, s in sweep_of.items() if s == label], tie_tol)
@@ -254,7 +250,7 @@ def run_ablations(
     tables = [first.assign(sweep=first["variant"].map(sweep_of).fillna("base"))]
     if second_variants:
         second = sweep_corrections(
-            *args, second_variants, {n: (eta,) for n in second_variants}, **common
+            setup, episodes, second_variants, {n: (eta,) for n in second_variants}, **common
         )
         for label in dict.fromkeys(second_sweep.values()):
             names = [n for n, s in second_sweep.items() if s == label]
@@ -276,10 +272,8 @@ def run_ablations(
 
 
 def test_chosen(
-    agents: Mapping[tuple[str, int], Any],
-    cost_models: Mapping[str, nn.Module],
+    setup: CorrectionSetup,
     result: AblationResult,
-    task: ScenarioTask,
     episodes: int,
     tol: float = 1.0,
     cache: bool = True,
@@ -295,9 +289,8 @@ def test_chosen(
     picks = {row["variant"]: float(row["step_size"]) for _, row in result.chosen.iterrows()}
     variants = {name: result.variants[name] for name in picks}
     test = sweep_corrections(
-        agents, cost_models, task, episodes, variants,
-        {n: (eta,) for n, eta in picks.items()}, split="test", tol=tol, cache=cache,
-        cache_dir=cache_dir,
+        setup, episodes, variants, {n: (eta,) for n, eta in picks.items()}, split="test",
+        tol=tol, cache=cache, cache_dir=cache_dir,
     )  # fmt: skip
     summary = summarise_runs(test, by=("algorithm", "variant", "step_size"))
     rows = []
@@ -416,18 +409,16 @@ def latency_columns(
 
 
 def expectile_sweep(
-    iql_agents: Mapping[tuple[str, int], Any],
-    cost_models: Mapping[str, nn.Module],
+    setup: CorrectionSetup,
     result: AblationResult,
-    task: ScenarioTask,
     episodes: int,
     tol: float = 1.0,
 ) -> pd.DataFrame:
     """IQL at every expectile τ, uncorrected and with the preferred setting, on validation.
 
     Args:
-        iql_agents: ``("τ = <τ>", seed) → agent``.
-        cost_models, task, tol: as :func:`run_ablations`.
+        setup: as :func:`run_ablations`, its agents ``("τ = <τ>", seed) → agent``.
+        tol: as :func:`run_ablations`.
         result: the ablations whose overall choice (variant, step size) corrects the agents.
         episodes: validation episodes per run.
 
@@ -439,8 +430,8 @@ def expectile_sweep(
     overall = result.overall
     step = float(result.per_variant.loc[overall, "step_size"])
     sweep = sweep_corrections(
-        iql_agents, cost_models, task, episodes, {overall: result.variants[overall]},
-        {overall: (step,)}, split="validation", tol=tol,
+        setup, episodes, {overall: result.variants[overall]}, {overall: (step,)},
+        split="validation", tol=tol,
     )  # fmt: skip
     table = summarise_runs(sweep, by=("algorithm", "variant"))
     table["tau"] = table["algorithm"].str.removeprefix("τ = ").astype(float)

@@ -20,7 +20,7 @@ from polycstr_lib.correction.cost_models import (
     train_cost_ensemble,
     train_cost_model,
 )
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import (
     DEFAULT_STEP_SIZES,
     DEFAULT_VARIANTS,
@@ -37,6 +37,7 @@ __all__ = [
     "choose_results_correction",
     "results_cost_models",
     "results_variants",
+    "setups_by_scenario",
     "support_cost_models",
     "support_grids",
     "support_variants",
@@ -145,7 +146,8 @@ def choose_results_correction(
     cost_models, _ = results_cost_models(task, cost_steps, "uncertainty" in variant_names)
     variants = results_variants(variant_names, correction_steps)
     grids = {name: DEFAULT_STEP_SIZES[name] for name in variant_names}
-    sweep = sweep_corrections(agents, cost_models, task, validation_episodes, variants, grids)
+    setup = CorrectionSetup(agents, cost_models, task)
+    sweep = sweep_corrections(setup, validation_episodes, variants, grids)
     return choose_correction(sweep, variants, task.action_scale), cost_models, sweep
 
 
@@ -161,33 +163,37 @@ def support_grids(
     }
 
 
-def choose_per_scenario(
+def setups_by_scenario(
     agents: Mapping[str, Mapping[tuple[str, int], Any]],
     cost_models: Mapping[str, Mapping[str, nn.Module]],
     tasks: Mapping[str, ScenarioTask],
+) -> dict[str, CorrectionSetup]:
+    """Scenario → its :class:`CorrectionSetup`, in the order of ``tasks``."""
+    return {s: CorrectionSetup(agents[s], cost_models[s], task) for s, task in tasks.items()}
+
+
+def choose_per_scenario(
+    setups: Mapping[str, CorrectionSetup],
     episodes: int,
     variants: Mapping[str, CorrectionVariant],
     grids: Mapping[str, Sequence[float]],
     tol: float = 1.0,
 ) -> tuple[dict[str, CorrectionChoice], dict[str, pd.DataFrame]]:
-    """:func:`sweep_corrections` and :func:`choose_correction` on every scenario of ``tasks``.
+    """:func:`sweep_corrections` and :func:`choose_correction` on every scenario of ``setups``.
 
     Returns:
         ``(choices, sweeps)``, both by scenario.
     """
     choices, sweeps = {}, {}
-    for scenario, task in tasks.items():
-        sweeps[scenario] = sweep_corrections(
-            agents[scenario], cost_models[scenario], task, episodes, variants, grids, tol=tol
-        )
-        choices[scenario] = choose_correction(sweeps[scenario], variants, task.action_scale)
+    for scenario, setup in setups.items():
+        sweeps[scenario] = sweep_corrections(setup, episodes, variants, grids, tol=tol)
+        scale = setup.task.action_scale
+        choices[scenario] = choose_correction(sweeps[scenario], variants, scale)
     return choices, sweeps
 
 
 def test_choices(
-    agents: Mapping[str, Mapping[tuple[str, int], Any]],
-    cost_models: Mapping[str, Mapping[str, nn.Module]],
-    tasks: Mapping[str, ScenarioTask],
+    setups: Mapping[str, CorrectionSetup],
     choices: Mapping[str, CorrectionChoice],
     variants: Mapping[str, CorrectionVariant],
     episodes: int,
@@ -197,18 +203,15 @@ def test_choices(
 
     Returns:
         :func:`summarise_runs` by (algorithm, variant) with a ``scenario`` column, the
-        scenarios in the order of ``tasks``.
+        scenarios in the order of ``setups``.
     """
     tables = []
-    for scenario, task in tasks.items():
+    for scenario, setup in setups.items():
         chosen = {
             name: (float(row["step_size"]),)
             for name, row in choices[scenario].per_variant.iterrows()
         }
-        test = sweep_corrections(
-            agents[scenario], cost_models[scenario], task, episodes, variants, chosen,
-            split="test", tol=tol,
-        )  # fmt: skip
+        test = sweep_corrections(setup, episodes, variants, chosen, split="test", tol=tol)
         tables.append(summarise_runs(test, by=("algorithm", "variant")).assign(scenario=scenario))
     return pd.concat(tables)
 

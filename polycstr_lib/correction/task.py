@@ -4,11 +4,13 @@
 the return bounds that normalise rewards (``return_min`` → 0, ``return_max`` → 100) and the
 data's action spread σ_a; :func:`load_task` builds it from the scenario's (verified)
 dataset. It replaces the list ``(scenario, r_min, r_max, action_scale)`` that the sweeps,
-the choice and the ablations took one by one.
+the choice and the ablations took one by one. :class:`CorrectionSetup` adds what a sweep
+corrects and with what: the base agents and the cost models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from polycstr_lib.correction.safety import action_spread
 from polycstr_lib.reactor.datasets import ensure_dataset, load_offline_data, load_trajectories
 
-__all__ = ["ScenarioTask", "load_task"]
+__all__ = ["CorrectionSetup", "ScenarioTask", "load_task"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,3 +68,12 @@ def load_task(scenario: str) -> ScenarioTask:
         data=data,
         trajectories=trajectories,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class CorrectionSetup:
+    """What a correction is chosen for: the base agents, the cost models, their scenario."""
+
+    agents: Mapping[tuple[str, int], Any]  # (algorithm, seed) → agent with act(obs) → action
+    cost_models: Mapping[str, Any]  # model key → cost model (the variants name the key)
+    task: ScenarioTask  # the scenario: return bounds, σ_a, data

@@ -34,7 +34,7 @@ from torch import nn
 
 from polycstr_lib.correction.cost_models import check_horizon
 from polycstr_lib.correction.safety import METHODS, CorrectedPolicy, correct_actions
-from polycstr_lib.correction.task import ScenarioTask
+from polycstr_lib.correction.task import CorrectionSetup
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
@@ -318,9 +318,7 @@ def _add_base_columns(sweep: pd.DataFrame, tol: float) -> pd.DataFrame:
 
 
 def sweep_corrections(
-    agents: Mapping[tuple[str, int], Any],
-    cost_models: Mapping[str, nn.Module],
-    task: ScenarioTask,
+    setup: CorrectionSetup,
     episodes: int,
     variants: Mapping[str, CorrectionVariant] | None = None,
     step_sizes: Mapping[str, Sequence[float]] | None = None,
@@ -336,10 +334,10 @@ def sweep_corrections(
     one batched rollout (all step sizes of a variant in one batched correction).
 
     Args:
-        agents: ``(algorithm, seed) → agent`` with ``act(obs (B, 9)) → (B, 2)``.
-        cost_models: model key → cost model (a ``CostEnsemble`` for pessimistic variants).
-        task: the scenario's :class:`~polycstr_lib.correction.task.ScenarioTask` (its name,
-            return bounds and action spread σ_a).
+        setup: the base agents (``(algorithm, seed) → agent`` with ``act(obs (B, 9)) →
+            (B, 2)``), the cost models (a ``CostEnsemble`` for pessimistic variants) and the
+            scenario's task (name, return bounds, σ_a): a
+            :class:`~polycstr_lib.correction.task.CorrectionSetup`.
         episodes: episodes per run.
         variants: name → variant; default :data:`DEFAULT_VARIANTS`.
         step_sizes: name → step-size grid; default :data:`DEFAULT_STEP_SIZES`.
@@ -365,6 +363,7 @@ def sweep_corrections(
         k: tuple(float(x) for x in v) for k, v in (step_sizes or DEFAULT_STEP_SIZES).items()
     }
     # the cache key below reads these names (its code is left as it is)
+    agents, cost_models, task = setup.agents, setup.cost_models, setup.task
     scenario, r_min, r_max = task.scenario, task.return_min, task.return_max
     scale = _check_inputs(agents, cost_models, variants, step_sizes, episodes, task.action_scale)
     if split not in ("validation", "test"):

@@ -98,12 +98,16 @@ def test_install_cell_sources():
         install_cell_source("https://github.com/owner/name")
 
 
-def test_local_install_cell_stops_with_the_instruction(monkeypatch):
+def test_local_install_cell_stops_with_the_instruction(monkeypatch, capsys):
     import importlib.util
+    import sys
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install -e \."):
+    monkeypatch.setitem(sys.modules, "polycstr_lib", None)  # as if it were not installed
+    with pytest.raises(ModuleNotFoundError):
         exec(install_cell_source(None), {})
+    assert "pip install -e ." in capsys.readouterr().out
+    assert "raise" not in install_cell_source(None)
 
 
 def _notebook(path: Path, install: str, tags: list[str] | None = None) -> Path:

@@ -153,10 +153,11 @@ _INSTALL_LOCAL = """\
 import importlib.util
 
 if importlib.util.find_spec("polycstr_lib") is None:
-    raise ModuleNotFoundError(
+    print(
         "polycstr_lib is not installed: run `pip install -e .` in the root of a local "
         "clone of the project, then restart this kernel"
-    )"""
+    )
+import polycstr_lib  # noqa: E402,F401 - without the library the notebook stops here"""
 
 
 def install_cell_source(repository: str | None) -> str:
@@ -168,7 +169,7 @@ def install_cell_source(repository: str | None) -> str:
     Returns:
         With an address: a cell that pip-installs ``git+https://github.com/owner/name`` when
         ``polycstr_lib`` is missing. Without: a cell that says how to install from a local
-        clone (``pip install -e .``) and stops if the library is missing.
+        clone (``pip install -e .``) and stops (the import fails) if the library is missing.
 
     Raises:
         ValueError: if ``repository`` is not ``owner/name``.

@@ -35,14 +35,10 @@ from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.sweeps import train_many
 from polycstr_lib.correction.cost_models import CostModelConfig, action_windows, train_cost_model
 from polycstr_lib.correction.safety import action_spread
+from polycstr_lib.correction.sweep import summarise_runs, sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import (
-    CorrectionVariant,
-    choose_correction,
-    safe_ranges,
-    summarise_runs,
-    sweep_corrections,
-)
+from polycstr_lib.correction.tuning import choose_correction, safe_ranges
+from polycstr_lib.correction.variants import CorrectionVariant
 from polycstr_lib.reactor.datasets import ensure_dataset, load_offline_data
 from polycstr_lib.reactor.scenarios import get_scenario
 

@@ -17,7 +17,7 @@ from polycstr_lib.correction.ablations import (
     variant_latency,
 )
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import CorrectionVariant
+from polycstr_lib.correction.variants import CorrectionVariant
 
 torch.set_num_threads(1)
 

@@ -350,7 +350,7 @@ def cost_ensemble(data, monkeypatch):
 
 
 def sweep(data, monkeypatch):
-    from polycstr_lib.correction.tuning import sweep_corrections
+    from polycstr_lib.correction.sweep import sweep_corrections
 
     def build():
         return sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **KW)

@@ -7,20 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
-from polycstr_lib.correction import tuning as ct
+from polycstr_lib.correction import sweep as ct
 from polycstr_lib.correction.cost_models import PICNN, CostEnsemble
 from polycstr_lib.correction.safety import CorrectedPolicy
+from polycstr_lib.correction.sweep import sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import (
     CorrectionChoice,
-    CorrectionVariant,
     choose_correction,
     choose_from_sweep,
     corrected_policy,
     preferred_model,
     safe_ranges,
-    sweep_corrections,
 )
+from polycstr_lib.correction.variants import CorrectionVariant
 from polycstr_lib.reactor.metrics import evaluate_policy
 
 torch.set_num_threads(1)
@@ -243,7 +243,7 @@ def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> No
 
 def test_correction_path_costs_follow_the_simulator_at_the_data() -> None:
     from polycstr_lib.correction.gradients import one_step_cost
-    from polycstr_lib.correction.tuning import correction_path_costs
+    from polycstr_lib.correction.paths import correction_path_costs
     from polycstr_lib.reactor.rollout import rollout
 
     traj = rollout(AGENTS["hold", 1].act, "startup", np.array([11, 12]))

@@ -19,8 +19,9 @@ from polycstr_lib.correction.cost_models import (
     train_cost_model,
 )
 from polycstr_lib.correction.safety import CorrectedPolicy, correct_actions, plan_proposal
+from polycstr_lib.correction.sweep import _variant_key
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import CorrectionVariant, _variant_key
+from polycstr_lib.correction.variants import CorrectionVariant
 from tests.test_cost_models import SCALES, synthetic_data
 from tests.test_safety import ConstantPolicy, batch
 
@@ -222,7 +223,7 @@ def test_one_step_variants_keep_their_sweep_cache_keys() -> None:
 
 
 def test_a_multistep_variant_in_the_sweep_equals_its_policy_run_alone() -> None:
-    from polycstr_lib.correction.tuning import sweep_corrections
+    from polycstr_lib.correction.sweep import sweep_corrections
     from polycstr_lib.reactor.metrics import evaluate_policy
     from tests.test_correction_tuning import AGENTS, OBS_MEAN
 

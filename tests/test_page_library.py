@@ -29,13 +29,10 @@ from polycstr_lib.analysis.support_figures import path_figure, step_sweep_figure
 from polycstr_lib.correction import choice as cc
 from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
 from polycstr_lib.correction.paths import correction_path
+from polycstr_lib.correction.sweep import sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask, load_task
-from polycstr_lib.correction.tuning import (
-    DEFAULT_VARIANTS,
-    CorrectionVariant,
-    choose_correction,
-    sweep_corrections,
-)
+from polycstr_lib.correction.tuning import choose_correction
+from polycstr_lib.correction.variants import DEFAULT_VARIANTS, CorrectionVariant
 
 matplotlib.use("Agg")
 

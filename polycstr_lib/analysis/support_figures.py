@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from polycstr_lib.correction.sweep import summarise_runs
 from polycstr_lib.correction.task import ScenarioTask
-from polycstr_lib.correction.tuning import summarise_runs
 
 __all__ = ["action_cover_figure", "path_figure", "step_sweep_figure"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional, Union
 
 from polycstr_lib.correction.ablations import AblationGrid
-from polycstr_lib.correction.tuning import DEFAULT_VARIANTS
+from polycstr_lib.correction.variants import DEFAULT_VARIANTS
 from polycstr_lib.reactor.scenarios import get_scenario
 
 __all__ = [

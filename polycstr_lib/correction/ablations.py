@@ -5,7 +5,7 @@ and
 makes every choice on *validation* episodes, over a seed ensemble of base agents:
 
 1. :func:`run_ablations`, stage one (one batched validation rollout,
-   :func:`~polycstr_lib.correction.tuning.sweep_corrections`): the cost-model sweep (normalised
+   :func:`~polycstr_lib.correction.sweep.sweep_corrections`): the cost-model sweep (normalised
    steps of η data spreads σ_a on the one-step PICNN, the NN, the cost-to-go PICNN and the
    pessimistic PICNN ensemble, η over a grid) and the Newton sweep (α over a grid).
    Every variant's step size and the overall variant are chosen by
@@ -32,13 +32,10 @@ import torch
 from torch import nn
 
 from polycstr_lib.correction.safety import correct_actions
+from polycstr_lib.correction.sweep import summarise_runs, sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import (
-    CorrectionVariant,
-    choose_from_sweep,
-    summarise_runs,
-    sweep_corrections,
-)
+from polycstr_lib.correction.tuning import choose_from_sweep
+from polycstr_lib.correction.variants import CorrectionVariant
 
 __all__ = [
     "COST_MODEL_LABELS",
@@ -317,7 +314,7 @@ def variant_latency(
 ) -> float:
     """Median wall time of correcting *one* action with ``variant``, in milliseconds.
 
-    The variant is a :class:`~polycstr_lib.correction.tuning.CorrectionVariant` at
+    The variant is a :class:`~polycstr_lib.correction.variants.CorrectionVariant` at
     ``step_size`` (trust region and pessimism included); after a warm-up call, ``repeats``
     single-action corrections cycle through the rows of ``observations`` and ``actions``.
 

@@ -1,7 +1,7 @@
 """The correction a page uses: its variants, its cost models and the choice on validation.
 
 The results pages (chapter 05) and the support chapter (08) build their correction variants
-from :data:`~polycstr_lib.correction.tuning.DEFAULT_VARIANTS` (only K, ρ and κ set by the
+from :data:`~polycstr_lib.correction.variants.DEFAULT_VARIANTS` (only K, ρ and κ set by the
 page's parameters), train the cost models those variants name, and choose one setting by the
 rule of :func:`~polycstr_lib.correction.tuning.choose_correction`.
 """
@@ -20,15 +20,13 @@ from polycstr_lib.correction.cost_models import (
     train_cost_ensemble,
     train_cost_model,
 )
+from polycstr_lib.correction.sweep import summarise_runs, sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import (
+from polycstr_lib.correction.tuning import CorrectionChoice, choose_correction
+from polycstr_lib.correction.variants import (
     DEFAULT_STEP_SIZES,
     DEFAULT_VARIANTS,
-    CorrectionChoice,
     CorrectionVariant,
-    choose_correction,
-    summarise_runs,
-    sweep_corrections,
 )
 
 __all__ = [

@@ -25,7 +25,7 @@ import torch
 from test_agents import make_tiny_data
 from test_correction_tuning import AGENTS, KW, MODELS, TASK
 from test_cost_models import synthetic_data
-from test_training import assert_same_weights, interrupt_at_step, tiny_config
+from test_training import assert_same_weights, tiny_config, train_until_interrupted
 
 from polycstr_lib.correction.task import CorrectionSetup
 from polycstr_lib.toolkit import cache
@@ -279,12 +279,7 @@ def resume_state(data, monkeypatch):
     from polycstr_lib.agents.runs import train_ensemble
 
     configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
-    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
-    real = loop.sample_batch
-    interrupt_at_step(monkeypatch, 6)
-    with pytest.raises(KeyboardInterrupt):
-        train_ensemble(configs, data=data, progress=False)
-    monkeypatch.setattr(loop, "sample_batch", real)
+    train_until_interrupted(monkeypatch, configs, data, 6)
     path = loop.resume_path(configs[0], [0, 1], data_fingerprint(data)) / "state.pt"
     assert path.is_file()
     return (lambda: train_ensemble(configs, data=data, progress=False)), path, same_runs
@@ -394,18 +389,25 @@ def data():
     return make_tiny_data()
 
 
+def _reference_then_fresh(
+    store: str, data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Callable[[], Any], Path, Callable[[Any, Any], None]]:
+    """The entry built in an untouched store (the reference), then the store's builder, entry
+    path and comparison in a fresh store, ready to be damaged."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "reference"))
+    build, _, same = STORES[store](data, monkeypatch)
+    reference = build()
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "fresh"))
+    build, path, same = STORES[store](data, monkeypatch)
+    return reference, build, path, same
+
+
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("store", list(STORES))
 def test_a_fault_is_detected_nothing_runs_and_the_entry_is_rebuilt_to_the_same_bits(
     store: str, fault: str, data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the reference: the same entry built in another, untouched store
-    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "reference"))
-    build, _, same = STORES[store](data, monkeypatch)
-    reference = build()
-
-    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "faulty"))
-    build, path, same = STORES[store](data, monkeypatch)
+    reference, build, path, same = _reference_then_fresh(store, data, tmp_path, monkeypatch)
     marker = tmp_path / "payload-ran"
     damage, what = FAULTS[fault]
     damage(path, marker)
@@ -429,11 +431,7 @@ def test_a_fault_is_detected_nothing_runs_and_the_entry_is_rebuilt_to_the_same_b
 def test_a_forged_pickle_with_a_matching_manifest_is_refused_not_run(
     store: str, data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "reference"))
-    build, _, same = STORES[store](data, monkeypatch)
-    reference = build()
-    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "forged"))
-    build, path, same = STORES[store](data, monkeypatch)
+    reference, build, path, same = _reference_then_fresh(store, data, tmp_path, monkeypatch)
     marker = tmp_path / "payload-ran"
     if path.suffix == ".pt":
         import io

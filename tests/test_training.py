@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -478,6 +479,21 @@ def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, i
     return calls
 
 
+def train_until_interrupted(
+    monkeypatch: pytest.MonkeyPatch, configs: list, data: Any, step: int, **kwargs: Any
+) -> None:
+    """Trains ``configs`` with a resume state written after every step, interrupted (Ctrl-C)
+    when the batch of ``step`` is sampled; the loop's sampler is restored afterwards."""
+    import polycstr_lib.agents.loop as loop
+
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
+    real = loop.sample_batch
+    interrupt_at_step(monkeypatch, step)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(configs, data=data, progress=False, **kwargs)
+    monkeypatch.setattr(loop, "sample_batch", real)
+
+
 @pytest.mark.parametrize("name", ["bc", "iql", "cql"])
 def test_interrupted_ensemble_resumes_to_the_same_bits(
     name: str, data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
@@ -562,12 +578,7 @@ def test_resume_state_is_ignored_when_a_shorter_run_is_asked_or_it_is_unreadable
     )
     # a state after 6 steps must not serve a 3-step run
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts.parent / "third"))
-    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
-    real = loop.sample_batch
-    interrupt_at_step(monkeypatch, 7)
-    with pytest.raises(KeyboardInterrupt):
-        train_ensemble(configs, data=data, progress=False)
-    monkeypatch.setattr(loop, "sample_batch", real)
+    train_until_interrupted(monkeypatch, configs, data, 7)
     short = train_ensemble(
         [tiny_config("bc", seed=s, steps=3) for s in (0, 1)], data=data, progress=False
     )
@@ -585,10 +596,7 @@ def test_training_in_progress_reports_an_interrupted_ensemble(
     assert main(["progress"]) == 0
     assert "no training in progress" in capsys.readouterr().out
     configs = [tiny_config("bc", seed=s, steps=9) for s in (0, 1)]
-    monkeypatch.setattr(loop, "RESUME_EVERY_S", 0.0)
-    interrupt_at_step(monkeypatch, 6)
-    with pytest.raises(KeyboardInterrupt):
-        train_ensemble(configs, data=data, progress=False)
+    train_until_interrupted(monkeypatch, configs, data, 6)
     broken = tmp_artifacts / "resume" / "iql-grade_up-0123456789ab"
     broken.mkdir()
     (broken / "manifest.json").write_bytes(b"broken")

@@ -243,8 +243,9 @@ def test_notebook_parameters_parses_a_synthetic_notebook(tmp_path):
     assert by_name["use_gpu"]["default"] is False and by_name["use_gpu"]["comment"] == "device"
 
     table = parameters_markdown([path])
-    assert table.count("\n") == 2 + len(rows)
-    assert "| `nb` | `scenario` | str | `'startup'` | scenario to run |" in table
+    assert table.startswith("### `nb`\n")
+    assert table.count("\n") == 4 + len(rows)  # heading, blank line, header, rule, rows
+    assert "| `scenario` | str | `'startup'` | scenario to run |" in table
 
 
 def test_notebook_parameters_requires_exactly_one_tagged_cell(tmp_path):

@@ -24,7 +24,7 @@ def test_parameters_table_lists_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "EXECUTED_DIR", tmp_path)
     text = pipeline.write_parameters_table().read_text()
     for run in profiles.RUNS:
-        assert f"`{run.notebook}`" in text
+        assert f"### `{run.notebook}`" in text
     assert "`train_steps`" in text and "`seeds`" in text
 
 

@@ -302,19 +302,21 @@ def _md_cell(text: str) -> str:
 
 
 def parameters_markdown(paths: list[str | Path] | str | Path) -> str:
-    """A Markdown table (notebook, parameter, type, default, meaning) of the parameters
-    cells of ``paths`` (notebook files, or one directory whose ``*.ipynb`` are taken in
-    name order)."""
+    """Markdown of the parameters cells of ``paths`` (notebook files, or one directory whose
+    ``*.ipynb`` are taken in name order): per notebook, a heading and a table (parameter,
+    type, default, meaning), narrow enough for a phone."""
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         paths = sorted(Path(paths).glob("*.ipynb"))
     elif isinstance(paths, (str, Path)):
         paths = [paths]
-    lines = [
-        "| notebook | parameter | type | default | meaning |",
-        "|---|---|---|---|---|",
-    ]
+    lines = []
     for p in paths:
-        stem = Path(p).stem
+        lines += [
+            f"### `{Path(p).stem}`",
+            "",
+            "| parameter | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for row in notebook_parameters(p):
             default = row["default"]
             default_txt = (
@@ -323,10 +325,11 @@ def parameters_markdown(paths: list[str | Path] | str | Path) -> str:
                 else repr(default)
             )
             lines.append(
-                f"| `{stem}` | `{row['name']}` | {_md_cell(row['type'])} | "
+                f"| `{row['name']}` | {_md_cell(row['type'])} | "
                 f"`{_md_cell(default_txt)}` | {_md_cell(row['comment'])} |"
             )
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 from polycstr_lib.reactor.scenarios import SCENARIOS
 
@@ -47,7 +48,6 @@ def _train_config(args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from polycstr_lib.agents.runs import run_directory
     from polycstr_lib.agents.sweeps import train_many
     from polycstr_lib.reactor.datasets import ensure_dataset
 
@@ -65,7 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         state = "loaded from cache" if log.attrs.get("cached") else "trained"
         print(
             f"[train] {config.algorithm} on {config.scenario}, seed {config.seed}: "
-            f"{state} -> {run_directory(config)}"
+            f"{state} -> {log.attrs['run_dir']}"
         )
     return 0
 
@@ -429,6 +429,11 @@ def _interrupted_message() -> str:
     return f"interrupted; the same command resumes the training from its last state ({where})"
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """A warning as the command line prints it: one line, no source excerpt."""
+    return f"polycstr_lib: {category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; a user or environment mistake is one line on stderr, not a traceback.
 
@@ -436,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     reader of its output closed the pipe.
     """
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -194,7 +194,8 @@ def test_stale_temporary_files_are_removed_when_the_store_opens(tmp_path: Path) 
         p.write_bytes(b"partial")
     past = time.time() - 2 * cache.STALE_TMP_S
     os.utime(old, (past, past))
-    open_store("things", tmp_path / "root")
+    with pytest.warns(CacheWarning, match=r"removed 2 unfinished write\(s\) of a stopped process"):
+        open_store("things", tmp_path / "root")
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, other_host.name])
     os.utime(other_host, (past, past))
     assert remove_stale_tmp(folder) == [other_host]
@@ -258,6 +259,7 @@ FAULTS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
 
 
 def agent_run(data, monkeypatch) -> tuple[Callable[[], Any], Path, Callable[[Any, Any], None]]:
+    from polycstr_lib.agents.data import data_fingerprint
     from polycstr_lib.agents.runs import run_directory, train_agent
 
     config = tiny_config("bc")
@@ -270,7 +272,7 @@ def agent_run(data, monkeypatch) -> tuple[Callable[[], Any], Path, Callable[[Any
         assert a[1].equals(b[1]) or a[1].drop(columns="time_s").equals(b[1].drop(columns="time_s"))
 
     build()
-    return build, run_directory(config) / "agent.pt", same
+    return build, run_directory(config, data_fingerprint(data)) / "agent.pt", same
 
 
 def resume_state(data, monkeypatch):

@@ -246,3 +246,51 @@ def test_numbers_against_names_both_builds_profiles_and_commits(tmp_path, capsys
     assert "this build: profile quick, commit abc1234" in err
     assert "the other: profile paper, commit def5678" in err
     assert "different profiles" in err
+
+
+def test_a_full_disk_is_one_line(monkeypatch, capsys) -> None:
+    import errno
+
+    import polycstr_lib.__main__ as cli
+
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/store/agents/x/agent.pt")
+
+    monkeypatch.setattr(cli, "_cmd_progress", full)
+    assert main(["progress"]) == 2
+    assert "the disk is full (/store/agents/x/agent.pt); free space and rerun" in _one_line(capsys)
+
+
+def test_a_warning_is_one_line_on_the_command_line() -> None:
+    script = (
+        "import sys, warnings; import polycstr_lib.__main__ as cli\n"
+        "def warns(args):\n"
+        "    warnings.warn('agent.pt: sha256 mismatch', UserWarning, stacklevel=1)\n"
+        "    return 0\n"
+        "cli._cmd_progress = warns\n"
+        "sys.exit(cli.main(['progress']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stderr == "polycstr_lib: UserWarning: agent.pt: sha256 mismatch\n"
+
+
+def test_an_unreachable_scheduler_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):
+    import time
+
+    from test_agents import make_tiny_data
+
+    import polycstr_lib.agents.sweeps as sweeps
+
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(sweeps, "SCHEDULER_TIMEOUT_S", 2)
+    monkeypatch.setattr(sweeps, "load_training_data", lambda scenario: make_tiny_data())
+    start = time.perf_counter()
+    argv = ["train", "--steps", "3", "--scheduler", "tcp://127.0.0.1:9"]
+    monkeypatch.setattr("polycstr_lib.reactor.datasets.ensure_dataset", lambda *a, **k: None)
+    assert main(argv) == 2
+    assert time.perf_counter() - start < 30
+    assert "tcp://127.0.0.1:9" in _one_line(capsys)

@@ -90,8 +90,9 @@ def test_train_agent_trains_logs_and_saves(name: str, data, tmp_artifacts: Path)
     assert run_dir.name.startswith(f"{name}-startup-")
     assert sorted(p.name for p in run_dir.iterdir()) == ["agent.pt", "log.csv", "manifest.json"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["config"]["agent"]["hidden_dims"] == [32, 32]
-    assert manifest["info"]["data_fingerprint"] == data_fingerprint(data)
+    assert manifest["config"]["config"]["agent"]["hidden_dims"] == [32, 32]
+    assert manifest["config"]["data"] == data_fingerprint(data)
+    assert log.attrs["meta"]["data_fingerprint"] == data_fingerprint(data)
     assert set(manifest["files"]) == {"agent.pt", "log.csv"}
     actions = agent.act(data.observations.numpy())
     assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1)
@@ -123,25 +124,35 @@ def test_second_call_loads_instead_of_training(data, bc_updates) -> None:
     assert (Path(log2.attrs["run_dir"]) / "agent.pt").stat().st_mtime_ns == mtime
     assert_same_weights(agent1, agent2)
     np.testing.assert_allclose(log2.to_numpy(), log1.to_numpy())
-    # Without data the cached run is loaded too (no dataset is needed).
-    _, log3 = train_agent(config, progress=False)
-    assert log3.attrs["cached"] is True and calls["n"] == 6
-    # force=True retrains; other data retrains with a warning.
+    # force=True retrains; other data is another run, kept beside the first.
     train_agent(config, data=data, progress=False, force=True)
     assert calls["n"] == 12
-    with pytest.warns(UserWarning, match="other data"):
-        train_agent(config, data=make_tiny_data(seed=1), progress=False)
-    assert calls["n"] == 18
+    _, other = train_agent(config, data=make_tiny_data(seed=1), progress=False)
+    assert calls["n"] == 18 and other.attrs["cached"] is False
+    assert other.attrs["run_dir"] != log1.attrs["run_dir"]
+    _, back = train_agent(config, data=data, progress=False)
+    assert calls["n"] == 18 and back.attrs["cached"] is True
 
 
-def test_cache_key_depends_on_config() -> None:
-    a = run_directory(tiny_config("iql"))
-    assert a == run_directory(dataclasses.replace(tiny_config("iql")))
-    assert a != run_directory(tiny_config("iql", seed=1))
-    assert a != run_directory(tiny_config("iql", steps=7))
+def test_cache_key_depends_on_config_and_data() -> None:
+    a = run_directory(tiny_config("iql"), "d1")
+    assert a == run_directory(dataclasses.replace(tiny_config("iql")), "d1")
+    assert a != run_directory(tiny_config("iql", seed=1), "d1")
+    assert a != run_directory(tiny_config("iql", steps=7), "d1")
+    assert a != run_directory(tiny_config("iql"), "d2")
     # None means the default agent config: same key as spelling the defaults out.
     default = TrainConfig(algorithm="iql")
-    assert run_directory(default) == run_directory(dataclasses.replace(default, agent=IQLConfig()))
+    same_default = dataclasses.replace(default, agent=IQLConfig())
+    assert run_directory(default, "d1") == run_directory(same_default, "d1")
+    with pytest.raises(ValueError, match="fingerprint of its training data"):
+        run_directory(default, None)  # type: ignore[arg-type]
+
+
+def test_snapshot_steps_beyond_the_budget_are_refused(data) -> None:
+    with pytest.raises(ValueError, match=r"snapshot steps \[9\] are beyond .* 6 steps"):
+        train_ensemble([tiny_config("bc")], data=data, progress=False, snapshot_steps=[3, 9])
+    with pytest.raises(ValueError, match="beyond the training budget"):
+        train_many([tiny_config("bc")], processes=1, data={"startup": data}, snapshot_steps=[7])
 
 
 @pytest.mark.parametrize("name", ["bc", "iql", "cql"])
@@ -340,7 +351,10 @@ def test_snapshot_equals_the_shorter_run(name: str, data, tmp_artifacts: Path) -
     """The 4-step snapshot of an 8-step ensemble run is the 4-step run of each seed."""
     long = [tiny_config(name, seed=s, steps=8) for s in (0, 1)]
     train_ensemble(long, data=data, progress=False, snapshot_steps=[4])
-    snapshots = [load_trained(run_directory(tiny_config(name, seed=s, steps=4))) for s in (0, 1)]
+    fingerprint = data_fingerprint(data)
+    snapshots = [
+        load_trained(run_directory(tiny_config(name, seed=s, steps=4), fingerprint)) for s in (0, 1)
+    ]
     for s, (agent, log) in zip((0, 1), snapshots, strict=True):
         assert log.attrs["meta"]["ensemble_seeds"] == [0, 1]
         assert list(log["step"]) == [3, 4]  # the partial last interval, as a 4-step run logs
@@ -390,7 +404,7 @@ def test_unknown_precision_is_rejected() -> None:
 @pytest.mark.parametrize("name", ["bc", "iql", "cql"])
 def test_bfloat16_training_is_seeded_and_differs_from_float32(name: str, data) -> None:
     bf16 = dataclasses.replace(tiny_config(name, seed=2), precision="bfloat16")
-    assert run_directory(bf16) != run_directory(tiny_config(name, seed=2))
+    assert run_directory(bf16, "d") != run_directory(tiny_config(name, seed=2), "d")
     a, log = train_agent(bf16, data=data, progress=False)
     b, _ = train_agent(bf16, data=data, progress=False, force=True)
     assert_same_weights(a, b)

@@ -364,7 +364,21 @@ def data_fingerprint(data: Any) -> str:
     )
 
 
-def load_training_data(scenario: str) -> Any:
-    from polycstr_lib.reactor.datasets import load_offline_data
+_LOADED: dict[tuple[str, str], tuple[tuple, Any]] = {}
 
-    return load_offline_data(scenario)
+
+def load_training_data(scenario: str) -> Any:
+    """A scenario's dataset, verified against its checksums; loaded once per process while
+    its files are unchanged (same names, sizes and modification times)."""
+    from polycstr_lib.reactor.datasets import dataset_path, load_offline_data
+
+    folder = dataset_path(scenario)
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    signature = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (scenario, str(folder))
+    known = _LOADED.get(key)
+    if known is not None and known[0] == signature and signature:
+        return known[1]
+    data = load_offline_data(scenario)
+    _LOADED[key] = (signature, data)
+    return data

@@ -1,12 +1,14 @@
 """The run store: cached training of agents, one folder per run, and ensembles trained to a budget.
 
 A trained agent (one seed) lives in ``artifact_dir()/agents/<algo>-<scenario>-<key>/`` where
-``key`` is :func:`~polycstr_lib.toolkit.store.config_key` of the (resolved) :class:`TrainConfig`:
+``key`` is :func:`~polycstr_lib.toolkit.store.config_key` of a :class:`RunKey`: the (resolved)
+:class:`TrainConfig` and the fingerprint of the data it was trained on, so a regenerated dataset
+never reuses an agent trained on the old one:
 
 - ``agent.pt``: the one-member agent's ``state_dict()`` (weights, seed, scalers, config);
 - ``log.csv``: the mean losses of every logging interval;
-- ``manifest.json``: the configuration, each file's SHA-256, and as ``info`` a fingerprint of
-  the training data, the seeds trained together and the wall time. It is written last and
+- ``manifest.json``: the key (configuration and data fingerprint), each file's SHA-256, and
+  as ``info`` the seeds trained together and the wall time. It is written last and
   marks the run as complete (an entry of :mod:`polycstr_lib.toolkit.cache`: a run whose files
   do not match it is moved aside and retrained, to the same bits).
 
@@ -36,8 +38,7 @@ seeds it was trained with; the manifest records them anyway.
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,35 @@ from polycstr_lib.toolkit.cache import (
 from polycstr_lib.toolkit.store import config_key
 
 
-def run_directory(config: TrainConfig) -> Path:
-    """The cache folder of a configuration: ``artifact_dir()/agents/<algo>-<scenario>-<key>``."""
-    config = config.resolved()
-    return entry_path("agents", config, f"{config.algorithm}-{config.scenario}")
+@dataclasses.dataclass(frozen=True)
+class RunKey:
+    """What a cached run is: its settings and the data it was trained on."""
+
+    config: TrainConfig  # resolved
+    data: str  # data_fingerprint of the training data
+
+
+def run_key(config: TrainConfig, fingerprint: str) -> RunKey:
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise ValueError(f"a run needs the fingerprint of its training data; got {fingerprint!r}")
+    return RunKey(config.resolved(), fingerprint)
+
+
+def run_directory(config: TrainConfig, fingerprint: str) -> Path:
+    """The cache folder of a configuration trained on the data with ``fingerprint``:
+    ``artifact_dir()/agents/<algo>-<scenario>-<key>``."""
+    key = run_key(config, fingerprint)
+    return entry_path("agents", key, f"{key.config.algorithm}-{key.config.scenario}")
 
 
 def _meta(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {"train_config": manifest["config"], "key": manifest["key"], **manifest["info"]}
+    key = manifest["config"]
+    return {
+        "train_config": key["config"],
+        "data_fingerprint": key["data"],
+        "key": manifest["key"],
+        **manifest["info"],
+    }
 
 
 def load_trained(run_dir: str | Path) -> tuple[Agent, pd.DataFrame]:
@@ -113,9 +135,9 @@ def load_trained(run_dir: str | Path) -> tuple[Agent, pd.DataFrame]:
         raise CorruptEntry(f"{run_dir.name}: {error}; moved aside") from None
 
 
-def _cached_meta(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The metadata of a complete, verified run of ``config`` in ``run_dir``, or None."""
-    entry = read_entry(run_dir, config)
+def _cached_meta(run_dir: Path, key: RunKey) -> dict[str, Any] | None:
+    """The metadata of a complete, verified run of ``key`` in ``run_dir``, or None."""
+    entry = read_entry(run_dir, key)
     if entry is None or set(entry.files) != {"agent.pt", "log.csv"}:
         return None
     meta = _meta(entry.manifest)
@@ -135,9 +157,8 @@ def train_agent(
 
     Args:
         config: The run's configuration.
-        data: Training data (``OfflineData``-like); None loads ``config.scenario``'s dataset
-            (only when there is no cached run). If given and a cached run was trained on
-            different data (fingerprint), the agent is retrained.
+        data: Training data (``OfflineData``-like); None loads ``config.scenario``'s dataset.
+            A run is cached per data fingerprint: other data means another run.
         progress: Show a tqdm progress bar.
         force: Retrain even if a cached run exists.
         num_threads: torch intra-op threads during training (restored afterwards); None
@@ -154,32 +175,34 @@ def train_agent(
     return train_ensemble([config], data, progress, force, num_threads)[0]
 
 
-def is_stale(config: TrainConfig, fingerprint: str | None, force: bool, warn: bool = True) -> bool:
-    """Whether ``config`` must be (re)trained: forced, not cached, or cached on other data."""
+def is_stale(config: TrainConfig, fingerprint: str, force: bool) -> bool:
+    """Whether ``config`` on the data with ``fingerprint`` must be (re)trained: forced, or no
+    complete, verified run of it is cached."""
     if force:
         return True
-    meta = _cached_meta(run_directory(config), config)
-    if meta is None:
-        return True
-    if fingerprint is not None and meta.get("data_fingerprint") != fingerprint:
-        if not warn:
-            return True
-        warnings.warn(
-            f"cached run {run_directory(config).name} was trained on other data; retraining",
-            stacklevel=3,
-        )
-        return True
-    return False
+    return _cached_meta(run_directory(config, fingerprint), run_key(config, fingerprint)) is None
 
 
 def unique_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
     return list({config_key(c): c for c in configs}.values())
 
 
-def check_snapshot_steps(snapshot_steps: Sequence[int]) -> tuple[int, ...]:
+def check_snapshot_steps(snapshot_steps: Sequence[int], budget: int) -> tuple[int, ...]:
+    """The snapshot steps, sorted and unique.
+
+    Raises:
+        ValueError: a step below 1 or beyond ``budget`` (the most steps any run trains): it
+            could never be saved.
+    """
     steps = tuple(sorted({int(k) for k in snapshot_steps}))
     if any(k < 1 for k in steps):
         raise ValueError(f"snapshot steps must be positive; got {list(snapshot_steps)}")
+    beyond = [k for k in steps if k > budget]
+    if beyond:
+        raise ValueError(
+            f"snapshot steps {beyond} are beyond the training budget of {budget:,} steps; "
+            "raise --steps or drop them"
+        )
     return steps
 
 
@@ -201,8 +224,8 @@ def train_ensemble(
     Args:
         configs: The runs; equal but for ``seed`` and ``steps``.
         data: Training data (``OfflineData``-like), or None to load the scenario's dataset
-            (only if something is left to train). Cached runs trained on other data are
-            retrained.
+            (checked against its checksums; loaded once per process while its files are
+            unchanged). Runs are cached per data fingerprint.
         progress: Show a tqdm progress bar.
         force: Retrain even if cached.
         num_threads: torch intra-op threads while training (restored afterwards); None leaves
@@ -225,17 +248,14 @@ def train_ensemble(
             "train_ensemble trains runs that differ only in seed and steps; "
             "use train_many for other mixtures"
         )
-    snapshots = check_snapshot_steps(snapshot_steps)
-    fingerprint = None
-    if data is not None:
-        validate_offline_data(data)
-        fingerprint = data_fingerprint(data)
+    budget = max(c.steps for c in resolved)
+    snapshots = check_snapshot_steps(snapshot_steps, budget)
+    if data is None:
+        data = load_training_data(resolved[0].scenario)
+    validate_offline_data(data)
+    fingerprint = data_fingerprint(data)
     pending = [c for c in unique_configs(resolved) if is_stale(c, fingerprint, force)]
     if pending:
-        if data is None:
-            data = load_training_data(pending[0].scenario)
-            validate_offline_data(data)
-            fingerprint = data_fingerprint(data)
         budget = max(c.steps for c in pending)
         save_at = {c.steps for c in pending} | {k for k in snapshots if k <= budget}
         seeds = sorted({c.seed for c in pending})
@@ -263,7 +283,7 @@ def train_ensemble(
                 for k, seed in enumerate(seeds):
                     config = dataclasses.replace(pending[0], seed=seed, steps=step)
                     asked = config_key(config) in pending_keys
-                    if asked or is_stale(config, fingerprint, force, warn=False):
+                    if asked or is_stale(config, fingerprint, force):
                         log = logs[k]
                         _save_run(
                             config,
@@ -277,7 +297,9 @@ def train_ensemble(
         finally:
             torch.set_num_threads(previous_threads)
     try:
-        return load_runs(resolved, trained={config_key(c) for c in pending})
+        return load_runs(
+            resolved, {resolved[0].scenario: fingerprint}, {config_key(c) for c in pending}
+        )
     except CorruptEntry:
         # a run whose checked file does not decode (moved aside by load_trained): train again
         if force:
@@ -286,12 +308,13 @@ def train_ensemble(
 
 
 def load_runs(
-    configs: Sequence[TrainConfig], trained: set[str]
+    configs: Sequence[TrainConfig], fingerprints: Mapping[str, str], trained: set[str]
 ) -> list[tuple[Agent, pd.DataFrame]]:
-    """Loads finished runs; ``log.attrs['cached']`` is False for those trained just now."""
+    """Loads finished runs, each of its scenario's data (``fingerprints``: scenario →
+    fingerprint); ``log.attrs['cached']`` is False for those trained just now."""
     out = []
     for c in configs:
-        agent, log = load_trained(run_directory(c))
+        agent, log = load_trained(run_directory(c, fingerprints[c.scenario]))
         log.attrs["cached"] = config_key(c) not in trained
         out.append((agent, log))
     return out
@@ -309,7 +332,6 @@ def _save_run(
     """Writes one run's files atomically, the manifest last (it marks the run complete)."""
     meta = {
         "agent_format": AGENT_FORMAT,
-        "data_fingerprint": fingerprint,
         "n_transitions": int(data.observations.shape[0]),
         "ensemble_seeds": list(seeds),
         "train_seconds": seconds,
@@ -317,4 +339,4 @@ def _save_run(
     }
     # the log as bytes: read back by plain ``read_csv``, as it always was (float64 columns)
     files = {"agent.pt": state, "log.csv": log.to_csv(index=False).encode()}
-    write_entry(run_directory(config), files, config, meta)
+    write_entry(run_directory(config, fingerprint), files, run_key(config, fingerprint), meta)

@@ -115,7 +115,8 @@ def _run_task(task: _Task) -> list[str]:
             num_threads=1,
             snapshot_steps=task.snapshot_steps,
         )
-        return [str(run_directory(c)) for c in task.configs]
+        fingerprint = data_fingerprint(task.data)
+        return [str(run_directory(c, fingerprint)) for c in task.configs]
     finally:
         if previous is None:
             os.environ.pop(ARTIFACTS_ENV, None)
@@ -161,26 +162,31 @@ def plan_tasks(
     Returns:
         The tasks, costliest first.
     """
+    resolved = unique_configs([c.resolved() for c in configs])
+    if not resolved:
+        return []
+    snapshots = check_snapshot_steps(snapshot_steps, max(c.steps for c in resolved))
     tensors = {k: TrainingTensors.from_data(v) for k, v in data.items()}
     prints = {k: data_fingerprint(v) for k, v in tensors.items()}
     groups: dict[str, list[TrainConfig]] = {}
-    for c in unique_configs([c.resolved() for c in configs]):
-        if is_stale(c, prints.get(c.scenario), force):
+    for c in resolved:
+        if is_stale(c, prints[c.scenario], force):
             groups.setdefault(group_key(c), []).append(c)
-    snapshots = check_snapshot_steps(snapshot_steps)
     root = str(artifact_dir().resolve())
     tasks = []
     for group in groups.values():
         seeds = sorted({c.seed for c in group})
         cap = max_members(group[0])
+        # the snapshots this ensemble can save (the check above covers the whole call)
+        within = tuple(k for k in snapshots if k <= max(c.steps for c in group))
         for start in range(0, len(seeds), cap):
             part = set(seeds[start : start + cap])
             chunk = tuple(c for c in group if c.seed in part)
-            tasks.append(_Task(chunk, tensors[group[0].scenario], force, snapshots, root))
+            tasks.append(_Task(chunk, tensors[group[0].scenario], force, within, root))
 
     def resumable(task: _Task) -> bool:
-        pending = [c for c in task.configs if is_stale(c, prints.get(c.scenario), force, False)]
-        fingerprint = prints.get(task.configs[0].scenario)
+        pending = [c for c in task.configs if is_stale(c, prints[c.scenario], force)]
+        fingerprint = prints[task.configs[0].scenario]
         seeds = sorted({c.seed for c in pending})
         return not force and is_complete(resume_path(task.configs[0], seeds, fingerprint))
 
@@ -237,12 +243,13 @@ def train_many(
     if workers < 1:
         raise ValueError(f"processes must be >= 1; got {processes}")
     resolved = [c.resolved() for c in configs]
-    check_snapshot_steps(snapshot_steps)
+    if not resolved:
+        return []
+    check_snapshot_steps(snapshot_steps, max(c.steps for c in resolved))
     given = dict(data or {})
     for v in given.values():
         validate_offline_data(v)
-    needed = {c.scenario for c in resolved if c.scenario not in given and is_stale(c, None, force)}
-    for scenario in sorted(needed):
+    for scenario in sorted({c.scenario for c in resolved} - set(given)):
         given[scenario] = load_training_data(scenario)
         validate_offline_data(given[scenario])
     tasks = plan_tasks(
@@ -256,7 +263,8 @@ def train_many(
                 )
         else:
             _run_on_dask(tasks, workers, scheduler, progress)
-    return load_runs(resolved, trained={config_key(c) for t in tasks for c in t.configs})
+    prints = {k: data_fingerprint(v) for k, v in given.items()}
+    return load_runs(resolved, prints, {config_key(c) for t in tasks for c in t.configs})
 
 
 def _run_on_dask(

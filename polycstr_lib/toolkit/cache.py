@@ -118,7 +118,16 @@ def open_store(kind: str, root: str | os.PathLike[str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     marker = str(folder.resolve())
     if marker not in _OPENED:
-        remove_stale_tmp(folder)
+        removed = remove_stale_tmp(folder)
+        if removed:
+            names = ", ".join(str(p.relative_to(folder)) for p in removed[:3])
+            more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+            warnings.warn(
+                f"{folder}: removed {len(removed)} unfinished write(s) of a stopped process "
+                f"({names}{more}); what they were writing is rebuilt when next asked for",
+                CacheWarning,
+                stacklevel=2,
+            )
         _OPENED.add(marker)
     return folder
 

@@ -301,8 +301,15 @@ def _scheduler(value: str) -> str:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a mistake in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m polycstr_lib", description=__doc__)
+    parser = _Parser(prog="python -m polycstr_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate the PI datasets (skips valid ones)")

@@ -110,6 +110,11 @@ def test_local_install_cell_stops_with_the_instruction(monkeypatch, capsys):
     assert "raise" not in install_cell_source(None)
 
 
+def _first_code(cells: list) -> dict:
+    """A notebook's install cell: its first code cell (after the title)."""
+    return next(c for c in cells if c["cell_type"] == "code")
+
+
 def _notebook(path: Path, install: str, tags: list[str] | None = None) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
@@ -135,19 +140,20 @@ def test_prepare_page(tmp_path):
     path = _notebook(tmp_path / "page.ipynb", "print('old install cell')")
     assert prepare_page(path, "owner/name") is True
     nb = nbformat.read(path, as_version=4)
-    assert install_cell_repository(nb.cells[0].source) == "owner/name"
+    assert nb.cells[0].source.startswith("# A page")  # the title first, then how to install
+    assert install_cell_repository(nb.cells[1].source) == "owner/name"
     tags = [c.metadata.get("tags", []) for c in nb.cells]
-    assert tags[0] == [INSTALL_TAG, "hide-input"]
-    assert nb.cells[0].metadata["mystnb"] == INSTALL_PROMPTS
+    assert tags[1] == [INSTALL_TAG, "hide-input"]
+    assert nb.cells[1].metadata["mystnb"] == INSTALL_PROMPTS
     assert tags[2] == ["parameters", "hide-input"]  # collapsed
     assert tags[3] == ["remove-input"]  # already decided
     assert tags[4] == ["show-input"]  # opted out
     assert tags[5] == ["hide-input"]
     assert prepare_page(path, "owner/name") is False  # idempotent
     assert prepare_page(path, None, write=False) is True
-    assert install_cell_repository(nbformat.read(path, as_version=4).cells[0].source)
+    assert install_cell_repository(nbformat.read(path, as_version=4).cells[1].source)
     assert prepare_page(path, None) is True
-    assert install_cell_repository(nbformat.read(path, as_version=4).cells[0].source) is None
+    assert install_cell_repository(nbformat.read(path, as_version=4).cells[1].source) is None
     bad = _notebook(tmp_path / "bad.ipynb", "pass", tags=["remove-cell"])
     with pytest.raises(ValueError, match=INSTALL_TAG):
         prepare_page(bad, None)
@@ -207,7 +213,7 @@ def test_committed_install_cells_agree_with_the_address():
     assert notebooks
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        first = nb.cells[0]
+        first = _first_code(nb.cells)
         assert INSTALL_TAG in first.metadata.get("tags", []), path.name
         named = install_cell_repository(first.source)  # raises if hand-edited
         assert named in (None, resolved), f"{path.name} installs from {named}, not {resolved}"
@@ -231,7 +237,7 @@ def _mini_book(root: Path) -> Path:
         encoding="utf-8",
     )
     source = nbformat.read(ROOT / "notebooks" / "05_results.ipynb", as_version=4)
-    _notebook(root / "book" / "executed" / f"{PAGE}.ipynb", source.cells[0].source)
+    _notebook(root / "book" / "executed" / f"{PAGE}.ipynb", _first_code(source.cells).source)
     return root
 
 
@@ -288,7 +294,7 @@ def test_build_with_github_repository_names_it(built):
     assert "hide-input" in page and INSTALL_PROMPTS["code_prompt_show"] in page
     download = site / "_sources" / "book" / "executed" / f"{PAGE}.ipynb"
     nb = json.loads(download.read_text(encoding="utf-8"))
-    assert install_cell_repository("".join(nb["cells"][0]["source"])) == "owner/name"
+    assert install_cell_repository("".join(_first_code(nb["cells"])["source"])) == "owner/name"
 
 
 def test_build_without_address_links_no_repository(built):
@@ -313,5 +319,5 @@ def test_command_line_writes_the_resolved_install_cell(tmp_path, monkeypatch, ca
     assert _main([str(tmp_path)]) == 0
     assert "owner/name" in capsys.readouterr().out
     nb = nbformat.read(path, as_version=4)
-    assert install_cell_repository(nb.cells[0].source) == "owner/name"
+    assert install_cell_repository(_first_code(nb.cells).source) == "owner/name"
     assert "hide-input" not in nb.cells[5].metadata.get("tags", [])  # no --collapse

@@ -185,7 +185,12 @@ def training_in_progress(directory: Path | None = None) -> pd.DataFrame:
             seeds = len(info["seeds"])
             algorithm, scenario = info["algorithm"], info["scenario"]
         except (CorruptEntry, KeyError, TypeError, ValueError) as error:
-            warnings.warn(f"skipping unreadable resume state {path.name}: {error}", stacklevel=2)
+            what = f"no field {error}" if isinstance(error, KeyError) else str(error)
+            warnings.warn(
+                f"skipping unreadable resume state {path.name} (its manifest.json: {what}); "
+                "nothing in it was loaded",
+                stacklevel=2,
+            )
             continue
         rate = step / seconds if seconds > 0 else float("nan")
         rows.append(

@@ -208,13 +208,23 @@ def _source(cell: dict) -> str:
 
 def _install_cell(nb: dict, where: str | Path) -> dict:
     cells = nb.get("cells", [])
+    code = [c for c in cells if c.get("cell_type") == "code"]
     tagged = [c for c in cells if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
-    if len(tagged) != 1 or not cells or cells[0] is not tagged[0]:
+    if len(tagged) != 1 or not code or code[0] is not tagged[0]:
         raise ValueError(
-            f"{where}: the first cell, and only it, must be tagged {INSTALL_TAG!r} (an executed "
-            "copy older than its source? run `make notebooks` again)"
+            f"{where}: the first code cell, and only it, must be tagged {INSTALL_TAG!r} (an "
+            "executed copy older than its source? run `make notebooks` again)"
         )
     return tagged[0]
+
+
+def _title_first(nb: dict, cell: dict) -> None:
+    """Puts the page's title cell (a markdown cell opening with ``# ``) before the install
+    cell, so that a page opens with its title and finding, not with how to install."""
+    cells = nb["cells"]
+    if len(cells) > 1 and cells[0] is cell and cells[1].get("cell_type") == "markdown":
+        if "".join(cells[1].get("source", "")).lstrip().startswith("# "):
+            cells[0], cells[1] = cells[1], cells[0]
 
 
 def prepare_page(
@@ -223,8 +233,9 @@ def prepare_page(
     """Write ``repository``'s install cell into the notebook at ``path`` and collapse its
     visible code cells.
 
-    The install cell (the first cell, tagged ``polycstr-install``) gets the source of
-    :func:`install_cell_source` and the tag ``hide-input``. With ``collapse``, its toggle is
+    The install cell (the first code cell, tagged ``polycstr-install``) gets the source of
+    :func:`install_cell_source` and the tag ``hide-input``, and follows the page's title cell
+    (moved there if it came first). With ``collapse``, its toggle is
     labelled "How to install polycstr_lib" (:data:`INSTALL_PROMPTS`) and every other
     code cell that has none of the tags ``remove-cell``, ``remove-input``, ``hide-cell``,
     ``hide-input`` or ``show-input`` gets ``hide-input``. Outputs are left as they are.
@@ -245,10 +256,11 @@ def prepare_page(
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
     cell = _install_cell(nb, path)
+    _title_first(nb, cell)
     cell["source"] = install_cell_source(repository).splitlines(keepends=True)
     tags = cell.setdefault("metadata", {}).setdefault("tags", [])
     tags[:] = [t for t in tags if t not in {"remove-cell", "hide-input"}] + ["hide-input"]
-    if collapse:  # the toggle says what the cell is (it comes before the page's title)
+    if collapse:  # the toggle says what the cell is
         cell["metadata"]["mystnb"] = dict(INSTALL_PROMPTS)
     if collapse:
         for other in nb["cells"]:

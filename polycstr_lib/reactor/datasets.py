@@ -63,6 +63,10 @@ class DatasetConfig:
             )
 
 
+class DatasetWarning(UserWarning):
+    """A broken dataset found and made again (the warning names the file and the fault)."""
+
+
 class DatasetError(ReportedError, RuntimeError):
     """A dataset is missing, corrupted or inconsistent; the message names the file."""
 
@@ -355,8 +359,10 @@ def ensure_dataset(scenario: str, regenerate: bool = False, config: DatasetConfi
     if not regenerate:
         try:
             sidecar = verify_dataset(scenario)
-        except DatasetError:
-            sidecar = None  # missing or broken: made again below
+        except DatasetError as error:
+            sidecar = None  # missing or broken: made again below, saying why
+            if dataset_path(scenario).exists():
+                warnings.warn(f"{error}; making it again", DatasetWarning, stacklevel=2)
         if sidecar is not None:
             wanted = json.loads(json.dumps(asdict(config)))
             if sidecar["config"] == wanted:

@@ -64,9 +64,11 @@ def _steady(grade: float, params: ReactorParams) -> tuple[np.ndarray, np.ndarray
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "startup": Scenario("startup", 100.0, None, "empty reactor to C_P = 100 kg/m^3"),
-    "grade_down": Scenario("grade_down", 60.0, 100.0, "grade change C_P 100 -> 60 kg/m^3"),
-    "grade_up": Scenario("grade_up", 100.0, 60.0, "grade change C_P 60 -> 100 kg/m^3"),
+    "startup": Scenario(
+        "startup", 100.0, None, "startup, from an empty reactor to 100 kg/m³ of polymer"
+    ),
+    "grade_down": Scenario("grade_down", 60.0, 100.0, "grade change down, polymer 100 → 60 kg/m³"),
+    "grade_up": Scenario("grade_up", 100.0, 60.0, "grade change up, polymer 60 → 100 kg/m³"),
 }
 
 

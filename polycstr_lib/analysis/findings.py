@@ -1,0 +1,283 @@
+"""The sentence each page opens with: its finding, written from the page's own numbers.
+
+Pure functions of a page's glued values (the same mapping ``read_glue`` returns for an
+executed page), so the words of a verdict ("raises", "lowers", "holds") are computed, never
+typed, and a reader finds them before any table or code toggle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+
+__all__ = [
+    "LEARNED",
+    "ablation_finding",
+    "at_a_glance_figure",
+    "claims_finding",
+    "correction_effect",
+    "dataset_finding",
+    "results_finding",
+    "support_finding",
+]
+
+#: The learned base policies of the results pages, in reading order.
+LEARNED = ("BC", "IQL", "CQL")
+#: Differences smaller than this (points of normalised reward) read as "no change".
+UNCHANGED_BELOW = 0.05
+
+
+def _interval(values: Mapping[str, Any], method: str) -> str:
+    seeds = values.get(f"{method}_seeds", [])
+    if len(seeds) < 2:
+        return "(one training seed, so no interval)"
+    low, high = values[f"{method}_iqm_low"], values[f"{method}_iqm_high"]
+    return f"[{low:.1f}, {high:.1f}] (95 % interval over {len(seeds)} seeds)"
+
+
+def correction_effect(values: Mapping[str, Any], bases: Sequence[str] = LEARNED) -> str:
+    """How the "+" rows differ from their bases, in words.
+
+    Args:
+        values: a results page's glued values (``<METHOD>_iqm`` for base and "+" rows).
+        bases: the base methods to compare.
+
+    Returns:
+        e.g. ``"raises CQL by 1.3 points, lowers BC by 0.7 and leaves IQL unchanged"``, or
+        ``""`` when no base has a "+" row.
+    """
+    raised, lowered, same = [], [], []
+    for base in bases:
+        if f"{base}_iqm" not in values or f"{base}+_iqm" not in values:
+            continue
+        gap = float(values[f"{base}+_iqm"]) - float(values[f"{base}_iqm"])
+        if abs(gap) < UNCHANGED_BELOW:
+            same.append(base)
+        elif gap > 0:
+            raised.append((base, gap))
+        else:
+            lowered.append((base, -gap))
+    parts = []
+    for verb, items in (("raises", raised), ("lowers", lowered)):
+        if items:
+            words = [f"{name} by {gap:.1f}" for name, gap in items]
+            words[0] += " points"
+            parts.append(f"{verb} " + " and ".join(words))
+    if same:
+        parts.append(f"leaves {' and '.join(same)} unchanged")
+    if not parts:
+        return ""
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def _runaways(values: Mapping[str, Any], methods: Sequence[str]) -> str:
+    counts = [
+        (m, int(values[f"{m}_runaways"]), int(values[f"{m}_episodes"]))
+        for m in methods
+        if f"{m}_runaways" in values and f"{m}_episodes" in values
+    ]
+    failed = [f"{m} {k} of {n}" for m, k, n in counts if k > 0]
+    if not counts:
+        return ""
+    if not failed:
+        return "No controller ran the reactor away on the test episodes."
+    return "Thermal runaways on the test episodes: " + ", ".join(failed) + " episodes."
+
+
+def results_finding(values: Mapping[str, Any]) -> str:
+    """The finding of a results page: the best learned controller with its interval, the
+    references, what the correction does, and the runaways.
+
+    Args:
+        values: the page's glued values: ``<METHOD>_iqm``, ``_iqm_low``, ``_iqm_high``,
+            ``_seeds``, ``_runaways`` and ``_episodes`` for each method row ("BC", "BC+", …,
+            "PI", "NMPC").
+
+    Returns:
+        Two or three sentences.
+
+    Raises:
+        ValueError: when no learned controller has a row.
+    """
+    learned = [m for base in LEARNED for m in (base, f"{base}+") if f"{m}_iqm" in values]
+    if not learned:
+        raise ValueError("no learned controller on this page (no BC/IQL/CQL _iqm value)")
+    best = max(learned, key=lambda m: float(values[f"{m}_iqm"]))
+    references = []
+    if "PI_iqm" in values:
+        references.append(f"{float(values['PI_iqm']):.1f} for the PI controller")
+    if "NMPC_iqm" in values:
+        references.append(f"{float(values['NMPC_iqm']):.1f} for the NMPC oracle")
+    sentence = (
+        f"The best learned controller here is {best}, at {float(values[f'{best}_iqm']):.1f} "
+        f"{_interval(values, best)}"
+        + (f", against {' and '.join(references)}" if references else "")
+        + "."
+    )
+    effect = correction_effect(values)
+    if effect:
+        sentence += f" The safety-layer correction {effect}."
+    runaways = _runaways(values, [*learned, "PI", "NMPC"])
+    return f"{sentence} {runaways}".strip()
+
+
+def dataset_finding(trajectories: Mapping[str, Any]) -> str:
+    """The finding of the dataset page: which scenarios' data contain thermal runaways.
+
+    Args:
+        trajectories: scenario → its data episodes (``Trajectories``).
+
+    Returns:
+        e.g. ``"The startup data hold 3 thermal runaways in 100 episodes; the grade_down and
+        grade_up data hold none. Those runaways set the bottom of startup's score scale."``
+    """
+    from polycstr_lib.reactor.datasets import runaway_episodes
+
+    counts = {s: (int(runaway_episodes(t).sum()), len(t.returns)) for s, t in trajectories.items()}
+    names = {s: s.replace("_", " ") for s in counts}
+    if not any(k for k, _ in counts.values()):
+        return "No data episode of any scenario runs away."
+    failed = [f"{names[s]} {k} of {n} episodes" for s, (k, n) in counts.items() if k]
+    calm = [names[s] for s, (k, _) in counts.items() if not k]
+    text = "Thermal runaways in the data: " + ", ".join(failed)
+    if calm:
+        text += f"; none in {' or '.join(calm)}"
+    lowest = [
+        names[s]
+        for s, t in trajectories.items()
+        if runaway_episodes(t)[int(np.argmin(np.asarray(t.returns)))]
+    ]
+    if lowest:
+        text += (
+            f". On {' and '.join(lowest)}, a runaway is the lowest-return episode, so it sets "
+            "the 0 of the score scale"
+        )
+    return text + "."
+
+
+def ablation_finding(base_name: str, base: float, chosen: Mapping[str, float]) -> str:
+    """The finding of the ablation page: do the settings chosen on validation beat the
+    uncorrected base on the test episodes?
+
+    Args:
+        base_name: the base policy ("BC").
+        base: its test score (IQM over seeds).
+        chosen: what each sweep chose on validation → its test score.
+
+    Returns:
+        e.g. ``"On the test episodes, 0 of the 4 settings chosen on validation score above
+        the uncorrected BC (79.0): K = 1 -6.0, ..."``.
+    """
+    above = [k for k, v in chosen.items() if v > base + UNCHANGED_BELOW]
+    scores = ", ".join(f"{k} {v:.1f}" for k, v in chosen.items())
+    verdict = (
+        f"On the test episodes, {len(above)} of the {len(chosen)} corrections chosen on "
+        f"validation score above the uncorrected {base_name} ({base:.1f})"
+    )
+    return f"{verdict}: {scores}."
+
+
+def support_finding(
+    variant: str, step: str, before_after: Mapping[str, tuple[float, float]]
+) -> str:
+    """The finding of the correction-support page: the rule's choice and what it does on test.
+
+    Args:
+        variant: the chosen variant.
+        step: its step size, as text.
+        before_after: base policy → (test score uncorrected, test score corrected).
+    """
+    parts = []
+    for name, (before, after) in before_after.items():
+        if abs(after - before) < UNCHANGED_BELOW:
+            parts.append(f"leaves {name} at {before:.1f}")
+        else:
+            verb = "raises" if after > before else "lowers"
+            parts.append(f"{verb} {name} from {before:.1f} to {after:.1f}")
+    effect = " and ".join(parts)
+    return (
+        f"Validation episodes choose the {variant} correction at step size {step}; on the "
+        f"test episodes it {effect} (IQM over seeds)."
+    )
+
+
+def claims_finding(verdicts: pd.Series) -> str:
+    """The finding of the claims page: how many claims hold, and which do not.
+
+    Args:
+        verdicts: claim id → verdict ("holds", "partly", "does not hold", or another word
+            for a claim that cannot be judged in this build).
+
+    Returns:
+        e.g. ``"Of 9 claims of the paper, 4 hold, 2 hold in part and 3 do not hold in this
+        build (C2, C5, C8)."``
+    """
+    counts = verdicts.value_counts()
+    held, partly, failed = (int(counts.get(k, 0)) for k in ("holds", "partly", "does not hold"))
+    other = len(verdicts) - held - partly - failed
+    text = (
+        f"Of {len(verdicts)} claims of the paper, {held} hold, {partly} hold in part and "
+        f"{failed} do not hold in this build"
+    )
+    if failed:
+        text += " (" + ", ".join(str(c) for c in verdicts.index[verdicts == "does not hold"]) + ")"
+    if other:
+        text += f"; {other} cannot be judged with this build's seeds"
+    return text + "."
+
+
+def at_a_glance_figure(results: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
+    """Every method on every scenario: IQM across seeds with its 95 % interval.
+
+    Args:
+        results: scenario → the glued values of its results page.
+
+    Returns:
+        One panel per scenario, methods on the vertical axis, scores on a linear axis
+        clipped to the band where the references lie; a method whose score falls below the
+        band is drawn at its left edge with its value written beside it.
+    """
+    from polycstr_lib.analysis.style import method_colour
+
+    scenarios = list(results)
+    every = ["NMPC", "PI", *[m for b in LEARNED for m in (b, f"{b}+")]]
+    methods = [m for m in every if any(f"{m}_iqm" in v for v in results.values())]
+    fig, axes = plt.subplots(
+        1, len(scenarios), figsize=(7.5, 0.45 * len(methods) + 1.2), sharey=True, squeeze=False
+    )
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        values = results[scenario]
+        left = 0.0
+        for y, m in enumerate(methods):
+            if f"{m}_iqm" not in values:
+                continue
+            v = float(values[f"{m}_iqm"])
+            lo = float(values.get(f"{m}_iqm_low", v))
+            hi = float(values.get(f"{m}_iqm_high", v))
+            colour = method_colour(m)
+            if v < left:
+                ax.plot(left, y, marker="<", color=colour, ms=8)
+                ax.text(left + 2, y, f"{v:.0f}", va="center", fontsize=9)
+                continue
+            ax.errorbar(
+                v,
+                y,
+                xerr=[[v - max(lo, left)], [hi - v]],
+                fmt="o",
+                color=colour,
+                mfc="white" if m.endswith("+") else colour,
+                ms=6,
+                capsize=3,
+            )
+        ax.set_xlim(left, 105)
+        ax.set_yticks(range(len(methods)), [m.replace("NMPC", "NMPC (oracle)") for m in methods])
+        ax.set_title(scenario.replace("_", " "), fontsize=10)
+        ax.set_xlabel("normalised reward")
+        ax.grid(axis="x", alpha=0.4)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    return fig

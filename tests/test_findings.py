@@ -1,0 +1,107 @@
+"""The pages' opening findings: verdict words computed from the numbers, on hand-made values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polycstr_lib.analysis.findings import (
+    ablation_finding,
+    claims_finding,
+    correction_effect,
+    dataset_finding,
+    results_finding,
+    support_finding,
+)
+
+
+def page(**iqm: float) -> dict:
+    """Glued values of a results page with one seed per method and no runaway."""
+    values = {}
+    for name, value in iqm.items():
+        method = name.replace("_plus", "+")
+        values.update(
+            {
+                f"{method}_iqm": value,
+                f"{method}_iqm_low": value,
+                f"{method}_iqm_high": value,
+                f"{method}_seeds": [0],
+                f"{method}_runaways": 0,
+                f"{method}_episodes": 20,
+            }
+        )
+    return values
+
+
+def test_the_best_learned_controller_is_named_with_why_it_has_no_interval() -> None:
+    text = results_finding(page(PI=90.0, NMPC=101.0, BC=60.0, BC_plus=70.0, IQL=95.0))
+    assert text.startswith("The best learned controller here is IQL, at 95.0 (one training seed")
+    assert "against 90.0 for the PI controller and 101.0 for the NMPC oracle" in text
+    assert "raises BC by 10.0 points" in text
+    assert "No controller ran the reactor away" in text
+
+
+def test_with_seeds_the_interval_is_given_and_runaways_are_counted_k_of_n() -> None:
+    values = page(BC=60.0, BC_plus=59.0)
+    values.update({"BC_seeds": [0, 1, 2], "BC_iqm_low": 55.0, "BC_iqm_high": 64.5})
+    values["BC+_runaways"] = 3
+    text = results_finding(values)
+    assert "BC, at 60.0 [55.0, 64.5] (95 % interval over 3 seeds)" in text
+    assert "lowers BC by 1.0 points" in text
+    assert "Thermal runaways on the test episodes: BC+ 3 of 20 episodes." in text
+
+
+def test_correction_effect_groups_raised_lowered_and_unchanged() -> None:
+    values = page(BC=60.0, BC_plus=61.0, IQL=90.0, IQL_plus=89.0, CQL=80.0, CQL_plus=80.01)
+    assert correction_effect(values) == (
+        "raises BC by 1.0 points, lowers IQL by 1.0 points and leaves CQL unchanged"
+    )
+    assert correction_effect(page(BC=1.0)) == ""
+
+
+def test_a_page_without_learned_controllers_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no learned controller"):
+        results_finding(page(PI=90.0))
+
+
+def test_claims_finding_counts_and_names_what_fails() -> None:
+    verdicts = pd.Series(
+        ["holds", "does not hold", "partly", "holds", "does not hold", "needs seeds"],
+        index=["C1", "C2", "C3", "C4", "C5", "C6"],
+    )
+    assert claims_finding(verdicts) == (
+        "Of 6 claims of the paper, 2 hold, 1 hold in part and 2 do not hold in this build "
+        "(C2, C5); 1 cannot be judged with this build's seeds."
+    )
+
+
+class Toy:
+    def __init__(self, peaks: list[float], returns: list[float]):
+        states = np.full((len(peaks), 3, 5), 350.0)
+        states[:, 1, 4] = peaks
+        self.states, self.returns = states, np.asarray(returns)
+
+
+def test_dataset_finding_counts_runaways_and_says_when_one_sets_the_scale() -> None:
+    text = dataset_finding(
+        {"startup": Toy([600.0, 350.0, 351.0], [-1e6, -3.0, -2.0]), "grade_up": Toy([350.0], [-1])}
+    )
+    assert text == (
+        "Thermal runaways in the data: startup 1 of 3 episodes; none in grade up. On startup, "
+        "a runaway is the lowest-return episode, so it sets the 0 of the score scale."
+    )
+    assert dataset_finding({"grade_up": Toy([350.0], [-1])}) == (
+        "No data episode of any scenario runs away."
+    )
+
+
+def test_ablation_and_support_findings_compare_with_the_base() -> None:
+    text = ablation_finding("BC", 79.0, {"K = 1": -6.0, "ρ = 0.3": 80.0})
+    assert text.startswith("On the test episodes, 1 of the 2 corrections chosen on validation")
+    assert text.endswith("(79.0): K = 1 -6.0, ρ = 0.3 80.0.")
+    text = support_finding("plain", "1e-05", {"BC": (97.0, 98.5), "IQL": (98.7, 98.7)})
+    assert text == (
+        "Validation episodes choose the plain correction at step size 1e-05; on the test "
+        "episodes it raises BC from 97.0 to 98.5 and leaves IQL at 98.7 (IQM over seeds)."
+    )

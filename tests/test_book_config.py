@@ -113,10 +113,20 @@ def test_each_notebook_has_one_parameters_cell():
         assert notebook_parameters(path), f"{path.name}: empty parameters cell"
 
 
+def _reader_pages() -> list[Path]:
+    """The hand-written pages of the book: book/**/*.md, without the build's outputs."""
+    skip = {"_static", "executed"}
+    return sorted(
+        p
+        for p in (ROOT / "book").rglob("*.md")
+        if not skip & set(p.relative_to(ROOT / "book").parts[:-1])
+    )
+
+
 def _cited_keys() -> set[str]:
     keys: set[str] = set()
     role = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
-    pages = list((ROOT / "book").glob("*.md")) + sorted((ROOT / "notebooks").glob("*.ipynb"))
+    pages = _reader_pages() + sorted((ROOT / "notebooks").glob("*.ipynb"))
     for page in pages:
         for group in role.findall(page.read_text(encoding="utf-8")):
             keys.update(k.strip() for k in group.split(","))
@@ -261,3 +271,64 @@ def test_notebook_parameters_requires_exactly_one_tagged_cell(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(ValueError, match="found 2"):
         notebook_parameters(path)
+
+
+# ------------------------------------------------------------------------ deviations
+DEV_LABEL = re.compile(r"^\((dev-[a-z0-9-]+)\)=[ \t]*$", re.M)
+DEV_REF = re.compile(r"\{ref\}`(?:[^`<]*<)?(dev-[a-z0-9-]+)>?`")
+ENTRY = re.compile(r"^#+ (D\d+)\. ", re.M)
+FIELDS = ("Source", "Decision", "Reason", "Evidence", "Status")
+
+
+def _deviation_pages() -> list[Path]:
+    return [ROOT / "book" / "deviations.md", *sorted((ROOT / "book" / "deviations").glob("*.md"))]
+
+
+def test_every_referenced_deviation_label_is_defined_once():
+    sources = [
+        *sorted((ROOT / "notebooks").glob("*.ipynb")),
+        *_reader_pages(),
+        *sorted((ROOT / "polycstr_lib").rglob("*.py")),
+    ]
+    referenced = {
+        label for path in sources for label in DEV_REF.findall(path.read_text(encoding="utf-8"))
+    }
+    defined: dict[str, int] = {}
+    for page in _reader_pages():
+        for label in DEV_LABEL.findall(page.read_text(encoding="utf-8")):
+            defined[label] = defined.get(label, 0) + 1
+    assert referenced, "no {ref} to a dev- label found"
+    missing = sorted(referenced - set(defined))
+    assert not missing, f"referenced but not defined: {missing}"
+    duplicated = sorted(label for label, count in defined.items() if count != 1)
+    assert not duplicated, f"defined more than once: {duplicated}"
+
+
+def test_every_deviation_entry_has_the_five_fields_in_order():
+    entries: dict[str, str] = {}
+    for page in _deviation_pages():
+        text = page.read_text(encoding="utf-8")
+        heads = list(ENTRY.finditer(text))
+        for k, head in enumerate(heads):
+            end = heads[k + 1].start() if k + 1 < len(heads) else len(text)
+            body = text[head.end() : end]
+            assert head.group(1) not in entries, f"{head.group(1)} appears twice"
+            entries[head.group(1)] = body
+            # the entry's label sits on the line above its heading
+            above = text[: head.start()].rstrip().splitlines()[-1]
+            assert DEV_LABEL.fullmatch(above), f"{head.group(1)} has no dev- label: {above!r}"
+            terms = [t for t in re.findall(r"^([A-Z][a-z]+)\n: ", body, re.M) if t in FIELDS]
+            assert tuple(terms) == FIELDS, f"{page.name} {head.group(1)}: fields {terms}"
+    numbers = sorted(int(n[1:]) for n in entries)
+    assert numbers == list(range(1, len(numbers) + 1)), f"numbers not consecutive: {numbers}"
+    # the summary table on the overview links every entry
+    overview = (ROOT / "book" / "deviations.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \{ref\}`(D\d+) <dev-", overview, re.M)
+    assert sorted(rows) == sorted(entries), f"summary rows {rows}"
+
+
+def test_reader_pages_carry_no_maintainer_notes():
+    for page in _reader_pages():
+        text = page.read_text(encoding="utf-8")
+        for phrase in ("To add one", "GITHUB_REPOSITORY"):
+            assert phrase not in text, f"{page.relative_to(ROOT)} says {phrase!r}"

@@ -157,6 +157,32 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from polycstr_lib.book.profiles import EXECUTED_DIR
+    from polycstr_lib.book.rerun import rerun_page, rerun_plan
+
+    executed = Path(args.executed) if args.executed else EXECUTED_DIR
+    plan = rerun_plan(args.page, args.defaults, Path(args.out), executed)
+    how = "its notebook's defaults" if args.defaults else f"the parameters of {executed}"
+    print(f"[rerun] {args.page} with {how}; the same as\n  {plan.command()}")
+    output = rerun_page(plan)
+    print(
+        f"[rerun] wrote {output}; see its glued prose with `python -m polycstr_lib render {output}`"
+    )
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from polycstr_lib.book.rerun import render_page
+
+    print(f"[render] {render_page(Path(args.notebook))}")
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from polycstr_lib.book.profiles import REPO_ROOT
 
@@ -414,6 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="training in progress or interrupted (for a long build, from another terminal)",
     )
     progress.set_defaults(func=_cmd_progress)
+    rerun = sub.add_parser(
+        "rerun",
+        help="rerun one page: with the parameters the book was built with, or the defaults",
+    )
+    rerun.add_argument("page", help="page stem, e.g. 05_results_startup")
+    rerun.add_argument(
+        "--defaults",
+        action="store_true",
+        help="run the notebook's own parameters cell instead of the build's parameters",
+    )
+    rerun.add_argument("--out", default="rerun", metavar="DIR", help="output folder (rerun/)")
+    rerun.add_argument(
+        "--executed", metavar="DIR", help="the build to copy (default: book/executed)"
+    )
+    rerun.set_defaults(func=_cmd_rerun)
+    render = sub.add_parser(
+        "render", help="render one executed notebook to HTML with its glued prose"
+    )
+    render.add_argument("notebook", help="an executed notebook, e.g. rerun/02_dataset.ipynb")
+    render.set_defaults(func=_cmd_render)
     return parser
 
 

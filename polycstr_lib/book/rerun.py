@@ -63,8 +63,7 @@ def built_parameters(page: str, executed_dir: Path = EXECUTED_DIR) -> dict[str, 
     path = Path(executed_dir) / f"{page}.ipynb"
     if not path.is_file():
         raise ValueError(
-            f"no executed page {path}; build the book first (`make book`), or rerun with "
-            "--defaults"
+            f"no executed page {path}; build the book first (`make book`), or rerun with --defaults"
         )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))["metadata"]["papermill"]

@@ -99,6 +99,12 @@ PROBE_SCRIPT = """
                 width: i.naturalWidth, height: i.naturalHeight};
       }),
       mjx: document.querySelectorAll("mjx-container").length,
+      finding: (function () {
+        var box = document.querySelector(".finding");
+        if (!box) { return null; }
+        return {top: Math.round(box.getBoundingClientRect().top + window.scrollY),
+                text: box.textContent.replace(/\s+/g, " ").trim()};
+      })(),
       mathjax: !!(window.MathJax && window.MathJax.startup),
       error: error ? String(error) : null
     };

@@ -322,6 +322,34 @@ def test_no_horizontal_overflow(rendered, summary):
     assert not problems, f"{len(problems)} overflowing elements:\n" + "\n".join(problems[:60])
 
 
+#: The first screen of a laptop: a finding must start above this (px from the page top).
+FIRST_SCREEN_PX = 800
+#: Pages that are chapters (open with a finding): the notebooks' pages and the intro.
+CHAPTER = re.compile(r"^(book/executed/\d.*|book/intro|intro)\.html$")
+
+
+def test_every_chapter_opens_with_its_finding(rendered, summary):
+    """Each chapter shows its finding (the "What this page finds" box) on the first screen,
+    with its glued sentences filled in."""
+    problems, chapters = [], 0
+    for name, (probe, _) in rendered.items():
+        if not CHAPTER.match(name):
+            continue
+        chapters += 1
+        finding = (probe or {}).get("finding")
+        if finding is None:
+            problems.append(f"{name}: no finding box")
+            continue
+        if finding["top"] > FIRST_SCREEN_PX:
+            problems.append(f"{name}: the finding starts {finding['top']} px down")
+        text = finding["text"]
+        if len(text) < 60 or "{glue" in text or "glue:" in text:
+            problems.append(f"{name}: the finding reads {text[:120]!r}")
+    summary.update(chapters=chapters, findings_missing=len(problems))
+    assert chapters >= 10, f"only {chapters} chapter pages found"
+    assert not problems, "\n".join(problems)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
@@ -335,6 +363,16 @@ def test_screenshots(site, pages, browse, summary):
     shots = {"home.png": (home_page(pages), WINDOW), "results.png": (res, WINDOW)}
     # the results page down to its first figures (a #fragment screenshot does not scroll)
     shots["results_full.png"] = (res, (WINDOW[0], 3 * WINDOW[1]))
+    # the reader's pages at a laptop's and a phone's width (first screens)
+    for stem, page in (
+        ("intro", home_page(pages)),
+        ("results", res),
+        ("claims", "book/executed/07_claims.html"),
+        ("deviations", "book/deviations.html"),
+    ):
+        if page in pages:
+            shots[f"{stem}_1280.png"] = (page, (1280, 900))
+            shots[f"{stem}_390.png"] = (page, (390, 844))
     for file, (page, window) in shots.items():
         path = out / file
         path.unlink(missing_ok=True)

@@ -103,7 +103,7 @@ PROBE_SCRIPT = """
         var box = document.querySelector(".finding");
         if (!box) { return null; }
         return {top: Math.round(box.getBoundingClientRect().top + window.scrollY),
-                text: box.textContent.replace(/\s+/g, " ").trim()};
+                text: box.textContent.replace(/\\s+/g, " ").trim()};
       })(),
       mathjax: !!(window.MathJax && window.MathJax.startup),
       error: error ? String(error) : null

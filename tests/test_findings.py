@@ -97,11 +97,25 @@ def test_dataset_finding_counts_runaways_and_says_when_one_sets_the_scale() -> N
 
 
 def test_ablation_and_support_findings_compare_with_the_base() -> None:
-    text = ablation_finding("BC", 79.0, {"K = 1": -6.0, "ρ = 0.3": 80.0})
+    shown = {
+        "test_base_iqm": 79.0,
+        "val_k_variant": "K = 1",
+        "test_k_iqm": -6.0,
+        "val_rho_variant": "ρ = 0.3",
+        "test_rho_iqm": 80.0,
+    }
+    text = ablation_finding("BC", shown)
     assert text.startswith("On the test episodes, 1 of the 2 corrections chosen on validation")
-    assert text.endswith("(79.0): K = 1 -6.0, ρ = 0.3 80.0.")
-    text = support_finding("plain", "1e-05", {"BC": (97.0, 98.5), "IQL": (98.7, 98.7)})
-    assert text == (
+    assert text.endswith("(79.0): steps K = 1 -6.0, trust radius ρ = 0.3 80.0.")
+    shown = {
+        "chosen_variant": "plain",
+        "chosen_step": "1e-05",
+        "test_bc_base": 97.0,
+        "test_bc_chosen": 98.5,
+        "test_iql_base": 98.7,
+        "test_iql_chosen": 98.7,
+    }
+    assert support_finding(shown, ["bc", "iql", "cql"]) == (
         "Validation episodes choose the plain correction at step size 1e-05; on the test "
         "episodes it raises BC from 97.0 to 98.5 and leaves IQL at 98.7 (IQM over seeds)."
     )

@@ -142,3 +142,10 @@ def test_table(test: pd.DataFrame) -> Any:
 
 
 test_table.__test__ = False  # not a pytest test despite its name
+
+
+def finding(base_name: str, result: AblationResult, test: pd.DataFrame) -> str:
+    """The page's opening finding (:func:`polycstr_lib.analysis.findings.ablation_finding`)."""
+    from polycstr_lib.analysis.findings import ablation_finding
+
+    return ablation_finding(base_name, {**validation_glue(result), **test_glue(test)})

@@ -136,3 +136,13 @@ def test_table_glue(
 
 
 test_table_glue.__test__ = False  # not a pytest test despite its name
+
+
+def page_finding(
+    choice: CorrectionChoice, test_table: pd.DataFrame, lead: str, algorithms: Sequence[str]
+) -> str:
+    """The page's opening finding (:func:`polycstr_lib.analysis.findings.support_finding`)."""
+    from polycstr_lib.analysis.findings import support_finding
+
+    shown = {**choice_glue(choice), **test_table_glue(test_table, lead, algorithms, choice.variant)}
+    return support_finding(shown, algorithms)

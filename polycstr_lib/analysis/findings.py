@@ -159,49 +159,56 @@ def dataset_finding(trajectories: Mapping[str, Any]) -> str:
     return text + "."
 
 
-def ablation_finding(base_name: str, base: float, chosen: Mapping[str, float]) -> str:
+def ablation_finding(base_name: str, shown: Mapping[str, Any]) -> str:
     """The finding of the ablation page: do the settings chosen on validation beat the
     uncorrected base on the test episodes?
 
     Args:
         base_name: the base policy ("BC").
-        base: its test score (IQM over seeds).
-        chosen: what each sweep chose on validation → its test score.
+        shown: the page's glued validation and test values: ``test_base_iqm`` and, for each
+            sweep (model, k, rho, newton), ``val_<sweep>_variant`` and ``test_<sweep>_iqm``.
 
     Returns:
-        e.g. ``"On the test episodes, 0 of the 4 settings chosen on validation score above
-        the uncorrected BC (79.0): K = 1 -6.0, ..."``.
+        e.g. ``"On the test episodes, 0 of the 4 corrections chosen on validation score
+        above the uncorrected BC (79.0): cost model PICNN -72.7, ..."``.
     """
+    labels = {"model": "cost model", "k": "steps", "rho": "trust radius", "newton": "Newton"}
+    chosen = {
+        f"{label} {shown[f'val_{key}_variant']}": float(shown[f"test_{key}_iqm"])
+        for key, label in labels.items()
+        if f"test_{key}_iqm" in shown and f"val_{key}_variant" in shown
+    }
+    base = float(shown["test_base_iqm"])
     above = [k for k, v in chosen.items() if v > base + UNCHANGED_BELOW]
     scores = ", ".join(f"{k} {v:.1f}" for k, v in chosen.items())
-    verdict = (
+    return (
         f"On the test episodes, {len(above)} of the {len(chosen)} corrections chosen on "
-        f"validation score above the uncorrected {base_name} ({base:.1f})"
+        f"validation score above the uncorrected {base_name} ({base:.1f}): {scores}."
     )
-    return f"{verdict}: {scores}."
 
 
-def support_finding(
-    variant: str, step: str, before_after: Mapping[str, tuple[float, float]]
-) -> str:
+def support_finding(shown: Mapping[str, Any], algorithms: Sequence[str]) -> str:
     """The finding of the correction-support page: the rule's choice and what it does on test.
 
     Args:
-        variant: the chosen variant.
-        step: its step size, as text.
-        before_after: base policy → (test score uncorrected, test score corrected).
+        shown: the page's glued values: ``chosen_variant``, ``chosen_step`` and, per
+            algorithm, ``test_<algorithm>_base`` and ``test_<algorithm>_chosen``.
+        algorithms: the base algorithms, in reading order.
     """
     parts = []
-    for name, (before, after) in before_after.items():
+    for name in algorithms:
+        if f"test_{name}_base" not in shown:
+            continue
+        before, after = float(shown[f"test_{name}_base"]), float(shown[f"test_{name}_chosen"])
+        label = name.upper()
         if abs(after - before) < UNCHANGED_BELOW:
-            parts.append(f"leaves {name} at {before:.1f}")
+            parts.append(f"leaves {label} at {before:.1f}")
         else:
             verb = "raises" if after > before else "lowers"
-            parts.append(f"{verb} {name} from {before:.1f} to {after:.1f}")
-    effect = " and ".join(parts)
+            parts.append(f"{verb} {label} from {before:.1f} to {after:.1f}")
     return (
-        f"Validation episodes choose the {variant} correction at step size {step}; on the "
-        f"test episodes it {effect} (IQM over seeds)."
+        f"Validation episodes choose the {shown['chosen_variant']} correction at step size "
+        f"{shown['chosen_step']}; on the test episodes it {' and '.join(parts)} (IQM over seeds)."
     )
 
 

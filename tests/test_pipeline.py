@@ -121,23 +121,20 @@ def test_curve_budgets_override_the_profiles_fixed_budget():
     assert set(out["budget_sources"]) == set(budgets.ALGORITHMS)
 
 
-def test_make_test_warms_exactly_the_pages_that_nbval_does_not_execute():
-    """`make test` executes beside nbval the quick pages whose parameters differ from the
-    notebook defaults (nbval runs only the defaults), so that the book build finds them
-    cached; a page added to the book, or a changed default, must show up in WARM_PAGES."""
+def test_make_test_executes_every_page_once() -> None:
+    """`make test` executes the book's pages once (papermill, beside the unit tests) and
+    builds the site from them: no second execution under nbval, no page executed twice."""
     import re
 
     makefile = (profiles.REPO_ROOT / "Makefile").read_text(encoding="utf-8")
-    match = re.search(r"^WARM_PAGES := (.+)$", makefile, flags=re.MULTILINE)
-    assert match, "the Makefile no longer defines WARM_PAGES"
-    warm = set(match.group(1).split())
-    not_under_nbval = set()
-    for run in profiles.runs_for("quick"):
-        defaults = profiles.effective_parameters(run.notebook, "quick")
-        if any(defaults.get(k) != v for k, v in run.parameters.items()):
-            not_under_nbval.add(run.page)
-    assert warm == not_under_nbval
-    assert warm == {"05_results_grade_down", "05_results_grade_up"}
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert recipe, "the Makefile has no `test` recipe"
+    lines = recipe.group(1)
+    assert "unit notebooks PROFILE=quick" in lines and "html" in lines
+    targets = set(re.findall(r"[\w-]+", lines))
+    assert "nbval" not in targets and "book" not in targets
+    html = re.search(r"^html:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert html and "polycstr_lib notebooks" not in html.group(1)  # html executes nothing
 
 
 def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):

@@ -477,9 +477,11 @@ def _interrupted_message() -> str:
             "finished results are kept and the same command reuses them"
         )
     where = ", ".join(
-        f"{row.algorithm} {row.scenario} at step {row.step:,}" for row in table.itertuples()
+        f"{row.algorithm} {row.scenario} at step {row.step:,}"
+        + (f" of {row.budget:,}" if row.budget else "")
+        for row in table.itertuples()
     )
-    return f"interrupted; the same command resumes the training from its last state ({where})"
+    return f"interrupted ({where}); the same command resumes from there"
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001

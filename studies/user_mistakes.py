@@ -206,12 +206,25 @@ def run(
 ) -> tuple[int, str, float]:
     start = time.perf_counter()
     process = subprocess.Popen(
-        argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # as typed in a terminal: a shell running this script in the background ignores
+        # SIGINT, and the child would inherit that (Python then installs no Ctrl-C handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     if interrupt_after_s is not None:
         time.sleep(interrupt_after_s)
         process.send_signal(signal.SIGINT)
-    output, _ = process.communicate()
+    try:
+        output, _ = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        output += "\n(killed after 600 s)"
     return process.returncode, output, time.perf_counter() - start
 
 

@@ -625,3 +625,37 @@ def test_training_in_progress_reports_an_interrupted_ensemble(
         assert main(["progress"]) == 0
     out = capsys.readouterr().out
     assert f"bc {configs[0].scenario} (2 seeds)" in out and "5/9" in out
+
+
+def test_ctrl_c_mid_step_finishes_the_step_writes_its_state_and_resumes_to_the_same_bits(
+    data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT during step 5 (no periodic state: RESUME_EVERY_S is large): the loop ends
+    step 5, writes the state after it, raises KeyboardInterrupt naming the step, and the same
+    call continues from there to the weights of an uninterrupted run."""
+    import signal
+
+    import polycstr_lib.agents.loop as loop
+
+    configs = [tiny_config("iql", seed=s, steps=9) for s in (0, 1)]
+    reference = train_ensemble(configs, data=data, progress=False)
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts / "interrupted"))
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 1e9)
+    real, calls = loop.sample_batch, {"n": 0}
+
+    def sample(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C, in the middle of step 5
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batch", sample)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 5 of 9"):
+        train_ensemble(configs, data=data, progress=False)
+    state = loop.resume_path(configs[0], [0, 1], data_fingerprint(data))
+    assert json.loads((state / "manifest.json").read_text())["info"]["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    monkeypatch.setattr(loop, "sample_batch", real)
+    resumed = train_ensemble(configs, data=data, progress=False)
+    for (a, _), (b, _) in zip(resumed, reference, strict=True):
+        assert_same_weights(a, b)

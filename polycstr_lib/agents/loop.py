@@ -16,9 +16,12 @@ state (or from scratch), to the same bits.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +245,29 @@ def _load_resume(path: Path | None, seeds: Sequence[int], not_after: int) -> dic
     return load_entry(path, decode)
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C during a gradient step takes effect at the end of that step.
+
+    Yields a function that says whether SIGINT arrived. Only in the main thread (a signal
+    handler cannot be set elsewhere) and only where SIGINT is not ignored; elsewhere the
+    function always says no and Ctrl-C acts as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield lambda: False
+        return
+    arrived: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield lambda: bool(arrived)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_members(
     config: TrainConfig,
     seeds: Sequence[int],
@@ -259,10 +285,11 @@ def train_members(
     ``resume`` path, the loop starts from the state saved there when it is at most
     ``resume_not_after`` steps in (no run asked for ends before it), writes its state there
     every :data:`RESUME_EVERY_S` seconds and at every step of ``save_at``, and removes it at
-    the end.
+    the end. Ctrl-C (in the main thread) ends the loop after the current step, with its state
+    written, by raising ``KeyboardInterrupt``.
     """
     # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
         torch.manual_seed(seeds[0])
         scalers = Scalers.from_data(data, config.reward_scaling, config.action_scaling)
         agent = make_agent(config.algorithm, OBS_DIM, ACT_DIM, config.agent, scalers, seeds)
@@ -298,6 +325,7 @@ def train_members(
             initial=first - 1,
             total=budget,
         )
+        interrupted = stack.enter_context(deferred_interrupt())
         for step in bar:
             batch = sample_batch(data, config.batch_size, generators)
             with precision_context(config.precision):
@@ -326,12 +354,16 @@ def train_members(
                     members = rows if boundary else [*rows, row]
                     logs = [_member_log(members, i) for i in range(len(seeds))]
                     yield step, agent, logs, time.perf_counter() - start
-            due = step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
+            stop = interrupted()
+            due = stop or step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
             if resume is not None and step < budget and due:
                 seconds = time.perf_counter() - start
                 log = (rows, sums, count)
                 _write_state(resume, config, agent, generators, step, log, seconds, budget)
                 last_write = time.perf_counter()
+            if stop:  # after the step and its state: the same call resumes from here
+                bar.close()
+                raise KeyboardInterrupt(f"interrupted at step {step:,} of {budget:,}")
         bar.close()
         if resume is not None:
             # The state at the budget is kept for a later, longer run of the same ensemble,

@@ -24,6 +24,7 @@ is 1 at a 1280-px window, so :data:`MIN_FONT_PT` (9 pt) is shown 12.5 px high.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -261,7 +262,9 @@ def use_book_style() -> set[str]:
 
     cfg = InlineBackend.instance(parent=shell)
     formats = {"retina"}
-    cfg.figure_formats = formats  # kept if the backend is configured again
+    with warnings.catch_warnings():  # matplotlib-inline's observer uses a traitlets 4.0 name
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cfg.figure_formats = formats  # kept if the backend is configured again
     select_figure_formats(shell, formats, **cfg.print_figure_kwargs)
     return set(cfg.figure_formats)
 

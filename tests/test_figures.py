@@ -372,31 +372,51 @@ def png_size_and_dpi(png: bytes) -> tuple[int, int, float]:
     return width, height, round(per_metre * 0.0254, 1)  # pHYs stores whole px per metre
 
 
-def test_use_book_style_makes_inline_pngs_at_twice_the_shown_size() -> None:
-    """In an IPython shell with the inline backend (as a notebook's kernel), a figure's PNG
-    has twice the pixels of the size the page shows it at (the output's width metadata)."""
+@pytest.fixture
+def inline_shell():
+    """An IPython shell with the inline backend, as a notebook's kernel has."""
     interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
     pytest.importorskip("matplotlib_inline")
+    from matplotlib_inline.backend_inline import configure_inline_support
+    from matplotlib_inline.config import InlineBackend
+
     shell = interactiveshell.InteractiveShell.instance()
     try:
         with matplotlib.rc_context():
             plt.switch_backend("module://matplotlib_inline.backend_inline")
-            from matplotlib_inline.backend_inline import configure_inline_support
-
             configure_inline_support(shell, "inline")  # what the kernel does on import
-            assert use_book_style() == {"retina"}
-            fig, ax = plt.subplots(figsize=(6.0, 3.0))
-            ax.plot([0, 1], [0, 1])
-            data, metadata = shell.display_formatter.format(fig)
-            plt.close(fig)
+            yield shell
     finally:
+        plt.close("all")
         plt.switch_backend("Agg")
+        InlineBackend.clear_instance()
         interactiveshell.InteractiveShell.clear_instance()
+
+
+def inline_png(shell, fig) -> tuple[int, int, float, dict]:
+    """The PNG the notebook would show for ``fig``: pixel size, dpi, shown size."""
+    data, metadata = shell.display_formatter.format(fig)
     width, height, dpi = png_size_and_dpi(base64.b64decode(data["image/png"]))
-    shown = metadata["image/png"]
+    return width, height, dpi, metadata.get("image/png", {})
+
+
+def test_use_book_style_makes_inline_pngs_at_twice_the_shown_size(inline_shell) -> None:
+    """A pyplot figure's PNG has twice the pixels of the size the page shows it at (the
+    output's width metadata), and one inch is shown as figure.dpi CSS pixels."""
+    assert use_book_style() == {"retina"}
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.plot([0, 1], [0, 1])
+    width, height, dpi, shown = inline_png(inline_shell, fig)
     assert dpi >= 2 * book_rc()["figure.dpi"]
     assert width >= 2 * shown["width"] and height >= 2 * shown["height"]
-    assert shown["width"] <= 6.0 * book_rc()["figure.dpi"]  # 1 inch = figure.dpi CSS px
+    assert shown["width"] <= 6.0 * book_rc()["figure.dpi"]
+
+
+def test_library_figures_are_sharp_without_use_book_style(inline_shell) -> None:
+    """A page that draws only the library's figures (05, 06, 08) gets retina PNGs too."""
+    fig, _ = reward_figure(per_seed())
+    width, _, dpi, shown = inline_png(inline_shell, fig)
+    assert dpi >= 2 * book_rc()["figure.dpi"] and width >= 2 * shown["width"]
 
 
 def test_use_book_style_outside_a_notebook_sets_the_rc_only() -> None:

@@ -12,9 +12,11 @@ is 1 at a 1280-px window, so :data:`MIN_FONT_PT` (9 pt) is shown 12.5 px high.
 - :data:`METHOD_COLOURS`, :func:`method_colour`, :func:`method_linestyle`,
   :func:`method_fill` and :func:`method_hatch`: one colour per method across the book; a
   corrected method ("BC+") has its base's colour, dashed lines and a lighter, hatched fill.
-- :func:`use_book_style` (notebooks, once), :func:`book_style` (the library's figure
-  functions, as a context) and :func:`finish_figure` (last step of every figure function: no
-  text under :data:`MIN_FONT_PT`, no overlapping tick labels).
+- :func:`use_book_style` (notebooks that draw with pyplot, once), :func:`book_style` (the
+  library's figure functions, as a context) and :func:`finish_figure` (last step of every
+  figure function: no text under :data:`MIN_FONT_PT`, no overlapping tick labels, retina
+  inline PNGs through :func:`retina_inline`, so pages that draw only the library's figures
+  need no call).
 - :func:`reward_band`, :func:`set_reward_axis`, :func:`pin_below` and :func:`failure_strip`:
   a linear normalised-reward axis on the 0–100 band; scores below it are drawn in a shaded
   strip at its edge and counted.
@@ -58,6 +60,7 @@ __all__ = [
     "method_linestyle",
     "number_text",
     "pin_below",
+    "retina_inline",
     "reward_band",
     "series_colour",
     "set_reward_axis",
@@ -254,6 +257,19 @@ def use_book_style() -> set[str]:
     import matplotlib.pyplot as plt  # noqa: F401 - loads (and configures) the backend first
 
     mpl.rcParams.update(book_rc())
+    return retina_inline()
+
+
+def retina_inline() -> set[str]:
+    """In a notebook (an IPython shell with the inline backend), selects the ``"retina"``
+    inline format: PNGs at ``RETINA × figure.dpi``, shown at ``figure.dpi`` CSS px per inch.
+
+    :func:`finish_figure` calls it too, so that a page that draws only the library's figures
+    gets them sharp without calling :func:`use_book_style`.
+
+    Returns:
+        The inline backend's figure formats, or an empty set outside a notebook.
+    """
     shell = _inline_shell()
     if shell is None:
         return set()
@@ -262,7 +278,7 @@ def use_book_style() -> set[str]:
 
     cfg = InlineBackend.instance(parent=shell)
     formats = {"retina"}
-    with warnings.catch_warnings():  # matplotlib-inline's observer uses a traitlets 4.0 name
+    with warnings.catch_warnings():  # matplotlib-inline's observer has a traitlets 4.0 name
         warnings.simplefilter("ignore", DeprecationWarning)
         cfg.figure_formats = formats  # kept if the backend is configured again
     select_figure_formats(shell, formats, **cfg.print_figure_kwargs)
@@ -487,9 +503,12 @@ def finish_figure(fig: Any, rc: Mapping[str, Any] | None = None) -> Any:
     raises any text under :data:`MIN_FONT_PT` to it, and thins the ticks of an axis whose
     labels overlap (every other tick kept, until none overlap).
 
+    In a notebook it also selects retina inline PNGs (:func:`retina_inline`).
+
     Returns:
         ``fig``.
     """
+    retina_inline()
     with mpl.rc_context({**book_rc(), **(rc or {})}):
         for ax in fig.axes:
             ax.tick_params(labelsize=MIN_FONT_PT)

@@ -111,18 +111,20 @@ _ALIASES = {
     "hold inputs": "Hold inputs",
 }
 #: Colours of names that are not methods of :data:`METHOD_COLOURS`: variants, sweeps, and a
-#: method this module does not know (picked by a hash of its name, so always the same).
+#: method this module does not know (picked by a checksum of its name, so always the same).
+#: Also the default colour cycle ("C0", "C1", ...): seaborn's "deep" palette, in its order,
+#: which the pages used before.
 SERIES_COLOURS: tuple[str, ...] = (
     "#4C72B0",
     "#DD8452",
     "#55A868",
+    "#C44E52",
     "#8172B3",
     "#937860",
     "#DA8BC3",
     "#8C8C8C",
     "#CCB974",
     "#64B5CD",
-    "#C44E52",
 )
 
 

@@ -207,7 +207,11 @@ def test_plot_learning_curves_draws_seeds_aggregate_and_budgets() -> None:
     fig = plot_learning_curves(curve, aggregate, budgets)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["startup", "grade_up"]
-    assert axes[0].get_yscale() == "symlog"
+    assert axes[0].get_yscale() == "linear"
     # two thin seed lines, the bold IQM line, the budget line, the 0 and 100 guides
     assert len(axes[0].lines) == 2 + 1 + 1 + 2
-    assert min(axes[0].get_ylim()) <= -900.0  # the failed seed stays on the axis
+    low = min(axes[0].get_ylim())
+    assert -30 < low <= -20  # the 0-100 band, not the failed seed's -900...
+    (pinned,) = axes[0].collections[:1]  # ...which is a marker at the band's lower edge
+    assert pinned.get_offsets()[0][1] < -20
+    assert "seed below −20" in [t.get_text() for t in fig.legends[0].get_texts()]

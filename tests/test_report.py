@@ -107,7 +107,7 @@ def test_step_ranges_read_in_every_decade():
             step_range_text(low, high)
 
 
-def test_reward_figure_keeps_every_episode_on_the_axis():
+def test_reward_figure_draws_the_band_linearly_and_counts_the_failures():
     per_seed = {
         "Data": {0: _metrics([0, 50, 100])},
         "PI": {0: _metrics([60, 80])},
@@ -115,15 +115,21 @@ def test_reward_figure_keeps_every_episode_on_the_axis():
     }
     fig, numbers = reward_figure(per_seed)
     ax = fig.axes[0]
-    assert ax.get_yscale() == "symlog"
-    low, high = ax.get_ylim()
-    assert low <= -25_000 and high >= 100
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["Data", "PI", "BC"]
-    assert numbers["n_episodes"] == 8
+    assert ax.get_xscale() == "linear"
+    low, high = ax.get_xlim()
+    assert -30 < low <= -20 and 100 <= high < 110  # the 0-100 band, not -25000
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Data", "PI", "BC"]
+    counts = fig.axes[1]  # the failures per method, on the right
+    assert [t.get_text() for t in counts.get_yticklabels()] == ["–", "–", "2/3"]
+    assert numbers["n_episodes"] == 8 and numbers["n_below_band"] == 2
+    assert numbers["reward_floor"] == -20.0
     assert numbers["n_below_zero"] == 2 and numbers["n_off_linear"] == 2
     assert numbers["lowest_method"] == "BC" and numbers["lowest_reward"] == -25_000
     assert numbers["best_method"] == "PI" and numbers["best_mean"] == pytest.approx(70)
-    assert "episodes below the axis" not in ax.get_title()
+    plt.close(fig)
+    calm = {"PI": {0: _metrics([60, 80])}}
+    fig, numbers = reward_figure(calm)
+    assert len(fig.axes) == 1 and numbers["n_below_band"] == 0  # no failures: no counts
     plt.close(fig)
 
 
@@ -174,8 +180,8 @@ def test_performance_profile_figure_reads_the_profiles_at_the_reference() -> Non
     assert scores["IQL"].shape == (2, 4) and scores["PI"].shape == (1, 4)
     taus = profile_thresholds(scores)
     assert taus.min() == -3000.0 and taus.max() == 99.0
-    assert 90.0 in taus and (np.diff(taus) > 0).all()
-    assert (taus < -100).sum() >= 5  # the log part of the axis is resolved too
+    assert 90.0 in taus and -20.0 in taus and (np.diff(taus) > 0).all()
+    assert (taus >= -20).sum() >= 121  # the band is resolved
     profiles = performance_profiles(scores, taus, reps=100)
     fig, numbers = profile_figure(profiles)
     assert numbers == {
@@ -185,15 +191,18 @@ def test_performance_profile_figure_reads_the_profiles_at_the_reference() -> Non
         "profile_worst": "IQL",
         "profile_worst_fraction": 6 / 8,
     }
-    assert fig.axes[0].get_xscale() == "symlog"  # an episode at -3000
-    assert "linear within ±100," in fig.axes[0].get_xlabel()
-    plt.close(fig)
-    fig, _ = profile_figure(profiles, linthresh=50.0)
-    assert "linear within ±50," in fig.axes[0].get_xlabel()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and -30 < ax.get_xlim()[0] <= -20  # not -3000
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["PI", "IQL (12 % < −20)"]  # 1 of IQL's 8 episodes failed
     plt.close(fig)
     calm = episode_scores({"PI": per_seed["PI"]})
     fig, _ = profile_figure(performance_profiles(calm, profile_thresholds(calm), reps=10))
-    assert fig.axes[0].get_xscale() == "linear"
+    assert fig.axes[0].get_xscale() == "linear" and fig.axes[0].get_xlim()[0] > -20
+    plt.close(fig)
+    awful = episode_scores({"BC": {0: _metrics([-900.0, -800.0, -700.0, 95.0])}})
+    fig, _ = profile_figure(performance_profiles(awful, profile_thresholds(awful), reps=10))
+    assert fig.axes[0].get_xlim()[0] <= -900  # most episodes fail: the axis reaches them
     plt.close(fig)
     with pytest.raises(ValueError, match="reference"):
         profile_figure(profiles, reference=42.0)

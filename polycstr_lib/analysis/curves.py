@@ -17,12 +17,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.runs import train_agent
 from polycstr_lib.agents.sweeps import train_many
 from polycstr_lib.analysis.report import with_interval
+from polycstr_lib.analysis.style import (
+    FULL_WIDTH,
+    book_style,
+    failure_strip,
+    finish_figure,
+    log_ticks,
+    method_colour,
+    number_text,
+    reward_band,
+    set_reward_axis,
+)
 from polycstr_lib.reactor.datasets import episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
@@ -322,10 +334,14 @@ def plot_learning_curves(
     aggregate: pd.DataFrame,
     budgets: pd.DataFrame | None = None,
 ):
-    """One panel per scenario: seeds thin, IQM bold with its interval, budgets marked.
+    """One panel per scenario (two columns): seeds thin, IQM bold with its interval, budgets
+    dashed, each algorithm in its colour of :func:`~polycstr_lib.analysis.style.method_colour`.
 
-    The reward axis is symmetric-log above -100 (linear in [-100, 100]) so that failed seeds
-    (normalised reward in the thousands below zero) and converged ones both stay readable.
+    The reward axis is linear over the 0–100 band
+    (:func:`~polycstr_lib.analysis.style.reward_band`); a seed's checkpoint that fails below
+    it (normalised reward in the thousands below zero) is drawn as ▼ in the shaded strip at
+    the axis's lower edge, so failed seeds stay visible without squeezing the others. Gradient
+    steps are on a log axis with a few plain labels (``500``, ``1000``, ``20k``).
 
     Returns:
         The matplotlib figure.
@@ -333,42 +349,88 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
 
     scenarios = list(dict.fromkeys(curve["scenario"]))
-    fig, axes = plt.subplots(
-        1, len(scenarios), figsize=(4.2 * len(scenarios), 3.4), squeeze=False, sharey=True
-    )
-    colors = dict(
-        zip(
-            sorted(set(curve["algorithm"])),
-            plt.rcParams["axes.prop_cycle"].by_key()["color"],
-            strict=False,
+    algorithms = list(dict.fromkeys(curve["algorithm"]))
+    band = reward_band(curve["mean"])
+    ncols = 1 if len(scenarios) == 1 else 2
+    nrows = -(-len(scenarios) // ncols)
+    width = 4.6 if ncols == 1 else FULL_WIDTH
+    with book_style():
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(width, 0.6 + 2.9 * nrows),
+            squeeze=False,
+            sharey=True,
+            layout="constrained",
         )
-    )
-    for ax, scenario in zip(axes[0], scenarios, strict=True):
-        for algorithm, color in colors.items():
-            runs = curve[(curve.scenario == scenario) & (curve.algorithm == algorithm)]
-            if runs.empty:
-                continue
-            for _, seed_run in runs.groupby("seed"):
-                seed_run = seed_run.sort_values("steps")
-                ax.plot(seed_run["steps"], seed_run["mean"], color=color, lw=0.7, alpha=0.45)
-            agg = aggregate[(aggregate.scenario == scenario) & (aggregate.algorithm == algorithm)]
-            agg = agg.sort_values("steps")
-            ax.plot(
-                agg["steps"], agg["iqm"], color=color, lw=2.4, marker="o", label=algorithm.upper()
+        flat = list(axes.flat)
+        for extra in flat[len(scenarios) :]:
+            extra.remove()
+        pinned = False
+        for ax, scenario in zip(flat, scenarios, strict=False):
+            edge = set_reward_axis(ax, band, label=None)
+            for algorithm in algorithms:
+                runs = curve[(curve.scenario == scenario) & (curve.algorithm == algorithm)]
+                if runs.empty:
+                    continue
+                color = method_colour(algorithm)
+                for _, seed_run in runs.groupby("seed"):
+                    seed_run = seed_run.sort_values("steps")
+                    ax.plot(seed_run["steps"], seed_run["mean"], color=color, lw=0.8, alpha=0.5)
+                off = runs[runs["mean"] < band[0]]
+                if not off.empty:
+                    pinned = True
+                    ax.scatter(
+                        off["steps"],
+                        np.full(len(off), edge),
+                        marker="v",
+                        s=30,
+                        color=color,
+                        edgecolor="0.15",
+                        lw=0.5,
+                        zorder=4,
+                        clip_on=False,
+                    )
+                agg = aggregate[
+                    (aggregate.scenario == scenario) & (aggregate.algorithm == algorithm)
+                ].sort_values("steps")
+                ax.plot(
+                    agg["steps"],
+                    agg["iqm"],
+                    color=color,
+                    lw=2.2,
+                    marker="o",
+                    ms=4,
+                    label=algorithm.upper(),
+                )
+                ax.fill_between(
+                    agg["steps"], agg["iqm_low"], agg["iqm_high"], color=color, alpha=0.15, lw=0
+                )
+                if budgets is not None and (algorithm, scenario) in budgets.index:
+                    ax.axvline(
+                        budgets.loc[(algorithm, scenario), "budget"], color=color, ls="--", lw=1.2
+                    )
+            ax.set_xscale("log")
+            steps = curve.loc[curve.scenario == scenario, "steps"]
+            log_ticks(ax, "x", float(steps.min()), float(steps.max()), max_ticks=5)
+            ax.set_title(scenario)
+            ax.set_xlabel("gradient steps")
+        for row in axes:
+            row[0].set_ylabel("normalised reward (validation)")
+        legend = {}
+        for ax in flat[: len(scenarios)]:
+            if pinned:
+                failure_strip(ax, band)
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        handles, labels = list(legend.values()), list(legend)
+        if pinned:
+            handles.append(
+                plt.Line2D([], [], marker="v", ls="", color="0.4", markeredgecolor="0.15")
             )
-            ax.fill_between(agg["steps"], agg["iqm_low"], agg["iqm_high"], color=color, alpha=0.15)
-            if budgets is not None and (algorithm, scenario) in budgets.index:
-                ax.axvline(budgets.loc[(algorithm, scenario), "budget"], color=color, ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=100)
-        ax.axhline(100, color="0.6", lw=0.8)
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.set_title(scenario)
-        ax.set_xlabel("gradient steps")
-    axes[0][0].set_ylabel("normalised reward (validation)")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+            labels.append(f"seed below {number_text(band[0])}")
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    return finish_figure(fig)
 
 
 def compare_variants(

@@ -9,21 +9,42 @@
 - :func:`with_interval`: a value and its interval as one text column.
 - :func:`step_range_text` and :func:`safe_range_phrase`: a range of step sizes (which span
   decades) as readable text, for a table and for prose.
-- :func:`reward_figure`: normalised reward of every test episode per method on a
-  symmetric-log axis (linear between -100 and 100, logarithmic beyond), so that a method
-  whose episodes fail by thousands of points is on the axis with the others.
+- :func:`reward_figure`: normalised reward of every test episode per method on a linear
+  axis over the 0–100 band; episodes that fail below it (thousands of points down) are
+  drawn at its edge and counted, so that they do not squeeze the others into a line.
+- :func:`profile_figure`: performance profiles on the same linear band, each method's share
+  of failures in the legend.
 - :func:`trajectory_figure`: the first test episode of every method, each state beside a
   zoom near its setpoint, so that one runaway trace does not flatten the others.
 
-Both figure functions return the numbers a page's prose discusses, for ``glue``.
+The figures follow :mod:`polycstr_lib.analysis.style` (one colour per method across the
+book, type ≥ 9 pt); each returns the numbers a page's prose discusses, for ``glue``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from polycstr_lib.analysis.style import (
+    FULL_WIDTH,
+    REWARD_FLOOR,
+    book_style,
+    failure_strip,
+    finish_figure,
+    method_colour,
+    method_fill,
+    method_hatch,
+    method_linestyle,
+    number_text,
+    pin_below,
+    reward_band,
+    set_reward_axis,
+    tidy_axis,
+)
 
 __all__ = [
     "INTERVAL_SUFFIX",
@@ -41,7 +62,8 @@ __all__ = [
     "with_interval",
 ]
 
-#: Normalised rewards within +-100 are drawn on a linear scale, beyond on a log scale.
+#: The results page's earlier symmetric-log threshold: :func:`reward_figure` still counts the
+#: episodes below ``-REWARD_LINTHRESH`` (``n_off_linear``) for the page's prose.
 REWARD_LINTHRESH = 100.0
 
 
@@ -195,62 +217,124 @@ def _pooled(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _horizontal() -> dict[str, Any]:
+    """``boxplot`` keywords for horizontal boxes (``vert`` is deprecated from 3.10)."""
+    import matplotlib as mpl
+
+    major, minor = (int(x) for x in mpl.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
 def reward_figure(
     per_seed: Mapping[str, Mapping[int, pd.DataFrame]],
-    linthresh: float = REWARD_LINTHRESH,
+    floor: float = REWARD_FLOOR,
     ax=None,
 ):
-    """Box and strip plot of the normalised reward of every test episode, per method, on a
-    symmetric-log axis: every episode is on the axis, however badly it failed.
+    """Box and strip plot of the normalised reward of every test episode, one row per method,
+    on a linear axis over the 0–100 band (:func:`~polycstr_lib.analysis.style.reward_band`).
+
+    Episodes below the band (under ``floor``: failures, runaways among them) are drawn as
+    ◀ at the axis's left edge and counted per method on the right-hand axis, so that one
+    episode thousands of points down does not squeeze the others into a line.
 
     Args:
         per_seed: method -> seed -> per-episode metrics with a ``normalised_reward`` column
             (as in :func:`~polycstr_lib.analysis.results.seed_summary`).
-        linthresh: the axis is linear within ``+-linthresh``, logarithmic beyond.
+        floor: scores below it are failures, drawn at the edge and counted.
         ax: matplotlib axes to draw on (default: a new figure).
 
     Returns:
         ``(figure, numbers)``; ``numbers`` holds ``n_episodes`` (all episodes drawn),
         ``n_below_zero`` (episodes scoring below 0, worse than the data's worst episode),
-        ``n_off_linear`` (episodes below ``-linthresh``), ``lowest_reward`` and
+        ``n_below_band`` (drawn at the edge) and ``reward_floor`` (the band's lower end),
+        ``n_off_linear`` (episodes below ``-reward_linthresh``, -100: the page's earlier
+        symmetric-log threshold, kept for its prose), ``lowest_reward`` and
         ``lowest_method``, ``best_method`` and ``best_mean`` (highest mean over all its
         episodes), and ``reward_linthresh``.
     """
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     pooled = _pooled(per_seed)
     order = list(per_seed)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.2))
-    else:
-        fig = ax.figure
-    sns.boxplot(pooled, x="method", y="normalised_reward", order=order, ax=ax, showfliers=False)
-    sns.stripplot(
-        pooled, x="method", y="normalised_reward", order=order, ax=ax, color="k", size=2.5
-    )
     rewards = pooled["normalised_reward"].to_numpy(float)
-    ax.set_yscale("symlog", linthresh=linthresh)
-    low, high = float(np.nanmin(rewards)), float(np.nanmax(rewards))
-    ax.set_ylim(min(low * 1.5, -linthresh), max(high * 1.2 if high > 0 else 0.0, linthresh * 1.1))
-    for y in (-linthresh, linthresh):
-        ax.axhline(y, color="0.6", lw=0.8, ls=":")
-    ax.axhline(0.0, color="0.3", lw=0.8)
-    ax.set(xlabel="", ylabel="normalised reward (symlog)")
-    ax.set_title(f"Normalised reward per test episode (linear within ±{linthresh:.0f}, log beyond)")
-    ax.tick_params(axis="x", labelrotation=0)
-    fig.tight_layout()
+    band = reward_band(rewards, floor)
+    rng = np.random.default_rng(0)
+    with book_style():
+        if ax is None:
+            fig, ax = plt.subplots(
+                figsize=(FULL_WIDTH, 1.3 + 0.42 * len(order)), layout="constrained"
+            )
+        else:
+            fig = ax.figure
+        edge = set_reward_axis(ax, band, axis="x", label="normalised reward of a test episode")
+        below = {}
+        for row, name in enumerate(order):
+            scores = pooled.loc[pooled["method"] == name, "normalised_reward"].to_numpy(float)
+            colour = method_colour(name)
+            parts = ax.boxplot(
+                [scores[np.isfinite(scores)]],
+                positions=[row],
+                widths=0.62,
+                patch_artist=True,
+                showfliers=False,
+                manage_ticks=False,
+                **_horizontal(),
+            )
+            box = parts["boxes"][0]
+            box.set(facecolor=method_fill(name), edgecolor=colour, lw=1.3, label=name)
+            box.set_hatch(method_hatch(name))
+            for key in ("whiskers", "caps", "medians"):
+                for line in parts[key]:
+                    line.set(color=colour, lw=2.0 if key == "medians" else 1.2)
+            off = scores < band[0]
+            below[name] = (int(off.sum()), len(scores))
+            jitter = row + rng.uniform(-0.2, 0.2, len(scores))
+            ax.scatter(scores[~off], jitter[~off], s=7, color="0.15", alpha=0.55, lw=0, zorder=3)
+            if off.any():
+                pinned = pin_below(scores[off], band[0], edge)
+                ax.scatter(
+                    pinned,
+                    jitter[off],
+                    marker="<",
+                    s=28,
+                    color=colour,
+                    clip_on=False,
+                    edgecolor="0.15",
+                    lw=0.5,
+                    zorder=4,
+                )
+        ax.set_yticks(range(len(order)), labels=order)
+        ax.set_ylim(len(order) - 0.5, -0.5)  # the first method on top
+        ax.grid(axis="y", visible=False)
+        n_below = sum(k for k, _ in below.values())
+        if n_below:
+            failure_strip(ax, band, axis="x")
+            counts = ax.twinx()
+            counts.set_ylim(ax.get_ylim())
+            counts.set_yticks(
+                range(len(order)), labels=[f"{k}/{n}" if k else "–" for k, n in below.values()]
+            )
+            counts.set_ylabel(f"episodes below {number_text(band[0])}")
+            counts.grid(False)
+            counts.tick_params(axis="y", length=0)
+        ax.set_title(
+            "Normalised reward of every test episode"
+            + (f" (◀: below {number_text(band[0])})" if n_below else "")
+        )
+    finish_figure(fig)
     means = pooled.groupby("method", sort=False)["normalised_reward"].mean()
     lowest = pooled.loc[pooled["normalised_reward"].idxmin()]
     numbers = {
         "n_episodes": len(pooled),
         "n_below_zero": int((rewards < 0).sum()),
-        "n_off_linear": int((rewards < -linthresh).sum()),
+        "n_below_band": int(n_below),
+        "reward_floor": float(band[0]),
+        "n_off_linear": int((rewards < -REWARD_LINTHRESH).sum()),
         "lowest_reward": float(lowest["normalised_reward"]),
         "lowest_method": str(lowest["method"]),
         "best_method": str(means.idxmax()),
         "best_mean": float(means.max()),
-        "reward_linthresh": float(linthresh),
+        "reward_linthresh": float(REWARD_LINTHRESH),
     }
     return fig, numbers
 
@@ -272,40 +356,48 @@ def episode_scores(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> dict[s
 
 def profile_thresholds(
     scores: Mapping[str, np.ndarray],
-    linthresh: float = REWARD_LINTHRESH,
+    floor: float = REWARD_FLOOR,
     num: int = 121,
     include: Sequence[float] = (90.0,),
 ) -> np.ndarray:
-    """Thresholds τ for a performance profile on a symmetric-log axis: evenly spaced on the
-    linear part (within ``±linthresh``, up to the best score) and logarithmically below
-    ``-linthresh`` down to the worst score, so that each part of the axis is resolved; the
-    values of ``include`` are always among them."""
+    """Thresholds τ for a performance profile: ``num`` evenly spaced from the lowest score
+    not under ``floor`` up to the best score (at least 0), and, when some score is under
+    ``floor``, a quarter as many from the worst score up to ``floor`` (``floor`` among
+    them, so that :func:`profile_figure` reads the share of failures there); the values of
+    ``include`` are always among them."""
     values = np.concatenate([np.ravel(v) for v in scores.values()])
     low, high = float(values.min()), max(float(values.max()), 0.0)
-    parts = [np.linspace(max(low, -linthresh), high, num), np.asarray(include, dtype=float)]
-    if low < -linthresh:
-        decades = max(np.log10(-low / linthresh), 0.1)
-        tail = -np.logspace(np.log10(-low), np.log10(linthresh), max(int(20 * decades), 5))
-        tail[0], tail[-1] = low, -linthresh  # exact ends (logspace rounds them)
-        parts.append(tail)
+    parts = [np.linspace(max(low, floor), high, num), np.asarray(include, dtype=float)]
+    if low < floor:
+        parts.append(np.linspace(low, floor, max(num // 4, 2)))
     return np.unique(np.concatenate(parts))
+
+
+def _fraction_above(part: pd.DataFrame, tau: float) -> float:
+    """A profile's fraction of episodes above the largest threshold ≤ ``tau`` (1 if none)."""
+    at = part[part["tau"] <= tau]
+    return 1.0 if at.empty else float(at.sort_values("tau")["fraction"].iloc[-1])
 
 
 def profile_figure(
     profiles: pd.DataFrame,
-    linthresh: float = REWARD_LINTHRESH,
+    floor: float = REWARD_FLOOR,
     reference: float = 90.0,
     ax=None,
 ):
-    """Performance profiles (:func:`polycstr_lib.toolkit.stats.performance_profiles`): the fraction
-    of
-    episodes scoring above τ against τ, each method with its 95 % band; the τ axis turns
-    symmetric-log (linear within ``±linthresh``) when some episode scores below ``-linthresh``.
+    """Performance profiles (:func:`polycstr_lib.toolkit.stats.performance_profiles`): the
+    fraction of episodes scoring above τ against τ, each method with its 95 % band, on a
+    linear τ axis over the 0–100 band.
+
+    A method with episodes under ``floor`` (failures) says so in the legend (the share of its
+    episodes there); its curve starts below 1 at the axis's left edge. Only when every method
+    fails in most episodes does the axis reach down to the worst score instead.
 
     Args:
-        profiles: the table of :func:`~polycstr_lib.toolkit.stats.performance_profiles`.
-        linthresh: the τ axis is linear within ``±linthresh``, logarithmic beyond.
-        reference: the τ the returned numbers read the profiles at.
+        profiles: the table of :func:`~polycstr_lib.toolkit.stats.performance_profiles`
+            (thresholds from :func:`profile_thresholds`).
+        floor: failure threshold on the normalised reward.
+        reference: the τ the returned numbers read the profiles at (dotted line).
         ax: matplotlib axes to draw on (default: a new figure).
 
     Returns:
@@ -319,37 +411,49 @@ def profile_figure(
     """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.2))
+    groups = list(profiles.groupby("method", sort=False))
+    low, high = float(profiles["tau"].min()), float(profiles["tau"].max())
+    failing = {m: 1.0 - _fraction_above(part, floor) for m, part in groups} if low < floor else {}
+    if failing and min(failing.values()) > 0.5:  # every method fails in most episodes
+        band = reward_band([low, high], floor=-np.inf)
+        failing = {}
     else:
-        fig = ax.figure
-    at_reference = {}
-    for i, (method, part) in enumerate(profiles.groupby("method", sort=False)):
-        color = f"C{i % 10}"
-        ax.plot(part["tau"], part["fraction"], color=color, lw=1.6, label=method, ds="steps-post")
-        ax.fill_between(
-            part["tau"], part["low"], part["high"], color=color, alpha=0.15, lw=0, step="post"
-        )
-        row = part[part["tau"] == reference]
-        if row.empty:
-            raise ValueError(f"no threshold at the reference {reference} (profile_thresholds)")
-        at_reference[method] = float(row["fraction"].iloc[0])
-    low, high = profiles["tau"].min(), profiles["tau"].max()
-    symlog = low < -linthresh  # episodes far below the data: log beyond ±linthresh
-    if symlog:
-        ax.set_xscale("symlog", linthresh=linthresh)
-    ax.set_xlim(low, high)
-    if low < 0.0 < high:
-        ax.axvline(0.0, color="0.3", lw=0.8)
-    ax.set(
-        xlabel="threshold τ on the normalised reward"
-        + (f" (linear within ±{linthresh:g}, log beyond)" if symlog else ""),
-        ylabel="fraction of episodes > τ",
-        ylim=(-0.02, 1.02),
-        title="Performance profiles over all test episodes (95 % stratified-bootstrap bands)",
-    )
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
-    fig.tight_layout()
+        band = reward_band([max(low, floor), high], floor)
+    with book_style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(FULL_WIDTH, 4.4), layout="constrained")
+        else:
+            fig = ax.figure
+        at_reference = {}
+        for method, part in groups:
+            colour = method_colour(method)
+            share = failing.get(method, 0.0)
+            label = f"{method} ({100 * share:.0f} % < {number_text(band[0])})" if share else method
+            ax.plot(
+                part["tau"],
+                part["fraction"],
+                color=colour,
+                ls=method_linestyle(method),
+                lw=1.7,
+                label=label,
+                ds="steps-post",
+            )
+            ax.fill_between(
+                part["tau"], part["low"], part["high"], color=colour, alpha=0.13, lw=0, step="post"
+            )
+            row = part[part["tau"] == reference]
+            if row.empty:
+                raise ValueError(f"no threshold at the reference {reference} (profile_thresholds)")
+            at_reference[method] = float(row["fraction"].iloc[0])
+        set_reward_axis(ax, band, axis="x", label="threshold τ on the normalised reward")
+        if failing and max(failing.values()) > 0:
+            failure_strip(ax, band, axis="x")
+        ax.axvline(reference, color="0.3", lw=1.0, ls=":", zorder=0.6)
+        ax.set(ylabel="fraction of episodes > τ", ylim=(-0.03, 1.03))
+        tidy_axis(ax, "y")
+        ax.set_title(f"Performance profiles, all test episodes (dotted: τ = {reference:g})")
+        fig.legend(loc="outside lower center", ncol=3 if failing else 4)
+    finish_figure(fig)
     best = max(at_reference, key=at_reference.get)
     worst = min(at_reference, key=at_reference.get)
     numbers = {
@@ -378,8 +482,9 @@ def trajectory_figure(
     temperature over their full range and zoomed near the setpoint, and the two inputs.
 
     Args:
-        trajs: method -> :class:`~polycstr_lib.reactor.rollout.Trajectories`; a name ending in
-            ``+`` (a corrected method) is dashed in its base method's colour.
+        trajs: method -> :class:`~polycstr_lib.reactor.rollout.Trajectories`; each method in
+            its colour of :func:`~polycstr_lib.analysis.style.method_colour`, a name ending
+            in ``+`` (a corrected method) dashed in its base method's colour.
         control_interval: seconds per step (the time axis is in hours).
         episode: which episode of each method.
         zoom_polymer: half-width of the polymer zoom, as a fraction of its setpoint.
@@ -400,41 +505,40 @@ def trajectory_figure(
     first = trajs[names[0]]
     setpoint_cp, setpoint_t = (float(v) for v in first.setpoints[episode])
     half_cp = zoom_polymer * abs(setpoint_cp)
-    fig, axes = plt.subplots(3, 2, figsize=(11, 8.5), sharex=True, layout="constrained")
-    styles: dict[str, dict] = {}
-    bases = list(dict.fromkeys(n.rstrip("+") for n in names))
-    for name in names:
-        base = name.rstrip("+")
-        colour = "0.35" if base == "PI" else f"C{bases.index(base)}"
-        styles[name] = {"color": colour, "ls": "--" if name.endswith("+") else "-", "lw": 1.3}
     outside = []
-    for name in names:
-        tr = trajs[name]
-        states, inputs = tr.states[episode], tr.inputs[episode]
-        hours = np.arange(states.shape[0]) * control_interval / 3600
-        style = styles[name]
+    with book_style():
+        fig, axes = plt.subplots(3, 2, figsize=(FULL_WIDTH, 7.6), sharex=True, layout="constrained")
+        for name in names:
+            tr = trajs[name]
+            states, inputs = tr.states[episode], tr.inputs[episode]
+            hours = np.arange(states.shape[0]) * control_interval / 3600
+            style = {"color": method_colour(name), "ls": method_linestyle(name), "lw": 1.4}
+            for col in (0, 1):
+                axes[0, col].plot(hours, states[:, 3], label=name if col == 0 else None, **style)
+                axes[1, col].plot(hours, states[:, 4], **style)
+            axes[2, 0].plot(hours[: inputs.shape[0]], inputs[:, 0], **style)
+            axes[2, 1].plot(hours[: inputs.shape[0]], inputs[:, 1], **style)
+            if abs(float(states[-1, 3]) - setpoint_cp) > half_cp:
+                outside.append(name)
         for col in (0, 1):
-            axes[0, col].plot(hours, states[:, 3], label=name if col == 0 else None, **style)
-            axes[1, col].plot(hours, states[:, 4], **style)
-        axes[2, 0].plot(hours[: inputs.shape[0]], inputs[:, 0], **style)
-        axes[2, 1].plot(hours[: inputs.shape[0]], inputs[:, 1], **style)
-        if abs(float(states[-1, 3]) - setpoint_cp) > half_cp:
-            outside.append(name)
-    for col in (0, 1):
-        axes[0, col].axhline(setpoint_cp, color="k", lw=1, ls=":")
-        axes[1, col].axhline(setpoint_t, color="k", lw=1, ls=":")
-        if temperature_limit is not None:
-            axes[1, col].axhline(temperature_limit, color="tab:red", lw=1, ls="--")
-    axes[0, 1].set_ylim(*_zoom_limits(setpoint_cp, half_cp))
-    axes[1, 1].set_ylim(*_zoom_limits(setpoint_t, zoom_temperature))
-    axes[0, 0].set(ylabel="C_P (kg/m^3)", title="full range")
-    axes[0, 1].set(title=f"zoom: setpoint ± {half_cp:.0f} kg/m^3")
-    axes[1, 0].set(ylabel="T (K)")
-    axes[1, 1].set(title=f"zoom: setpoint ± {zoom_temperature:.0f} K")
-    axes[2, 0].set(ylabel="F_I (kg/h)", xlabel="time (h)")
-    axes[2, 1].set(ylabel="T_c (K)", xlabel="time (h)")
-    fig.legend(loc="outside right center", fontsize=9)
-    fig.suptitle(f"Test episode {episode + 1} of every method (dotted: setpoint)")
+            axes[0, col].axhline(setpoint_cp, color="k", lw=1, ls=":")
+            axes[1, col].axhline(setpoint_t, color="k", lw=1, ls=":")
+            if temperature_limit is not None:
+                axes[1, col].axhline(temperature_limit, color="tab:red", lw=1, ls="--")
+        axes[0, 1].set_ylim(*_zoom_limits(setpoint_cp, half_cp))
+        axes[1, 1].set_ylim(*_zoom_limits(setpoint_t, zoom_temperature))
+        axes[0, 0].set(ylabel="C_P (kg/m³)", title="full range")
+        axes[0, 1].set(title=f"zoom: setpoint ± {half_cp:.0f} kg/m³")
+        axes[1, 0].set(ylabel="T (K)")
+        axes[1, 1].set(title=f"zoom: setpoint ± {zoom_temperature:.0f} K")
+        axes[2, 0].set(ylabel="F_I (kg/h)", xlabel="time (h)")
+        axes[2, 1].set(ylabel="T_c (K)", xlabel="time (h)")
+        for ax in axes.flat:
+            tidy_axis(ax, "x")
+            tidy_axis(ax, "y", nbins=4)
+        fig.legend(loc="outside lower center", ncol=min(len(names), 4))
+        fig.suptitle(f"Test episode {episode + 1} of every method (dotted: setpoint)")
+    finish_figure(fig)
     numbers = {
         "zoom_cp": float(half_cp),
         "zoom_t": float(zoom_temperature),

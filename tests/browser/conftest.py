@@ -94,9 +94,13 @@ PROBE_SCRIPT = """
   function report(error) {
     var out = {
       overflow: overflow(),
+      // natural size (the file's pixels) and shown size (CSS px), and the width of the box
+      // holding the image: a figure's shown scale and whether it fits its column
       images: Array.prototype.map.call(document.images, function (i) {
         return {src: i.getAttribute("src"), complete: i.complete,
-                width: i.naturalWidth, height: i.naturalHeight};
+                width: i.naturalWidth, height: i.naturalHeight,
+                shown: i.clientWidth, shownHeight: i.clientHeight,
+                box: i.parentElement ? i.parentElement.clientWidth : 0};
       }),
       mjx: document.querySelectorAll("mjx-container").length,
       finding: (function () {
@@ -229,6 +233,13 @@ def pytest_terminal_summary(terminalreporter):
         parts.append(
             f"maths typeset on {len(s['math_pages'])} pages ({s['mjx_containers']} mjx-container)"
         )
+    if "figures_measured" in s:
+        parts.append(
+            f"{s['figures_measured']} figures' text measured at 1280 px "
+            f"(smallest {s['smallest_text_px']} px)"
+        )
+    if "phone_figures_checked" in s:
+        parts.append(f"{s['phone_figures_checked']} figures fitted at 390 px")
     if "overflow_checked" in s:
         parts.append(
             f"{s['overflow_checked']} code cells/tables measured at 1280 px, "

@@ -10,6 +10,9 @@
   no raw TeX left in the text);
 * at 1280 px, no code cell, code block or table of any page is wider than the box holding
   it (scrollWidth against clientWidth, collapsed cells opened);
+* at 1280 px, the smallest text of every notebook figure (matplotlib PNGs under ``_images/``,
+  resolution from the file's pHYs chunk) is shown at least 9 px high; at 390 px (a phone) no
+  figure is wider than its column and none is squashed;
 * screenshots of the home page and a results page (``_build/screenshots``).
 
 Counts go to ``_build/screenshots/summary.json`` and to pytest's terminal summary.
@@ -29,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from polycstr_lib.analysis.style import MIN_FONT_PT
+
 # sphinx-thebe writes this constant into every page; thebe is off (_config.yml
 # launch_buttons.thebe: false), so thebe's loader, the only reader, never fetches it.
 ALLOWED_INLINE_URLS = {"https://unpkg.com/thebe@0.8.2/lib/index.js"}
@@ -42,6 +47,9 @@ SKIP_DIRS = {"_static", "_sources", "_images", "reports"}
 RAW_TEX = ("$$", "\\begin{", "\\[", "\\(")
 MIN_PNG_BYTES = 10_000
 WINDOW = (1280, 1600)
+PHONE = (390, 844)
+#: Smallest readable text on screen, CSS px: MIN_FONT_PT of a figure must be shown this high.
+MIN_TEXT_PX = 9.0
 PROBE_ID = "__probe__"
 
 EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
@@ -230,13 +238,11 @@ def test_renders_without_network(site, pages, summary):
     assert not problems, "\n".join(problems[:40])
 
 
-@pytest.fixture(scope="module")
-def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
-    """Each page after its JavaScript ran in Chromium: (probe report, text outside code)."""
-    names = [n for n in pages if n != "index.html"]  # the root only redirects
+def probe_pages(browse, names: list[str], window: tuple[int, int]) -> dict:
+    """Each page after its JavaScript ran in Chromium at ``window``: (probe report, text)."""
 
     def dump(name: str) -> str:
-        return browse(name + "?probe=1", "--dump-dom", f"--window-size={WINDOW[0]},{WINDOW[1]}")
+        return browse(name + "?probe=1", "--dump-dom", f"--window-size={window[0]},{window[1]}")
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         doms = dict(zip(names, pool.map(dump, names), strict=True))
@@ -246,6 +252,25 @@ def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
         probe = json.loads(html.unescape(match[1])) if match else None
         out[name] = (probe, "".join(Page(dom).text))
     return out
+
+
+@pytest.fixture(scope="module")
+def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
+    """Each page after its JavaScript ran in Chromium: (probe report, text outside code)."""
+    names = [n for n in pages if n != "index.html"]  # the root only redirects
+    return probe_pages(browse, names, WINDOW)
+
+
+def notebook_figure(src: str) -> bool:
+    """A notebook's output image: myst-nb writes them to ``_images/`` (logos are elsewhere)."""
+    return "_images/" in src and src.lower().endswith(".png")
+
+
+@pytest.fixture(scope="module")
+def rendered_phone(pages, browse) -> dict[str, tuple[dict | None, str]]:
+    """The pages with notebook figures, in Chromium at a phone's width (PHONE)."""
+    names = [n for n, p in pages.items() if any(notebook_figure(i) for i in parse(p).images)]
+    return probe_pages(browse, names, PHONE)
 
 
 def test_browser_loads_images(pages, rendered, summary):
@@ -348,6 +373,88 @@ def test_every_chapter_opens_with_its_finding(rendered, summary):
     summary.update(chapters=chapters, findings_missing=len(problems))
     assert chapters >= 10, f"only {chapters} chapter pages found"
     assert not problems, "\n".join(problems)
+
+
+def png_dpi(path: Path) -> float | None:
+    """The resolution a PNG records in its pHYs chunk (dots per inch; matplotlib writes it),
+    or None: not a PNG, no pHYs before the image data, or a unit other than the metre."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind == b"pHYs" and length == 9:
+            per_metre, _, unit = struct.unpack(">IIB", data[at + 8 : at + 17])
+            return per_metre * 0.0254 if unit == 1 else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        at += 12 + length
+    return None
+
+
+def test_figure_text_is_legible(site, pages, rendered, summary):
+    """At 1280 px every notebook figure shows its smallest text (MIN_FONT_PT) ≥ 9 px high.
+
+    A figure's shown pixels per point are ``dpi / 72 × shown width / natural width``: the
+    dpi from the PNG's own pHYs chunk (RETINA × figure.dpi for the book's retina PNGs), the
+    widths as the browser lays the <img> out. Images that are no matplotlib PNG (no pHYs, or
+    not a notebook output under ``_images/``) are skipped.
+    """
+    problems, measured, smallest = [], 0, None
+    for name, (probe, _) in rendered.items():
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        for img in probe["images"]:
+            if not notebook_figure(img["src"]) or not img["width"] or not img["shown"]:
+                continue  # a logo, or an image that did not load or is not laid out
+            dpi = png_dpi(resolve(site, pages[name], img["src"])[0])
+            if dpi is None:
+                continue
+            measured += 1
+            scale = img["shown"] / img["width"]
+            text_px = MIN_FONT_PT * dpi / 72 * scale
+            smallest = text_px if smallest is None else min(smallest, text_px)
+            if text_px < MIN_TEXT_PX:
+                problems.append(
+                    f"{name}: {img['src'].rsplit('/', 1)[-1][:16]}: {img['width']} px at "
+                    f"{dpi:.0f} dpi shown {img['shown']} px wide: {MIN_FONT_PT:g} pt text is "
+                    f"{text_px:.1f} px high (< {MIN_TEXT_PX:g}); draw it narrower"
+                )
+    summary.update(
+        figures_measured=measured, smallest_text_px=round(smallest, 1) if smallest else None
+    )
+    assert measured, "no matplotlib figure (PNG with pHYs under _images/) measured"
+    assert not problems, f"{len(problems)} illegible figures:\n" + "\n".join(problems[:40])
+
+
+def test_figures_fit_a_phone(rendered_phone, summary):
+    """At 390 px no notebook figure is wider than the box holding it, and none is squashed
+    (its shown aspect ratio is the file's: CSS must let the inline height follow the width)."""
+    problems, checked = [], 0
+    for name, (probe, _) in rendered_phone.items():
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        if probe["overflow"]["width"] != PHONE[0]:
+            width = probe["overflow"]["width"]
+            pytest.skip(f"this Chromium lays pages out at {width} px, not {PHONE[0]}")
+        for img in probe["images"]:
+            if not notebook_figure(img["src"]) or not img["width"] or not img["shown"]:
+                continue
+            checked += 1
+            file = img["src"].rsplit("/", 1)[-1][:16]
+            if img["shown"] > img["box"] + 1:
+                problems.append(f"{name}: {file} is {img['shown']} px wide in {img['box']} px")
+            natural, shown = img["height"] / img["width"], img["shownHeight"] / img["shown"]
+            if abs(shown / natural - 1) > 0.03:
+                problems.append(
+                    f"{name}: {file} is squashed (aspect {shown:.2f}, file {natural:.2f})"
+                )
+    summary["phone_figures_checked"] = checked
+    assert checked, "no notebook figure laid out at 390 px"
+    assert not problems, f"{len(problems)} figures do not fit a phone:\n" + "\n".join(problems[:40])
 
 
 def png_size(path: Path) -> tuple[int, int]:

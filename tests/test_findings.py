@@ -119,3 +119,25 @@ def test_ablation_and_support_findings_compare_with_the_base() -> None:
         "Validation episodes choose the plain correction at step size 1e-05; on the test "
         "episodes it raises BC from 97.0 to 98.5 and leaves IQL at 98.7 (IQM over seeds)."
     )
+
+
+def test_the_at_a_glance_figure_has_a_panel_per_scenario_and_legible_text() -> None:
+    from polycstr_lib.analysis.findings import at_a_glance_figure
+    from polycstr_lib.analysis.style import MIN_FONT_PT, method_colour
+
+    pages = {
+        "startup": page(PI=99.0, NMPC=101.0, BC=66.0, BC_plus=-500.0, IQL=98.6),
+        "grade_up": page(PI=90.0, BC=30.0, BC_plus=40.0, IQL=95.0),
+    }
+    fig = at_a_glance_figure(pages)
+    axes = fig.axes
+    assert len(axes) == 2 and all(ax.get_xscale() == "linear" for ax in axes)
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert labels == ["NMPC (oracle)", "PI", "BC", "BC+", "IQL"]
+    # BC+ at -500 on startup: a marker at the left edge with its value written beside it
+    assert any(t.get_text() == "-500" for t in axes[0].texts)
+    fig.canvas.draw()
+    sizes = [t.get_fontsize() for ax in axes for t in [*ax.texts, *ax.get_yticklabels()]]
+    assert min(sizes) >= MIN_FONT_PT
+    colours = {line.get_color() for line in axes[1].lines}
+    assert method_colour("IQL") in colours or any(method_colour("IQL") in str(c) for c in colours)

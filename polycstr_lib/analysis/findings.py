@@ -248,14 +248,19 @@ def at_a_glance_figure(results: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
         clipped to the band where the references lie; a method whose score falls below the
         band is drawn at its left edge with its value written beside it.
     """
-    from polycstr_lib.analysis.style import method_colour
+    from polycstr_lib.analysis.style import FULL_WIDTH, book_style, finish_figure, method_colour
 
     scenarios = list(results)
     every = ["NMPC", "PI", *[m for b in LEARNED for m in (b, f"{b}+")]]
     methods = [m for m in every if any(f"{m}_iqm" in v for v in results.values())]
-    fig, axes = plt.subplots(
-        1, len(scenarios), figsize=(7.5, 0.45 * len(methods) + 1.2), sharey=True, squeeze=False
-    )
+    with book_style():
+        fig, axes = plt.subplots(
+            1,
+            len(scenarios),
+            figsize=(FULL_WIDTH, 0.4 * len(methods) + 1.3),
+            sharey=True,
+            squeeze=False,
+        )
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         values = results[scenario]
         left = 0.0
@@ -281,10 +286,11 @@ def at_a_glance_figure(results: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
                 capsize=3,
             )
         ax.set_xlim(left, 105)
+        ax.set_xticks([0, 50, 100])
         ax.set_yticks(range(len(methods)), [m.replace("NMPC", "NMPC (oracle)") for m in methods])
-        ax.set_title(scenario.replace("_", " "), fontsize=10)
-        ax.set_xlabel("normalised reward")
+        ax.set_title(scenario.replace("_", " "))
         ax.grid(axis="x", alpha=0.4)
+    axes[0][len(scenarios) // 2].set_xlabel("normalised reward (IQM over seeds)")
     axes[0][0].invert_yaxis()
     fig.tight_layout()
-    return fig
+    return finish_figure(fig)

@@ -179,3 +179,29 @@ def test_unknown_columns_are_refused() -> None:
         reader_table(table, columns=["nope"])
     with pytest.raises(KeyError, match="seeds"):
         reader_table(table, seeds="seeds")
+
+
+def test_claims_with_one_seed_say_they_need_seeds() -> None:
+    from polycstr_lib.analysis.claims import NEEDS_SEEDS, claims_page_table, claims_table
+
+    values = {}
+    for i, method in enumerate(("Data", "PI", "BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")):
+        values.update(
+            {
+                f"{method}_mean": 50.0 + i,
+                f"{method}_min": 20.0 + i,
+                f"{method}_std": 10.0,
+                f"{method}_offset": 1.0,
+                f"{method}_seeds": [0],
+                f"{method}_seed_means": [50.0 + i],
+                f"{method}_seed_mins": [20.0 + i],
+            }
+        )
+    values.update({"IQL_seed_means": [98.6], "BC_seed_means": [41.2]})  # P(IQL > BC) = 1
+    shown = claims_page_table(claims_table({"startup": values}, {}))
+    assert shown.frame.loc["C1", "Verdict"] == NEEDS_SEEDS != "holds"
+    assert "= 1.00" not in shown.frame.loc["C1", "This build"]
+    assert set(shown.frame["Verdict"]) == {NEEDS_SEEDS, "holds", "partly", "does not hold"} & set(
+        shown.frame["Verdict"]
+    )
+    assert not RAW & set(_cells(shown))

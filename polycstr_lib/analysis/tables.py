@@ -465,6 +465,8 @@ def reader_table(
     Raises:
         KeyError: ``columns``, ``intervals``, ``counts`` or ``seeds`` names a column that
             the table does not have.
+        ValueError: two columns would show the same header, or ``index_header`` gives
+            a number of headers other than the index's levels.
     """
     intervals = dict(intervals or {})
     counts = dict(counts or {})

@@ -7,6 +7,8 @@ import pytest
 from polycstr_lib.analysis.claims import (
     FAILS,
     HOLDS,
+    NEEDS_SEEDS,
+    NEEDS_SEEDS_KEY,
     PARTLY,
     assess_claims,
     verdict_counts,
@@ -42,6 +44,8 @@ COST = {
 
 
 def test_verdicts_follow_the_numbers():
+    # Single-run pages (no per-seed lists): the rules alone, with the seed gate off
+    # (min_seeds=1); test_one_seed_verdicts_need_seeds covers the gate.
     results = {
         "startup": scenario_values(
             **{
@@ -55,7 +59,7 @@ def test_verdicts_follow_the_numbers():
         "grade_down": scenario_values(BC_offset=5.0),
         "grade_up": scenario_values(**{"BC+_mean": 66.9, "BC_mean": 4.7}),
     }
-    table = assess_claims(results, COST)
+    table = assess_claims(results, COST, min_seeds=1)
     assert table.loc["C1", "verdict"] == HOLDS
     assert table.loc["C2", "verdict"] == HOLDS
     assert table.loc["C3", "verdict"] == HOLDS
@@ -67,7 +71,7 @@ def test_verdicts_follow_the_numbers():
     results["startup"]["IQL_mean"] = 45.0  # only 3.8 points above BC
     results["grade_up"]["BC+_mean"] = 1.0  # below BC
     cost = dict(COST, r2_picnn_startup=0.995)  # PICNN fits better than the NN
-    table = assess_claims(results, cost)
+    table = assess_claims(results, cost, min_seeds=1)
     assert table.loc["C1", "verdict"] == PARTLY
     assert table.loc["C2", "verdict"] == FAILS
     assert table.loc["C4", "verdict"] == FAILS
@@ -78,22 +82,22 @@ def test_a_large_gap_between_two_failing_policies_is_only_partly():
     # Both fail (means far below the data's worst episode): 157 points apart is not "≫".
     results = {"grade_up": scenario_values(**{"BC+_mean": -837.8, "BC_mean": -995.0})}
     results["startup"] = scenario_values(**{"IQL_mean": -10.0, "BC_mean": -500.0})
-    table = assess_claims(results, COST)
+    table = assess_claims(results, COST, min_seeds=1)
     assert table.loc["C2", "verdict"] == PARTLY
     assert table.loc["C1", "verdict"] == PARTLY
     results["grade_up"]["BC+_mean"] = 0.0  # a working controller 995 points above BC
-    assert assess_claims(results, COST).loc["C2", "verdict"] == HOLDS
+    assert assess_claims(results, COST, min_seeds=1).loc["C2", "verdict"] == HOLDS
 
 
 def test_iql_plus_best_everywhere_and_cql_rules():
     results = {s: scenario_values() for s in ("startup", "grade_down", "grade_up")}
-    table = assess_claims(results, COST)
+    table = assess_claims(results, COST, min_seeds=1)
     # IQL (54) beats PI (51) everywhere but CQL+ (57) has the best mean: partly
     assert table.loc["C9", "verdict"] == PARTLY
     assert table.loc["C8", "verdict"] == HOLDS  # CQL 56 > BC 52 everywhere
     for s in results:
         results[s]["IQL+_mean"] = 99.0
-    assert assess_claims(results, COST).loc["C9", "verdict"] == HOLDS
+    assert assess_claims(results, COST, min_seeds=1).loc["C9", "verdict"] == HOLDS
 
 
 def test_read_glue_parses_myst_nb_outputs(tmp_path):
@@ -140,7 +144,7 @@ def test_small_r2_gaps_are_not_a_partial_reproduction():
 def test_no_result_pages_give_an_empty_table():
     table = assess_claims({}, {})
     assert table.empty and list(table.columns) == ["paper", "this build", "verdict", "rule"]
-    assert verdict_counts(table) == {HOLDS: 0, PARTLY: 0, FAILS: 0}
+    assert verdict_counts(table) == {HOLDS: 0, PARTLY: 0, FAILS: 0, NEEDS_SEEDS_KEY: 0}
 
 
 def seeded(values, method, means, seeds=None, mins=None):
@@ -236,3 +240,38 @@ def test_seed_stability_says_stable_or_flips():
     stability = seed_stability(one_seed, COST)
     assert stability["C1"] == NOT_ASSESSABLE and stability["C4"] == NO_SEEDS
     assert claims_table({}, {}).empty
+
+
+def test_one_seed_verdicts_need_seeds():
+    """With one seed per method, a verdict that reads P(A > B) says it needs seeds."""
+    startup = seeded(seeded(scenario_values(), "BC", [41.2]), "IQL", [98.6])
+    seeded(seeded(startup, "IQL+", [98.7], mins=[96.7]), "IQL", [98.6], mins=[96.5])
+    results = {"startup": startup, "grade_up": scenario_values(), "grade_down": scenario_values()}
+    table = assess_claims(results, COST)
+    for claim in ("C1", "C2", "C3", "C8", "C9"):
+        assert table.loc[claim, "verdict"] == NEEDS_SEEDS, claim
+    assert "P(IQL > BC) needs ≥ 2 seeds" in table.loc["C1", "this build"]
+    assert "= 1.00" not in table.loc["C1", "this build"]  # no probability from one pair
+    assert table.loc["C4", "verdict"] == HOLDS  # cost-model claims need no seeds
+    assert table.loc["C5", "verdict"] in (HOLDS, PARTLY, FAILS)  # means over seeds
+    counts = verdict_counts(table)
+    assert counts[NEEDS_SEEDS_KEY] == 5 and sum(counts.values()) == len(table)
+    # two seeds of IQL: C1 is judged by its rule again
+    seeded(startup, "IQL", [98.6, 97.0])
+    assert assess_claims(results, COST).loc["C1", "verdict"] == HOLDS
+    assert assess_claims(results, COST, min_seeds=1).loc["C2", "verdict"] != NEEDS_SEEDS
+
+
+def test_claims_page_table_names_rules_briefly():
+    from polycstr_lib.analysis.claims import RULE_NAMES, RULES, claims_page_table, claims_table
+
+    table = claims_table({"startup": scenario_values()}, COST)
+    shown = claims_page_table(table)
+    assert shown.headers == ["Claim", "Paper", "This build", "Verdict", "Seed halves", "Rule"]
+    assert shown.frame.loc["C1", "Rule"] == RULE_NAMES["C1"]
+    assert all(len(name) <= 30 for name in RULE_NAMES.values())
+    assert dict(shown.definitions)[f"C1 · {RULE_NAMES['C1']}"] == RULES["C1"]
+    assert shown.frame.loc["C1", "Verdict"] == NEEDS_SEEDS
+    assert any(note.startswith(NEEDS_SEEDS) for note in shown.notes)
+    html = shown.to_html()
+    assert "<details" in html and RULES["C4"].split(" ")[0] in html

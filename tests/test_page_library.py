@@ -201,7 +201,10 @@ def test_ablation_glue_keys_do_not_follow_labels() -> None:
     }  # fmt: skip
     header = ablation_page.header_glue("grade_up", "bc", 2, 5, 20, 1.0)
     assert header["base_name"] == "BC" and header["tol"] == "1"
-    assert "uncorrected" in ablation_page.settings_table(_summary()).index.get_level_values(1)
+    # the settings table is a reader's table: labels capitalised, code names as headers gone
+    settings = ablation_page.settings_table(_summary())
+    assert "Uncorrected" in settings.frame.index.get_level_values(1)
+    assert "Step size η" in settings.headers and "step_size" not in settings.headers
 
 
 def test_ablation_figures_draw() -> None:

@@ -64,8 +64,11 @@ def test_page_table_merges_interval_columns_and_drops_all_nan_ones():
 
 
 def test_results_page_table_has_seven_readable_columns():
+    # results_page_table returns a reader's table (polycstr_lib.analysis.tables): readable
+    # headers, counts as "k of n", the interval only for a row with 2 seeds or more.
     from polycstr_lib.analysis.report import RESULTS_COLUMNS, results_page_table
     from polycstr_lib.analysis.results import results_table
+    from polycstr_lib.analysis.tables import INTERVAL, header_text
 
     def metrics(rewards, runaway):
         return _metrics(rewards).assign(runaway=runaway, violations=[4 * r for r in runaway])
@@ -75,15 +78,22 @@ def test_results_page_table_has_seven_readable_columns():
         "B": {0: metrics([50, 60], [False, False])},
     }
     table = results_table(per_seed, reps=50)
-    shown = results_page_table(table)
-    assert list(shown.columns) == [c for c in RESULTS_COLUMNS if c != "optimality"]
-    assert shown.loc["A", "runaways"] == "1/4" and shown.loc["A", "over 370 K"] == "1/4"
-    assert shown.loc["B", "IQM [95 % CI]"] == "55.0 [55.0, 55.0]"
-    assert shown.loc["A", "worst episode"] == 10.0
+    shown = results_page_table(table).frame
+    headers = [header_text(c) for c in RESULTS_COLUMNS if c != "optimality"]
+    headers[0] = f"{headers[0]} {INTERVAL}"  # A has two seeds: an interval
+    assert list(shown.columns) == headers
+    assert shown.loc["A", "Runaways (T > 450 K)"] == "1 of 4"
+    assert shown.loc["A", "Episodes over 370 K"] == "1 of 4"
+    assert shown.loc["B", "IQM [95 % CI]"] == "55.0"  # one seed: no interval
+    assert shown.loc["A", "IQM [95 % CI]"].startswith("25.0 [")
+    assert shown.loc["A", "Worst episode"] == "10.0"
     per_seed["A"][0] = per_seed["A"][0].assign(optimality=[80.0, 90.0])
     shown = results_page_table(results_table(per_seed, reps=50))
-    assert list(shown.columns) == list(RESULTS_COLUMNS) and len(shown.columns) <= 7
-    assert shown.loc["A", "optimality"] == 85.0
+    assert len(shown.frame.columns) == len(RESULTS_COLUMNS) == 7
+    assert shown.frame.loc["A", "Optimality (%)"] == "85.0"
+    assert shown.frame.loc["B", "Optimality (%)"] == "—"  # no oracle episode: said why
+    assert any("no NMPC oracle run" in note for note in shown.notes)
+    assert any("4 for A, 2 for B" in note for note in shown.notes)  # mixed denominators
 
 
 def test_page_table_rounds_per_column():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polycstr_lib.analysis.report import page_table
+from polycstr_lib.analysis.tables import ReaderTable, reader_table
 from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
 from polycstr_lib.reactor.scenarios import get_scenario
 
@@ -113,32 +113,51 @@ def _settings(summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def settings_table(summary: pd.DataFrame) -> Any:
-    """Every validation setting: step size, IQM over seeds, worst episode, runaways."""
+#: Digits of the ablation tables' numbers (step sizes span decades: ``%g``).
+DIGITS = {"step_size": "g", "iqm": 1, "worst": 1, "latency_ms": 3}
+
+
+def _counts(table: pd.DataFrame, episodes: int | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``table`` with the denominators of its counts: runaways of ``runs × episodes``
+    episodes (when ``episodes`` is known), runs not worse of ``runs``."""
+    counts = {}
+    if episodes is not None and "runaways" in table:
+        table = table.assign(run_episodes=table["runs"] * episodes)
+        counts["runaways"] = "run_episodes"
+    if "not_worse" in table:
+        counts["not_worse"] = "runs"
+    return table, counts
+
+
+def settings_table(summary: pd.DataFrame, episodes: int | None = None) -> ReaderTable:
+    """Every validation setting: step size, IQM over seeds, worst episode, runaways (of the
+    ``runs × episodes`` validation episodes when ``episodes`` is given), runs not worse than
+    the base."""
+    table, counts = _counts(_settings(summary), episodes)
     columns = ["step_size", "iqm", "worst", "runaways", "not_worse"]
-    return page_table(_settings(summary)[columns], {"step_size": 3, "iqm": 1, "worst": 1})
+    return reader_table(table, columns=columns, digits=DIGITS, counts=counts)
 
 
-def front_table(summary: pd.DataFrame, front: np.ndarray) -> Any:
+def front_table(summary: pd.DataFrame, front: np.ndarray) -> ReaderTable:
     """The settings on the Pareto front of IQM against correction time."""
     columns = ["step_size", "iqm", "worst", "latency_ms"]
-    digits = {"step_size": 3, "iqm": 1, "worst": 1, "latency_ms": 3}
-    return page_table(_settings(summary.iloc[front])[columns], digits)
+    return reader_table(_settings(summary.iloc[front]), columns=columns, digits=DIGITS)
 
 
-def expectile_table(tau_table: pd.DataFrame) -> Any:
+def expectile_table(tau_table: pd.DataFrame, episodes: int | None = None) -> ReaderTable:
     """IQL at every τ, uncorrected and corrected, on validation."""
-    columns = ["iqm", "worst", "runaways", "not_worse", "runs"]
-    return page_table(tau_table.set_index(["tau", "method"])[columns], {"iqm": 1, "worst": 1})
+    table, counts = _counts(tau_table.set_index(["tau", "method"]), episodes)
+    columns = ["iqm", "worst", "runaways", "not_worse"]
+    return reader_table(table, columns=columns, digits=DIGITS, counts=counts)
 
 
-def test_table(test: pd.DataFrame) -> Any:
-    """The base and every sweep's preferred setting on the test episodes."""
-    columns = ["variant", "step_size", "iqm", "worst", "runaways", "runs"]
-    table = test.replace({"variant": {"none": "uncorrected"}}).set_index("sweep")[columns]
-    return page_table(
-        table.rename(columns={"variant": "setting"}), {"step_size": 3, "iqm": 1, "worst": 1}
-    )
+def test_table(test: pd.DataFrame, episodes: int | None = None) -> ReaderTable:
+    """The base and every sweep's preferred setting on the test episodes (runaways of the
+    ``runs × episodes`` test episodes when ``episodes`` is given)."""
+    table = test.replace({"variant": {"none": "uncorrected"}}).set_index("sweep")
+    table, counts = _counts(table.rename(columns={"variant": "setting"}), episodes)
+    columns = ["setting", "step_size", "iqm", "worst", "runaways", "runs"]
+    return reader_table(table, columns=columns, digits=DIGITS, counts=counts)
 
 
 test_table.__test__ = False  # not a pytest test despite its name

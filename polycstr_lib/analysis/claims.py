@@ -2,7 +2,11 @@
 
 Values come from the executed notebooks' myst-nb ``glue`` outputs (read back from the
 notebook files, never typed); :func:`assess_claims` turns them into verdicts with rules
-stated in :data:`RULES`, so a reviewer can check each verdict against its inputs.
+stated in :data:`RULES`, so a reviewer can check each verdict against its inputs. A verdict
+that rests on a probability of improvement across seeds (:data:`SEEDED_CLAIMS`) is
+:data:`NEEDS_SEEDS` while the runs compared have one seed each: P(A > B) from one pair of
+runs is 0, 0.5 or 1, not evidence. :func:`claims_page_table` is the table the page shows:
+each rule named briefly (:data:`RULE_NAMES`), its full text in a list below.
 """
 
 from __future__ import annotations
@@ -13,16 +17,25 @@ import numpy as np
 import pandas as pd
 
 from polycstr_lib.analysis.results import SEED_GLUE
+from polycstr_lib.analysis.tables import ReaderTable, reader_table
 from polycstr_lib.toolkit.stats import Comparison, compare_runs, iqm
 
 SCENARIO_NAMES = ("startup", "grade_down", "grade_up")
 HOLDS, PARTLY, FAILS = "holds", "partly", "does not hold"
+#: Verdict of a claim in :data:`SEEDED_CLAIMS` while the runs compared have one seed each.
+NEEDS_SEEDS = "needs ≥ 2 seeds"
+#: Key of :data:`NEEDS_SEEDS` in :func:`verdict_counts` (glued as ``count_needs_seeds``).
+NEEDS_SEEDS_KEY = "needs seeds"
+#: Claims whose rule reads P(A > B) across training seeds.
+SEEDED_CLAIMS = ("C1", "C2", "C3", "C8", "C9")
+MIN_SEEDS = 2  # seeds a P(A > B) verdict needs (on at least one side of the comparison)
 MARGIN = 20.0  # IQM gap, normalised-reward points, that makes "A >> B"
 P_HOLDS = 0.75  # P(A > B) across seeds that makes "A better than B" hold
 R2_GAP = 0.1  # R² gap that makes "PICNN clearly below NN"
 R2_SMALL_GAP = 0.01  # smaller gaps are noise between two training runs
 STABLE = "stable"
 NOT_ASSESSABLE = "not assessable (one seed)"
+HALVES_TOO_SMALL = "not assessable (one seed per half)"
 NO_SEEDS = "not assessable (one cost-model run)"
 SEEDLESS_CLAIMS = ("C4", "C6")  # read from the cost-model page only
 
@@ -64,6 +77,21 @@ PAPER = {
     "C7": "BC: sluggish convergence and steady-state offset",
     "C8": "CQL beats BC by 25 % mean return (second source, another task)",
     "C9": "IQL beats PI everywhere; IQL+ best mean everywhere",
+}
+
+
+#: A short name of each claim's rule, for the table's "Rule" column (the full text,
+#: :data:`RULES`, is listed below the table).
+RULE_NAMES = {
+    "C1": "IQL ≫ BC (startup)",
+    "C2": "BC+ ≫ BC (grade up)",
+    "C3": "IQL+ lifts the worst episode",
+    "C4": "PICNN R² below the NN's",
+    "C5": "higher minimum, less spread",
+    "C6": "PICNN gradients stable late",
+    "C7": "BC has the largest offset",
+    "C8": "CQL beats BC",
+    "C9": "IQL beats PI, IQL+ best",
 }
 
 
@@ -112,8 +140,24 @@ def _beats(c: Comparison) -> bool:
     return c.p >= P_HOLDS and c.gap > 0
 
 
-def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
+def _seeds(values: Mapping, a: str, b: str, stat: str = "mean") -> int:
+    """The larger number of seeds of ``a`` and ``b`` (a single run counts as one)."""
+    return max(len(seed_values(values, a, stat)), len(seed_values(values, b, stat)))
+
+
+def _p_text(c: Comparison, a: str, b: str, seeds: int, min_seeds: int) -> str:
+    """``'P(A > B) = 0.75'``, or that one seed each gives no such probability."""
+    if seeds < min_seeds:
+        return f"P({a} > {b}) needs ≥ {min_seeds} seeds (one each here)"
+    return f"P({a} > {b}) = {c.p:.2f}"
+
+
+def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
     """Verdicts of claims C1-C9 by the rules of :data:`RULES`.
+
+    A claim of :data:`SEEDED_CLAIMS` is :data:`NEEDS_SEEDS` when some comparison it rests
+    on has fewer than ``min_seeds`` seeds on both sides (its P(A > B) would come from one
+    pair of runs); its "this build" text then gives the IQMs without the probability.
 
     Args:
         results: scenario -> glued values of its results page: per method the per-seed
@@ -122,29 +166,38 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
             ``<METHOD>_min``, ``<METHOD>_std``, ``<METHOD>_offset``.
         cost: glued values of the cost-model page (``r2_mlp_<scenario>``,
             ``r2_picnn_<scenario>``, ``agree_<mlp|picnn>_late``, ``flip_<mlp|picnn>_late``).
+        min_seeds: seeds a probability of improvement needs (1: every verdict by its rule
+            alone, as with several seeds).
 
     Returns:
         DataFrame indexed by claim: ``paper``, ``this build``, ``verdict``, ``rule``.
     """
     rows = {}
 
+    def seeded(verdict: str, *seeds: int) -> str:
+        return NEEDS_SEEDS if min(seeds) < min_seeds else verdict
+
     if "startup" in results:
-        c = compare(results["startup"], "IQL", "BC")
+        values = results["startup"]
+        c, n = compare(values, "IQL", "BC"), _seeds(values, "IQL", "BC")
         rows["C1"] = (
-            f"startup: IQM IQL {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; P(IQL > BC) = {c.p:.2f}",
-            _much_better(c),
+            f"startup: IQM IQL {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; "
+            + _p_text(c, "IQL", "BC", n, min_seeds),
+            seeded(_much_better(c), n),
         )
-        c = compare(results["startup"], "IQL+", "IQL", "min")
+        c, n = compare(values, "IQL+", "IQL", "min"), _seeds(values, "IQL+", "IQL", "min")
         rows["C3"] = (
             f"startup: IQM of seed minima IQL+ {c.iqm_x:.1f} vs IQL {c.iqm_y:.1f}; "
-            f"P(IQL+ > IQL) = {c.p:.2f}",
-            _verdict(c.p >= P_HOLDS and c.gap > 1, c.gap >= -1),
+            + _p_text(c, "IQL+", "IQL", n, min_seeds),
+            seeded(_verdict(c.p >= P_HOLDS and c.gap > 1, c.gap >= -1), n),
         )
     if "grade_up" in results:
-        c = compare(results["grade_up"], "BC+", "BC")
+        values = results["grade_up"]
+        c, n = compare(values, "BC+", "BC"), _seeds(values, "BC+", "BC")
         rows["C2"] = (
-            f"grade up: IQM BC+ {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; P(BC+ > BC) = {c.p:.2f}",
-            _much_better(c),
+            f"grade up: IQM BC+ {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; "
+            + _p_text(c, "BC+", "BC", n, min_seeds),
+            seeded(_much_better(c), n),
         )
     scen = [s for s in SCENARIO_NAMES if f"r2_picnn_{s}" in cost]
     if scen:
@@ -188,21 +241,31 @@ def assess_claims(results: dict[str, dict], cost: dict) -> pd.DataFrame:
             _verdict(worse >= 2, worse >= 1),
         )
         cql = {s: compare(v, "CQL", "BC") for s, v in results.items()}
+        cql_seeds = [_seeds(v, "CQL", "BC") for v in results.values()]
         wins = sum(_beats(c) for c in cql.values())
-        text = ", ".join(f"{s} {c.p:.2f}" for s, c in cql.items())
-        rows["C8"] = (
-            f"CQL beats BC in {wins} of {n} scenarios (P(CQL > BC): {text})",
-            _verdict(wins == n, wins > 0),
-        )
+        if min(cql_seeds) < min_seeds:
+            text = f"CQL's IQM above BC's in {sum(c.gap > 0 for c in cql.values())} of {n} "
+            text += f"scenarios; P(CQL > BC) needs ≥ {min_seeds} seeds (one each here)"
+        else:
+            probabilities = ", ".join(f"{s} {c.p:.2f}" for s, c in cql.items())
+            text = f"CQL beats BC in {wins} of {n} scenarios (P(CQL > BC): {probabilities})"
+        rows["C8"] = (text, seeded(_verdict(wins == n, wins > 0), *cql_seeds))
         beats_pi = sum(_beats(compare(v, "IQL", "PI")) for v in results.values())
+        pi_seeds = [_seeds(v, "IQL", "PI") for v in results.values()]
         agents = ("BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")
         best = 0
         for v in results.values():
             iqms = {a: iqm(seed_values(v, a)) for a in agents}
             best += iqms["IQL+"] >= max(iqms.values())
+        if min(pi_seeds) < min_seeds:
+            above = sum(compare(v, "IQL", "PI").gap > 0 for v in results.values())
+            text = f"IQL's IQM above PI's in {above} of {n} (P(IQL > PI) needs ≥ {min_seeds} "
+            text += f"seeds); IQL+ highest IQM in {best} of {n}"
+        else:
+            text = f"IQL beats PI in {beats_pi} of {n}; IQL+ highest IQM in {best} of {n}"
         rows["C9"] = (
-            f"IQL beats PI in {beats_pi} of {n}; IQL+ highest IQM in {best} of {n}",
-            _verdict(beats_pi == n and best == n, beats_pi == n or best == n),
+            text,
+            seeded(_verdict(beats_pi == n and best == n, beats_pi == n or best == n), *pi_seeds),
         )
     columns = ["claim", "paper", "this build", "verdict", "rule"]
     table = pd.DataFrame(
@@ -251,7 +314,7 @@ def seed_halves(results: dict[str, dict]) -> tuple[dict[str, dict], dict[str, di
     return halves if split else None
 
 
-def seed_stability(results: dict[str, dict], cost: dict) -> pd.Series:
+def seed_stability(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.Series:
     """Whether each verdict survives splitting the seeds into two disjoint halves.
 
     Every verdict of :func:`assess_claims` is recomputed on each half of
@@ -260,23 +323,27 @@ def seed_stability(results: dict[str, dict], cost: dict) -> pd.Series:
     Args:
         results: scenario -> glued values of its results page.
         cost: glued values of the cost-model page.
+        min_seeds: as in :func:`assess_claims`.
 
     Returns:
         Claim -> ``"stable"`` (both halves give the full set's verdict), ``"flips (first
-        half: A, second half: B)"``, :data:`NOT_ASSESSABLE` (one seed) or :data:`NO_SEEDS`
-        (claims read from the cost-model page only).
+        half: A, second half: B)"``, :data:`NOT_ASSESSABLE` (one seed, or a verdict that
+        needs more seeds), :data:`HALVES_TOO_SMALL` (a half too small for the verdict's
+        P(A > B)) or :data:`NO_SEEDS` (claims read from the cost-model page only).
     """
-    full = assess_claims(results, cost)["verdict"]
+    full = assess_claims(results, cost, min_seeds)["verdict"]
     halves = seed_halves(results)
     out = {}
     if halves is not None:
-        first = assess_claims(halves[0], cost)["verdict"]
-        second = assess_claims(halves[1], cost)["verdict"]
+        first = assess_claims(halves[0], cost, min_seeds)["verdict"]
+        second = assess_claims(halves[1], cost, min_seeds)["verdict"]
     for claim, verdict in full.items():
         if claim in SEEDLESS_CLAIMS:
             out[claim] = NO_SEEDS
-        elif halves is None:
+        elif halves is None or verdict == NEEDS_SEEDS:
             out[claim] = NOT_ASSESSABLE
+        elif NEEDS_SEEDS in (first[claim], second[claim]):
+            out[claim] = HALVES_TOO_SMALL
         elif first[claim] == second[claim] == verdict:
             out[claim] = STABLE
         else:
@@ -284,16 +351,44 @@ def seed_stability(results: dict[str, dict], cost: dict) -> pd.Series:
     return pd.Series(out, name="seed halves", dtype=object)
 
 
-def claims_table(results: dict[str, dict], cost: dict) -> pd.DataFrame:
+def claims_table(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
     """:func:`assess_claims` with the ``seed halves`` column of :func:`seed_stability`
     beside each verdict."""
-    table = assess_claims(results, cost)
+    table = assess_claims(results, cost, min_seeds)
     table.insert(
         table.columns.get_loc("verdict") + 1,
         "seed halves",
-        seed_stability(results, cost).reindex(table.index),
+        seed_stability(results, cost, min_seeds).reindex(table.index),
     )
     return table
+
+
+def claims_page_table(table: pd.DataFrame) -> ReaderTable:
+    """A :func:`claims_table` as the claims page shows it: each rule by its short name
+    (:data:`RULE_NAMES`), the full rules (:data:`RULES`) in a collapsible list below.
+
+    Args:
+        table: :func:`claims_table` (or :func:`assess_claims`).
+
+    Returns:
+        A :func:`~polycstr_lib.analysis.tables.reader_table` with the columns Paper, This
+        build, Verdict, Seed halves (where the table has it) and Rule.
+    """
+    shown = table.assign(rule=[RULE_NAMES[c] for c in table.index])
+    notes = []
+    if (table["verdict"] == NEEDS_SEEDS).any():
+        notes.append(
+            f"{NEEDS_SEEDS}: the rule reads the probability of improvement P(A > B) across "
+            "training seeds, which one seed of each method cannot give (it would be 0, 0.5 "
+            "or 1 from a single pair of runs)."
+        )
+    return reader_table(
+        shown,
+        index_header="Claim",
+        notes=notes,
+        definitions={f"{c} · {RULE_NAMES[c]}": RULES[c] for c in table.index},
+        definitions_title="Rules in full",
+    )
 
 
 def stability_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -342,6 +437,27 @@ def oracle_gaps(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
-    """How many claims hold, partly hold and do not hold."""
+    """How many claims hold, partly hold, do not hold, and need more seeds.
+
+    Returns:
+        ``{HOLDS: k, PARTLY: k, FAILS: k, NEEDS_SEEDS_KEY: k}`` (the last keyed
+        ``"needs seeds"``, so that the page glues it as ``count_needs_seeds``).
+    """
     counts = table["verdict"].value_counts()
-    return {k: int(counts.get(k, 0)) for k in (HOLDS, PARTLY, FAILS)}
+    out = {k: int(counts.get(k, 0)) for k in (HOLDS, PARTLY, FAILS)}
+    out[NEEDS_SEEDS_KEY] = int(counts.get(NEEDS_SEEDS, 0))
+    return out
+
+
+def oracle_gaps_page_table(gaps: pd.DataFrame) -> ReaderTable:
+    """:func:`oracle_gaps` as the claims page shows it: one header row (scenario · score),
+    one decimal, ``—`` with a footnote where a page scored no optimality."""
+    return reader_table(
+        gaps,
+        digits=1,
+        index_header="Method",
+        missing={
+            "optimality": "the page scored no optimality for this method",
+            "gap": "the page has no mean for this method",
+        },
+    )

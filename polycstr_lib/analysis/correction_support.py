@@ -13,16 +13,21 @@ import numpy as np
 import pandas as pd
 
 from polycstr_lib.analysis.report import safe_range_phrase, step_range_text
+from polycstr_lib.analysis.tables import ReaderTable, reader_table
 from polycstr_lib.correction.choice import COST_TO_GO_VARIANT
 from polycstr_lib.correction.tuning import CorrectionChoice, preferred_model, safe_ranges
 
 __all__ = [
     "VARIANT_KEYS",
     "choice_glue",
+    "choice_page_table",
     "choice_table",
     "path_error_glue",
     "path_errors",
     "per_agent_ranges",
+    "r2_page_table",
+    "ranges_page_table",
+    "test_page_table",
     "test_table_glue",
 ]
 
@@ -73,6 +78,15 @@ def choice_table(choices: Mapping[str, CorrectionChoice]) -> pd.DataFrame:
     return pd.concat(tables).rename_axis(["scenario", "variant"])
 
 
+def choice_page_table(choices: Mapping[str, CorrectionChoice]) -> ReaderTable:
+    """:func:`choice_table` as chapter 08 shows it: a safe step as ✓ / ✗, IQMs to 0.1."""
+    return reader_table(
+        choice_table(choices),
+        digits={"iqm": 1, "worst_iqm": 1},
+        headers={"iqm": "IQM at the chosen step"},
+    )
+
+
 def choice_glue(choice: CorrectionChoice) -> dict[str, Any]:
     """The lead scenario's choice: each variant's step, worst IQM and safe range, the winner."""
     table = choice.per_variant
@@ -119,6 +133,46 @@ def per_agent_ranges(sweeps: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, 
         columns={"safe_decades": "decades"}
     )
     return table, values
+
+
+def ranges_page_table(table: pd.DataFrame) -> ReaderTable:
+    """The per-agent table of :func:`per_agent_ranges` as chapter 08 shows it."""
+    return reader_table(
+        table,
+        digits={"decades": 1, "worst_iqm": 1},
+        missing={"decades": "no safe step size, so no range"},
+    )
+
+
+def r2_page_table(r2: Mapping[str, Mapping[str, float]]) -> ReaderTable:
+    """Held-out R² of every cost model (columns) per scenario (rows), saying so."""
+    return reader_table(
+        pd.DataFrame(dict(r2)).T,
+        digits=3,
+        index_header="Scenario",
+        caption="Held-out R² of each cost model (1 = a perfect fit on held-out episodes)",
+    )
+
+
+def test_page_table(test_table: pd.DataFrame, episodes: int | None = None) -> ReaderTable:
+    """The test episodes' table of :func:`~polycstr_lib.correction.choice.test_choices`:
+    per (scenario, algorithm, variant) the IQM, the worst episode, the runaways (of the
+    ``runs × episodes`` test episodes when ``episodes`` is given) and the runs."""
+    table = test_table.set_index(["scenario", "algorithm", "variant"])
+    counts = {}
+    if episodes is not None:
+        table = table.assign(run_episodes=table["runs"] * episodes)
+        counts["runaways"] = "run_episodes"
+    return reader_table(
+        table,
+        columns=["iqm", "worst", "runaways", "runs"],
+        digits={"iqm": 1, "worst": 1},
+        counts=counts,
+        labels={"none": "Uncorrected"},
+    )
+
+
+test_page_table.__test__ = False  # not a pytest test despite its name
 
 
 def test_table_glue(

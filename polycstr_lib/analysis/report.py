@@ -2,10 +2,11 @@
 
 - :func:`drop_empty_columns` and :func:`page_table`: no column that is empty or all NaN;
   an interval column ``'<col> ± 95 %'`` merged into its column.
-- :func:`results_page_table`: the results pages' table (:func:`~polycstr_lib.reactor.metrics.
-  results_table`) in seven columns: IQM across seeds with its 95 % stratified-bootstrap
-  interval, median, worst episode, episodes over 370 K and runaways (``k/n``), offset and
-  optimality.
+- :func:`results_page_table`: the results pages' table (:func:`~polycstr_lib.analysis.results.
+  results_table`) as a reader's table (:mod:`polycstr_lib.analysis.tables`) of seven
+  columns: IQM across seeds with its 95 % stratified-bootstrap interval (the value alone with
+  one seed), median, worst episode, episodes over 370 K and runaways (``k of n``), offset
+  and optimality.
 - :func:`with_interval`: a value and its interval as one text column.
 - :func:`step_range_text` and :func:`safe_range_phrase`: a range of step sizes (which span
   decades) as readable text, for a table and for prose.
@@ -45,9 +46,12 @@ from polycstr_lib.analysis.style import (
     set_reward_axis,
     tidy_axis,
 )
+from polycstr_lib.analysis.tables import ReaderTable, reader_table
 
 __all__ = [
     "INTERVAL_SUFFIX",
+    "NO_OPTIMALITY",
+    "RESULTS_COLUMNS",
     "REWARD_LINTHRESH",
     "drop_empty_columns",
     "episode_scores",
@@ -167,19 +171,29 @@ def with_interval(
     return out
 
 
-#: Columns of :func:`results_page_table`, in order (optimality only where measured).
-RESULTS_COLUMNS = (
-    "IQM [95 % CI]",
-    "median",
-    "worst episode",
-    "over 370 K",
-    "runaways",
-    "offset",
-    "optimality",
-)
+#: Columns of :func:`results_page_table`, in order (optimality only where measured), by
+#: their names in :func:`~polycstr_lib.analysis.results.results_table`.
+RESULTS_COLUMNS = ("iqm", "median", "worst", "violating", "runaways", "offset", "optimality")
+
+#: Why the results table has no optimality for a row (the Data row: the dataset's episodes
+#: are not the test episodes the NMPC oracle ran on).
+NO_OPTIMALITY = "no NMPC oracle run on these episodes (the score needs the oracle's return)"
 
 
-def results_page_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+def _denominators(episodes: pd.Series) -> str:
+    """``'2 for NMPC (oracle), 100 for Data, 20 for the other rows'`` (in the rows' order;
+    the most common count last as "the other rows" when more than two rows share it)."""
+    groups: dict[int, list[str]] = {}
+    for method, n in episodes.items():
+        groups.setdefault(int(n), []).append(str(method))
+    common = max(groups, key=lambda n: len(groups[n]))
+    if len(groups[common]) <= 2:
+        return ", ".join(f"{n:,} for {', '.join(m)}" for n, m in groups.items())
+    parts = [f"{n:,} for {', '.join(m)}" for n, m in groups.items() if n != common]
+    return ", ".join([*parts, f"{common:,} for the other rows"])
+
+
+def results_page_table(table: pd.DataFrame, digits: int = 1) -> ReaderTable:
     """A :func:`~polycstr_lib.analysis.results.results_table` as the results pages show it.
 
     Args:
@@ -187,25 +201,30 @@ def results_page_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         digits: Decimals of the scores and the offset.
 
     Returns:
-        At most seven columns (:data:`RESULTS_COLUMNS`): ``IQM [95 % CI]`` as
-        ``'value [low, high]'`` text, ``median``, ``worst episode``, ``over 370 K`` and
-        ``runaways`` as ``'k/n'`` episode counts, ``offset`` and ``optimality`` (dropped
-        where the table has none or all NaN).
+        A :func:`~polycstr_lib.analysis.tables.reader_table` of at most seven columns
+        (:data:`RESULTS_COLUMNS`): the IQM with its 95 % interval (the value alone for a row
+        of one seed or one run), the median, the worst episode, the episodes over 370 K and
+        the runaways as ``'k of n'`` episodes, the offset and the optimality (left out where
+        the table has none; ``—`` with a footnote where a row has none).
     """
-    shown = with_interval(table, "iqm", "iqm_low", "iqm_high", digits=digits).rename(
-        columns={"iqm [95 % CI]": "IQM [95 % CI]", "worst": "worst episode"}
-    )
     episodes = table["episodes"].astype(int)
-    shown["over 370 K"] = [
-        f"{k}/{n}" for k, n in zip(table["violating"].astype(int), episodes, strict=True)
-    ]
-    shown["runaways"] = [
-        f"{k}/{n}" for k, n in zip(table["runaways"].astype(int), episodes, strict=True)
-    ]
-    for col in ("median", "worst episode", "offset", "optimality"):
-        if col in shown.columns:
-            shown[col] = shown[col].astype(float).round(digits)
-    return drop_empty_columns(shown[[c for c in RESULTS_COLUMNS if c in shown.columns]])
+    notes = []
+    if episodes.nunique() > 1:
+        notes.append(
+            "Episode counts are k of n, n being every episode of the row (all its seeds): "
+            f"{_denominators(episodes)}."
+        )
+    return reader_table(
+        table,
+        columns=[c for c in RESULTS_COLUMNS if c in table.columns],
+        digits=digits,
+        intervals={"iqm": ("iqm_low", "iqm_high")},
+        seeds="seeds",
+        counts={"violating": "episodes", "runaways": "episodes"},
+        missing={"optimality": NO_OPTIMALITY},
+        index_header="Method",
+        notes=notes,
+    )
 
 
 def _pooled(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:

@@ -92,7 +92,7 @@ def write_timings_table(executed_dir: Path | None = None) -> Path:
     folder = executed_dir or EXECUTED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
-        "| page | profile | execution (min) | finished (UTC) |",
+        "| Page | Profile | Execution (min) | Finished (UTC) |",
         "|---|---|---:|---|",
     ]
     total = 0.0

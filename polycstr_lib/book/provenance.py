@@ -142,8 +142,10 @@ def provenance_html(record: dict) -> str:
     params_html = (
         "<details style='margin-top:0.3em'><summary>Parameters of this run "
         f"({len(record['parameters'])})</summary>"
+        "<div style='overflow-x:auto;max-width:100%'>"
         "<table style='font-size:0.9em;margin:0.3em 0'>"
-        f"<thead><tr><th>name</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<thead><tr><th>Parameter</th><th>Value</th></tr></thead><tbody>{rows}</tbody></table>"
+        "</div>"
         "</details>"
         if record["parameters"]
         else ""
@@ -314,7 +316,7 @@ def parameters_markdown(paths: list[str | Path] | str | Path) -> str:
         lines += [
             f"### `{Path(p).stem}`",
             "",
-            "| parameter | type | default | meaning |",
+            "| Parameter | Type | Default | Meaning |",
             "|---|---|---|---|",
         ]
         for row in notebook_parameters(p):

@@ -106,7 +106,7 @@ def compare_integrators(
     )
     runs = [
         (
-            "scipy solve_ivp BDF (rtol 1e-6), one env at a time",
+            "SciPy BDF integrator (rtol 1e-6), one reactor at a time",
             scipy_episodes,
             scipy_stepper("BDF", 1e-6, 1e-8, params),
         )

@@ -91,9 +91,61 @@ PROBE_SCRIPT = """
     });
     return {checked: checked, found: found, width: window.innerWidth};
   }
+  // At the window's width (tests/browser/test_site.py runs it at 390 px): how wide the
+  // page scrolls, and every table that is neither inside a box that scrolls sideways
+  // (overflow-x auto or scroll) nor within the window. "wide" names the outermost visible
+  // elements that reach past the window's right edge outside any scroll box.
+  function scroller(el) {
+    for (var p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      var o = getComputedStyle(p).overflowX;
+      if (o === "auto" || o === "scroll") { return p; }
+    }
+    return null;
+  }
+  function clipped(el) {
+    for (var p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      var o = getComputedStyle(p).overflowX;
+      if (o !== "visible") { return true; }
+    }
+    return false;
+  }
+  function pageWidth() {
+    var width = window.innerWidth, tables = 0, found = [], wide = [];
+    var doc = document.scrollingElement || document.documentElement;
+    Array.prototype.forEach.call(document.querySelectorAll("table"), function (el) {
+      if (el.closest("#__probe__") || !el.getClientRects().length) { return; }
+      tables += 1;
+      var r = el.getBoundingClientRect(), box = scroller(el);
+      if (box) {
+        var b = box.getBoundingClientRect();
+        if (b.left < -1 || b.right > width + 1) {
+          found.push({what: describe(el) + " in a scroll box wider than the window",
+                      left: Math.floor(b.left), right: Math.ceil(b.right)});
+        }
+      } else if (r.left < -1 || r.right > width + 1) {
+        found.push({what: describe(el), left: Math.floor(r.left), right: Math.ceil(r.right)});
+      }
+    });
+    Array.prototype.forEach.call(document.body.querySelectorAll("*"), function (el) {
+      if (wide.length >= 20 || el.closest("#__probe__") || !el.getClientRects().length) {
+        return;
+      }
+      var r = el.getBoundingClientRect();
+      if (r.right <= width + 1 || getComputedStyle(el).visibility === "hidden") { return; }
+      if (getComputedStyle(el).position === "fixed" || clipped(el)) { return; }
+      var parent = el.parentElement;
+      if (parent && parent !== document.body &&
+          parent.getBoundingClientRect().right > width + 1) { return; }  // outermost only
+      wide.push({what: describe(el), right: Math.ceil(r.right)});
+    });
+    return {width: width, scroll_width: doc.scrollWidth, tables: tables, found: found,
+            wide: wide};
+  }
   function report(error) {
+    var over = overflow();  // opens every <details> first
     var out = {
-      overflow: overflow(),
+      overflow: over,
+      phone: pageWidth(),
       // natural size (the file's pixels) and shown size (CSS px), and the width of the box
       // holding the image: a figure's shown scale and whether it fits its column
       images: Array.prototype.map.call(document.images, function (i) {
@@ -244,6 +296,16 @@ def pytest_terminal_summary(terminalreporter):
         parts.append(
             f"{s['overflow_checked']} code cells/tables measured at 1280 px, "
             f"{s['overflow_found']} overflowing"
+        )
+    if "phone_pages" in s:
+        parts.append(
+            f"{s['phone_pages']} pages and {s['phone_tables']} tables at 390 px, "
+            f"{s['phone_overflow_found']} overflowing"
+        )
+    if "table_cells_checked" in s:
+        parts.append(
+            f"{s['table_cells_checked']} table cells read as text, "
+            f"{s['table_cells_raw']} code names or raw values"
         )
     if "screenshots" in s:
         parts.append(f"{len(s['screenshots'])} screenshots")

@@ -13,6 +13,11 @@
 * at 1280 px, the smallest text of every notebook figure (matplotlib PNGs under ``_images/``,
   resolution from the file's pHYs chunk) is shown at least 9 px high; at 390 px (a phone) no
   figure is wider than its column and none is squashed;
+* at 390 px (a phone), no page scrolls sideways, and every table fits the window or scrolls
+  inside its own box (an ancestor with overflow-x auto or scroll);
+* every table reads as text for people (statically, on every page's HTML): no header cell
+  (``<th>``) with an underscore or that is one lowercase word (a code name such as ``iqm``),
+  no cell that is ``True``, ``False``, ``NaN`` or ``nan``; code and maths are exempt;
 * screenshots of the home page and a results page (``_build/screenshots``).
 
 Counts go to ``_build/screenshots/summary.json`` and to pytest's terminal summary.
@@ -56,6 +61,9 @@ EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 CSS_REMOTE = re.compile(r"(?:@import\s+(?:url\()?|url\()\s*[\"']?\s*(?:https?:)?//", re.I)
 INLINE_URL = re.compile(r"https?://[^\s\"'<>`)]+")
 NO_TEXT_TAGS = {"script", "style", "code", "pre", "kbd", "samp", "textarea", "noscript"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"}
+CODE_NAME = re.compile(r"^[a-z][a-z0-9]*$")  # iqm, runs, startup: one lowercase word
+RAW_CELLS = {"True", "False", "NaN", "nan"}
 
 
 class Page(HTMLParser):
@@ -118,6 +126,56 @@ class Page(HTMLParser):
             self.inline_scripts.append(data)
         elif not self._skip:
             self.text.append(data)
+
+
+class TableCells(HTMLParser):
+    """The text of every table cell of a page, ``(tag, text)``, leaving out code (``<code>``,
+    ``<pre>``...) and maths (class ``math``), which a page shows as such on purpose."""
+
+    def __init__(self, source: str):
+        super().__init__(convert_charrefs=True)
+        self.cells: list[tuple[str, str]] = []
+        self._open: list[tuple[str, bool]] = []  # (tag, exempt) of every open element
+        self._cell: tuple[str, list[str]] | None = None
+        self.feed(source)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("th", "td"):
+            self._cell = (tag, [])
+        if tag in VOID_TAGS:
+            return
+        classes = dict(attrs).get("class", "") or ""
+        exempt = tag in NO_TEXT_TAGS or tag.startswith("mjx-") or "math" in classes.split()
+        self._open.append((tag, exempt))
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None:
+            kind, parts = self._cell
+            self.cells.append((kind, " ".join("".join(parts).split())))
+            self._cell = None
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:
+                del self._open[i:]
+                break
+
+    def handle_data(self, data):
+        if self._cell is not None and not any(exempt for _, exempt in self._open):
+            self._cell[1].append(data)
+
+
+def unreadable_cells(source: str) -> tuple[int, list[str]]:
+    """How many table cells a page has, and those that show a code name or a raw value."""
+    cells = TableCells(source).cells
+    problems = []
+    for tag, text in cells:
+        if tag == "th" and "_" in text:
+            problems.append(f"header {text!r} has an underscore")
+        elif tag == "th" and CODE_NAME.match(text):
+            problems.append(f"header {text!r} is a lowercase code name")
+        elif tag == "td" and text in RAW_CELLS:
+            problems.append(f"cell {text!r}")
+    return len(cells), problems
 
 
 @cache
@@ -238,8 +296,22 @@ def test_renders_without_network(site, pages, summary):
     assert not problems, "\n".join(problems[:40])
 
 
-def probe_pages(browse, names: list[str], window: tuple[int, int]) -> dict:
-    """Each page after its JavaScript ran in Chromium at ``window``: (probe report, text)."""
+def test_tables_read_as_text(pages, summary):
+    """No table shows a code name as its header, or True/False/NaN as a value."""
+    problems, checked = [], 0
+    for name, path in pages.items():
+        cells, found = unreadable_cells(path.read_text(encoding="utf-8"))
+        checked += cells
+        problems += [f"{name}: {p}" for p in found]
+    summary.update(table_cells_checked=checked, table_cells_raw=len(problems))
+    assert checked, "no table cell in the built book"
+    assert not problems, f"{len(problems)} unreadable table cells:\n" + "\n".join(problems[:60])
+
+
+def render(pages, browse, window: tuple[int, int]) -> dict[str, tuple[dict | None, str]]:
+    """Each page after its JavaScript ran in Chromium at ``window``: (probe report, text
+    outside code)."""
+    names = [n for n in pages if n != "index.html"]  # the root only redirects
 
     def dump(name: str) -> str:
         return browse(name + "?probe=1", "--dump-dom", f"--window-size={window[0]},{window[1]}")
@@ -256,9 +328,8 @@ def probe_pages(browse, names: list[str], window: tuple[int, int]) -> dict:
 
 @pytest.fixture(scope="module")
 def rendered(pages, browse) -> dict[str, tuple[dict | None, str]]:
-    """Each page after its JavaScript ran in Chromium: (probe report, text outside code)."""
-    names = [n for n in pages if n != "index.html"]  # the root only redirects
-    return probe_pages(browse, names, WINDOW)
+    """Each page at 1280 px after its JavaScript ran: (probe report, text outside code)."""
+    return render(pages, browse, WINDOW)
 
 
 def notebook_figure(src: str) -> bool:
@@ -268,9 +339,8 @@ def notebook_figure(src: str) -> bool:
 
 @pytest.fixture(scope="module")
 def rendered_phone(pages, browse) -> dict[str, tuple[dict | None, str]]:
-    """The pages with notebook figures, in Chromium at a phone's width (PHONE)."""
-    names = [n for n, p in pages.items() if any(notebook_figure(i) for i in parse(p).images)]
-    return probe_pages(browse, names, PHONE)
+    """Each page at 390 px (a phone) after its JavaScript ran."""
+    return render(pages, browse, PHONE)
 
 
 def test_browser_loads_images(pages, rendered, summary):
@@ -455,6 +525,36 @@ def test_figures_fit_a_phone(rendered_phone, summary):
     summary["phone_figures_checked"] = checked
     assert checked, "no notebook figure laid out at 390 px"
     assert not problems, f"{len(problems)} figures do not fit a phone:\n" + "\n".join(problems[:40])
+
+
+def test_no_page_overflow_on_a_phone(rendered_phone, summary):
+    """At 390 px no page scrolls sideways: a wide table scrolls inside its own box."""
+    problems, tables = [], 0
+    for name, (probe, _) in rendered_phone.items():
+        if probe is None:
+            problems.append(f"{name}: the probe never reported (page load did not finish)")
+            continue
+        report = probe["phone"]
+        if report["width"] != PHONE[0]:
+            problems.append(f"{name}: measured at {report['width']} px, not {PHONE[0]}")
+            continue
+        tables += report["tables"]
+        if report["scroll_width"] > report["width"] + 1:
+            wide = "; ".join(f"{w['what']} to {w['right']} px" for w in report["wide"][:5])
+            problems.append(
+                f"{name}: the page is {report['scroll_width']} px wide in a "
+                f"{report['width']} px window ({wide or 'no element found'})"
+            )
+        for item in report["found"]:
+            problems.append(
+                f"{name}: {item['what']} spans {item['left']} to {item['right']} px "
+                "outside any scroll box"
+            )
+    summary.update(
+        phone_pages=len(rendered_phone), phone_tables=tables, phone_overflow_found=len(problems)
+    )
+    assert tables, "no table measured at 390 px"
+    assert not problems, f"{len(problems)} overflows at {PHONE[0]} px:\n" + "\n".join(problems[:60])
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -108,9 +108,10 @@ def test_a_step_that_raises_the_mean_but_worsens_one_seeds_tail_is_not_admissibl
     assert (chosen.variant, chosen.step_size) == ("a", 0.1)
     # a margin of more than the 10 points lost admits it (and it wins on its mean)
     assert deploy_from_sweep(sweep, STEP_VARIANTS, "startup", margin=10.5)["bc"].step_size == 1.0
+    assert chosen.margin == MARGIN_POINTS
     # a margin relative to the hold-to-oracle range: 1 % of 1,200 points = 12 points
     wide = deploy_from_sweep(sweep, STEP_VARIANTS, "startup", score_range=1200.0)
-    assert wide["bc"].step_size == 1.0
+    assert wide["bc"].step_size == 1.0 and wide["bc"].margin == pytest.approx(12.0)
 
 
 def test_the_tail_is_the_worst_ten_percent_and_the_margin_its_default() -> None:

@@ -186,6 +186,7 @@ def test_results_page_glue_names() -> None:
         "n_validation": 5,
         "n_fallback": 1,
         "deploy_tail": "10 %",
+        "deploy_margin": "1",
         "zero_tuning": "3 normalised steps of 0.1 σ_a within ρ = 0.25 σ_a",
     }
     table = deployment_table({"bc": bc, "iql": iql})

@@ -212,8 +212,8 @@ def correction_glue(
     ``deploy_bc_candidates``, ``deploy_bc_runaways`` of ``deploy_bc_episodes`` validation
     episodes and ``deploy_bc_bound`` (the 95 % upper bound on its runaway rate). Then
     ``correction_candidates``, ``correction_k``, ``n_validation``, ``n_fallback``
-    (algorithms with none admissible), ``deploy_tail`` (``'10 %'``) and ``zero_tuning`` (the
-    fixed setting in words).
+    (algorithms with none admissible), ``deploy_tail`` (``'10 %'``), ``deploy_margin`` (the
+    tail test's margin in points, ``'1'``) and ``zero_tuning`` (the fixed setting in words).
     """
     values: dict[str, Any] = {}
     for algo, d in deployments.items():
@@ -232,6 +232,7 @@ def correction_glue(
         n_validation=validation_episodes,
         n_fallback=sum(d.fallback for d in deployments.values()),
         deploy_tail=f"{100 * TAIL_FRACTION:g} %",
+        deploy_margin=", ".join(dict.fromkeys(f"{d.margin:g}" for d in deployments.values())),
         zero_tuning=ZERO_TUNING.text(),
     )
     return values

@@ -96,6 +96,7 @@ class Deployment:
     admissible: int  # admissible settings, η = 0 included
     candidates: int  # settings judged, η = 0 included
     setting: CorrectionVariant | None = None  # the deployed variant (None for η = 0)
+    margin: float = MARGIN_POINTS  # points a seed's tail could lose and stay admissible
 
     @property
     def corrected(self) -> bool:
@@ -278,7 +279,8 @@ def deploy_from_sweep(
     """
     if not (tie_tol >= 0 and min_gain >= 0):
         raise ValueError(f"tie_tol and min_gain must be >= 0, got {tie_tol}, {min_gain}")
-    table = settings_table(sweep, tail_fraction, tail_margin(margin, score_range))
+    points = tail_margin(margin, score_range)
+    table = settings_table(sweep, tail_fraction, points)
     unknown = sorted(set(table["variant"]) - {NO_CORRECTION} - set(variants))
     if unknown:
         raise ValueError(f"variants {unknown} of the sweep are not in `variants`")
@@ -317,6 +319,7 @@ def deploy_from_sweep(
             admissible=len(admissible) + 1,
             candidates=len(corrected) + 1,
             setting=None if name == NO_CORRECTION else variants[name],
+            margin=points,
         )
     return out
 

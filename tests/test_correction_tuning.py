@@ -79,6 +79,11 @@ def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypat
     assert len(sweep) == 2 * (1 + 2 + 2 + 2 + 1)
     assert set(sweep.columns) >= {"algorithm", "seed", "variant", "step_size", "mean", "min",
                                   "runaways", "not_worse", "base_mean"}  # fmt: skip
+    # every episode's score is kept: the run's mean and worst episode are theirs
+    scores = ct.episode_scores(sweep)
+    assert ct.episode_score_columns(sweep) == ["score_0", "score_1"] and scores.shape == (16, 2)
+    np.testing.assert_allclose(scores.mean(axis=1), sweep["mean"], rtol=1e-12)
+    np.testing.assert_array_equal(scores.min(axis=1), sweep["min"])
     # base and one corrected run equal evaluate_policy on the same validation episodes
     for key, agent in AGENTS.items():
         metrics, _ = evaluate_policy(agent.act, "startup", 2, -5e5, -1e3, split="validation")
@@ -108,6 +113,9 @@ def test_sweep_equals_separate_validation_runs_and_is_cached(tmp_path, monkeypat
     monkeypatch.setattr(ct, "_run_sweep", boom)
     again = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 2, cache_dir=tmp_path, **KW)
     pd.testing.assert_frame_equal(sweep, again, check_exact=True)
+    for gone in (["score_0", "score_1"], ["score_1"]):  # tables of older or broken columns
+        with pytest.raises(ValueError, match="per-episode"):
+            ct.episode_scores(sweep.drop(columns=gone))
     with pytest.raises(AssertionError, match="ran again"):  # another setting → another key
         sweep_corrections(
             CorrectionSetup(AGENTS, MODELS, TASK), 2, cache_dir=tmp_path, tol=2.0, **KW

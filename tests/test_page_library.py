@@ -22,12 +22,21 @@ from polycstr_lib.analysis.ablation_figures import (
 from polycstr_lib.analysis.results_page import (
     ORACLE,
     correction_glue,
+    deployment_table,
     evaluate_methods,
+    glue_prefix,
     header_glue,
+    zero_tuning_row,
 )
 from polycstr_lib.analysis.support_figures import path_figure, step_sweep_figure
 from polycstr_lib.correction import choice as cc
 from polycstr_lib.correction.ablations import COST_MODEL_LABELS, NEWTON_VARIANT, AblationResult
+from polycstr_lib.correction.deployment import (
+    Deployment,
+    deploy_from_sweep,
+    deployed_policy,
+    zero_tuning_policy,
+)
 from polycstr_lib.correction.paths import correction_path
 from polycstr_lib.correction.sweep import sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask, load_task
@@ -109,14 +118,38 @@ def test_evaluate_methods_scores_every_method_on_the_same_episodes() -> None:
     sweep = sweep_corrections(
         CorrectionSetup(AGENTS, MODELS, TASK), 1, plain, {"plain": STEPS["plain"]}, cache=False
     )
-    choice = choose_correction(sweep, plain, TASK.action_scale)
+    (deployment,) = deploy_from_sweep(sweep, plain, "startup").values()
     agents = {("hold", 0): AGENTS["hold", 0], ("hold", 1): AGENTS["hold", 1]}
-    runs = evaluate_methods(task, agents, MODELS, choice, ["hold"], [0, 1], 1)
-    assert list(runs.per_seed) == ["Data", "PI", "HOLD", "HOLD+"]
-    assert list(runs.trajectories) == ["HOLD", "HOLD+", "PI"]  # PI last, as the figures expect
+    # each algorithm's "+" row is its own deployment: here one corrects, one deploys η = 0
+    corrected = dataclasses.replace(
+        deployment, variant="plain", step_size=1.0, fallback=False, setting=VARIANTS["plain"]
+    )
+    none = dataclasses.replace(
+        deployment, variant="none", step_size=0.0, fallback=True, setting=None
+    )
+    deployments = {"hold": corrected, "twin": none}
+    agents |= {("twin", s): a for (_, s), a in agents.items()}
+    runs = evaluate_methods(task, agents, MODELS, deployments, ["hold", "twin"], [0, 1], 1)
+    assert list(runs.per_seed) == [
+        "Data", "PI", "HOLD", "HOLD+", "HOLD+ (no tuning)", "TWIN", "TWIN+", "TWIN+ (no tuning)",
+    ]  # fmt: skip
+    # PI last, as the figures expect; the zero-tuning rows are not drawn as trajectories
+    assert list(runs.trajectories) == ["HOLD", "HOLD+", "TWIN", "TWIN+", "PI"]
     assert set(runs.per_seed["HOLD"]) == {0, 1}
     direct, _ = evaluate_policy(AGENTS["hold", 1].act, "startup", 1, *task.return_bounds)
     pd.testing.assert_frame_equal(runs.per_seed["HOLD"][1], direct)
+    plus = deployed_policy(AGENTS["hold", 1], MODELS, corrected, task.action_scale)
+    direct, _ = evaluate_policy(plus.act, "startup", 1, *task.return_bounds)
+    pd.testing.assert_frame_equal(runs.per_seed["HOLD+"][1], direct)
+    fixed = zero_tuning_policy(AGENTS["hold", 1], MODELS, task)
+    direct, _ = evaluate_policy(fixed.act, "startup", 1, *task.return_bounds)
+    pd.testing.assert_frame_equal(runs.per_seed["HOLD+ (no tuning)"][1], direct)
+    # η = 0: the "+" row is the base row, bit for bit
+    for seed in (0, 1):
+        pd.testing.assert_frame_equal(
+            runs.per_seed["TWIN+"][seed], runs.per_seed["TWIN"][seed], check_exact=True
+        )
+    assert runs.trajectories["TWIN+"] is runs.trajectories["TWIN"]
     assert ORACLE == "NMPC (oracle)"
 
 
@@ -125,17 +158,47 @@ def test_results_page_glue_names() -> None:
     assert values["steps_bc"] == "2,000" and values["steps_source_iql"] == "curves"
     assert set(values) == {"scenario_title", "steps_bc", "steps_source_bc", "steps_iql",
                            "steps_source_iql", "runaway_temperature"}  # fmt: skip
-    choice = type("C", (), {"variant": "plain", "step_text": lambda s: "0.001",
-                            "safe_text": lambda s: "safe"})()  # fmt: skip
-    glue = correction_glue(choice, ["plain", "normalised"], 3, 5)
+    reason = "best mean among 3 admissible settings"
+    bc = Deployment("startup", "bc", "plain", 0.001, False, reason, 60.0, 50.0, 0, 10, 0.259,
+                    0.95, 3, 6, VARIANTS["plain"])  # fmt: skip
+    iql = Deployment("startup", "iql", "none", 0.0, True, "no correction: none admissible (…)",
+                     50.0, 50.0, 1, 10, 0.394, 0.95, 1, 6)  # fmt: skip
+    glue = correction_glue({"bc": bc, "iql": iql}, ["plain", "normalised"], 3, 5)
     assert glue == {
-        "correction_variant": "plain",
-        "correction_step": "0.001",
-        "correction_safe": "safe",
+        "deploy_bc": "plain, step size 0.001",
+        "deploy_bc_step": "0.001",
+        "deploy_bc_reason": "best mean among 3 admissible settings",
+        "deploy_bc_admissible": 3,
+        "deploy_bc_candidates": 6,
+        "deploy_bc_runaways": 0,
+        "deploy_bc_episodes": 10,
+        "deploy_bc_bound": 0.259,
+        "deploy_iql": "no correction: none admissible",
+        "deploy_iql_step": "0",
+        "deploy_iql_reason": "no correction: none admissible (…)",
+        "deploy_iql_admissible": 1,
+        "deploy_iql_candidates": 6,
+        "deploy_iql_runaways": 1,
+        "deploy_iql_episodes": 10,
+        "deploy_iql_bound": 0.394,
         "correction_candidates": "plain, normalised",
         "correction_k": 3,
         "n_validation": 5,
+        "n_fallback": 1,
+        "deploy_tail": "10 %",
+        "deploy_margin": "1",
+        "zero_tuning": "3 normalised steps of 0.1 σ_a within ρ = 0.25 σ_a",
     }
+    table = deployment_table({"bc": bc, "iql": iql})
+    assert list(table.index) == ["BC+", "IQL+"]
+    assert table.loc["IQL+", "correction"] == "no correction: none admissible"
+    assert table.loc["BC+", "runaway rate ≤"] == "0.259 (95 %)"
+    assert table.loc["IQL+", "validation runaways"] == "1/10"
+    # glue prefixes: rows keep their names, the zero-tuning rows are "<ALGO>+0"
+    assert [glue_prefix(m) for m in ("BC", "BC+", zero_tuning_row("bc"), ORACLE, "PI")] == [
+        "BC", "BC+", "BC+0", "NMPC", "PI",
+    ]  # fmt: skip
+    assert zero_tuning_row("iql") == "IQL+ (no tuning)"
 
 
 def test_correction_path_takes_single_steps() -> None:

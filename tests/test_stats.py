@@ -10,6 +10,7 @@ from polycstr_lib.toolkit.stats import (
     iqm,
     performance_profiles,
     probability_of_improvement,
+    runaway_rate_upper_bound,
     score_matrix,
 )
 
@@ -107,3 +108,20 @@ def test_performance_profiles_are_rliables_score_distributions_with_seeded_bands
         performance_profiles(scores, [1.0, 0.0])
     with pytest.raises(ValueError, match="increasing"):
         performance_profiles(scores, [])
+
+
+def test_runaway_rate_upper_bound_is_clopper_pearson() -> None:
+    assert runaway_rate_upper_bound(0, 20) == pytest.approx(1 - 0.05 ** (1 / 20))
+    assert runaway_rate_upper_bound(0, 20) == pytest.approx(0.139, abs=5e-4)
+    for n in (300, 1000, 5000):  # rule of three: about 3/n without a runaway
+        assert runaway_rate_upper_bound(0, n) == pytest.approx(3 / n, rel=0.01)
+    # with runaways: the bound is above the observed rate and falls with more episodes
+    assert 0.1 < runaway_rate_upper_bound(2, 20) < runaway_rate_upper_bound(3, 20) < 1
+    assert runaway_rate_upper_bound(10, 100) < runaway_rate_upper_bound(1, 10)
+    assert runaway_rate_upper_bound(5, 5) == 1.0
+    assert runaway_rate_upper_bound(0, 20, confidence=0.99) > runaway_rate_upper_bound(0, 20)
+    for bad in ((1, 0), (-1, 5), (6, 5), (0.5, 5)):
+        with pytest.raises(ValueError):
+            runaway_rate_upper_bound(*bad)
+    with pytest.raises(ValueError, match="confidence"):
+        runaway_rate_upper_bound(0, 5, confidence=1.0)

@@ -1,10 +1,17 @@
 """Evaluate every method of a results page on the same test episodes, oracle included.
 
-:func:`evaluate_methods` scores the data, PI (one mid-range tuning), every agent and its
-corrected "+" version over all training seeds on the scenario's test episodes;
-:func:`add_oracle` adds the NMPC oracle and the optimality score of every episode, and
-returns the numbers the page glues under stable names (:func:`correction_glue` and
-:func:`header_glue` name the others).
+:func:`evaluate_methods` scores the data, PI (one mid-range tuning), every agent, its "+"
+version (the correction deployed for its algorithm on validation,
+:mod:`polycstr_lib.correction.deployment`) and its zero-tuning version (the correction fixed
+before any rollout, :data:`~polycstr_lib.correction.variants.ZERO_TUNING`) over all training
+seeds on the scenario's test episodes; :func:`add_oracle` adds the NMPC oracle and the
+optimality score of every episode, and returns the numbers the page glues under stable names
+(:func:`correction_glue` and :func:`header_glue` name the others).
+
+Rows and glue prefixes: ``BC`` and ``BC+`` are glued as ``BC_<stat>`` and ``BC+_<stat>``; the
+zero-tuning row ``BC+ (no tuning)`` (:func:`zero_tuning_row`) as ``BC+0_<stat>``
+(:func:`glue_prefix`: a row name with a space and brackets is no glue key; ``+0`` reads "+
+with zero tuning"); the oracle as ``NMPC_<stat>``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,14 @@ import pandas as pd
 from torch import nn
 
 from polycstr_lib.analysis.results import results_glue, results_table
+from polycstr_lib.correction.deployment import (
+    TAIL_FRACTION,
+    Deployment,
+    deployed_policy,
+    zero_tuning_policy,
+)
 from polycstr_lib.correction.task import ScenarioTask
-from polycstr_lib.correction.tuning import CorrectionChoice, corrected_policy
+from polycstr_lib.correction.variants import ZERO_TUNING
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, eval_seeds
 from polycstr_lib.reactor.metrics import (
     add_optimality,
@@ -33,15 +46,36 @@ from polycstr_lib.reactor.scenarios import get_scenario
 
 __all__ = [
     "ORACLE",
+    "ZERO_TUNING_SUFFIX",
     "ResultsRuns",
     "add_oracle",
     "correction_glue",
+    "deployment_table",
     "evaluate_methods",
+    "glue_prefix",
     "header_glue",
+    "zero_tuning_row",
 ]
 
 #: Row name of the NMPC oracle in the results table (glued under the prefix ``NMPC``).
 ORACLE = "NMPC (oracle)"
+#: Tail of the zero-tuning rows' names: ``"BC+ (no tuning)"``.
+ZERO_TUNING_SUFFIX = "+ (no tuning)"
+
+
+def zero_tuning_row(algorithm: str) -> str:
+    """The results table's row of an algorithm's zero-tuning correction: ``'BC+ (no tuning)'``."""
+    return f"{algorithm.upper()}{ZERO_TUNING_SUFFIX}"
+
+
+def glue_prefix(method: str) -> str:
+    """The prefix of a row's glued values: ``'NMPC'`` for the oracle, ``'BC+0'`` for
+    ``'BC+ (no tuning)'``, else the row's name (``'BC'``, ``'BC+'``, ``'PI'``, …)."""
+    if method == ORACLE:
+        return "NMPC"
+    if method.endswith(ZERO_TUNING_SUFFIX):
+        return f"{method.removesuffix(ZERO_TUNING_SUFFIX)}+0"
+    return method
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,25 +92,35 @@ def evaluate_methods(
     task: ScenarioTask,
     agents: Mapping[tuple[str, int], Any],
     cost_models: Mapping[str, nn.Module],
-    choice: CorrectionChoice,
+    deployments: Mapping[str, Deployment],
     algorithms: Sequence[str],
     seeds: Sequence[int],
     episodes: int,
+    zero_tuning: bool = True,
 ) -> ResultsRuns:
-    """Data, PI, every agent and its "+" version on the same ``episodes`` test episodes.
+    """Data, PI, every agent, its "+" and its zero-tuning version on the same test episodes.
 
     Args:
-        task: the scenario's task (its data trajectories score the *Data* row).
+        task: the scenario's task (its data trajectories score the *Data* row; its σ_a scales
+            the corrections).
         agents: ``(algorithm, seed) → agent``.
-        cost_models: model key → cost model of the correction.
-        choice: the correction chosen on validation (:func:`choose_correction`).
-        algorithms: algorithms in the table's order (``NAME`` then ``NAME+``).
+        cost_models: model key → cost model of the corrections.
+        deployments: algorithm → the correction deployed on validation
+            (:func:`~polycstr_lib.correction.deployment.deploy_from_sweep`). Where it is η = 0
+            the "+" row is the base row itself, bit for bit (the same runs, not rerun).
+        algorithms: algorithms in the table's order (``NAME``, ``NAME+``, then
+            ``NAME+ (no tuning)``).
         seeds: training seeds; the first seed's trajectories are kept for the figures.
         episodes: test episodes per method and seed.
+        zero_tuning: add the rows of :data:`~polycstr_lib.correction.variants.ZERO_TUNING`.
 
     Returns:
         :class:`ResultsRuns` with ``per_seed`` (Data and PI under seed 0) and
-        ``trajectories`` (every method, PI last).
+        ``trajectories`` (every agent and its "+" version, PI last; the zero-tuning rows,
+        which are in ``per_seed``, are left out of the trajectory figure).
+
+    Raises:
+        KeyError: an algorithm without a deployment.
     """
     bounds = task.return_bounds
     per_seed: dict[str, dict[int, pd.DataFrame]] = {}
@@ -87,16 +131,27 @@ def evaluate_methods(
     )
     per_seed["PI"] = {0: pi_metrics}
     for algo in algorithms:
-        for plus in (False, True):
-            name = algo.upper() + ("+" if plus else "")
-            per_seed[name] = {}
-            for seed in seeds:
-                agent = agents[algo, seed]
-                policy = corrected_policy(agent, cost_models, choice).act if plus else agent.act
-                metrics, traj = evaluate_policy(policy, task.scenario, episodes, *bounds)
+        deployment = deployments[algo]
+        base, plus, fixed = algo.upper(), f"{algo.upper()}+", zero_tuning_row(algo)
+        per_seed[base], per_seed[plus] = {}, {}
+        if zero_tuning:
+            per_seed[fixed] = {}
+        for seed in seeds:
+            agent = agents[algo, seed]
+            policies = {base: agent}
+            if deployment.corrected:
+                policies[plus] = deployed_policy(agent, cost_models, deployment, task.action_scale)
+            if zero_tuning:
+                policies[fixed] = zero_tuning_policy(agent, cost_models, task)
+            for name, policy in policies.items():
+                metrics, traj = evaluate_policy(policy.act, task.scenario, episodes, *bounds)
                 per_seed[name][seed] = metrics
-                if seed == seeds[0]:
+                if seed == seeds[0] and name != fixed:
                     trajs[name] = traj
+            if not deployment.corrected:  # η = 0: the base's own runs, bit for bit
+                per_seed[plus][seed] = per_seed[base][seed].copy()
+                if seed == seeds[0]:
+                    trajs[plus] = trajs[base]
     trajs["PI"] = pi_traj
     return ResultsRuns(per_seed, trajs)
 
@@ -127,7 +182,7 @@ def add_oracle(
     per_seed = {ORACLE: {0: add_optimality(oracle_metrics, oracle.seeds, references)}, **per_seed}
     trajs = {**runs.trajectories, ORACLE: oracle}
     table = results_table(per_seed)
-    glue = dict(results_glue(per_seed, table, {ORACLE: "NMPC"}))
+    glue = dict(results_glue(per_seed, table, {m: glue_prefix(m) for m in per_seed}))
     solve = stats["solve_seconds"]
     glue.update(
         PI_mean_oracle_episodes=float(
@@ -143,17 +198,66 @@ def add_oracle(
 
 
 def correction_glue(
-    choice: CorrectionChoice, candidates: Sequence[str], steps: int, validation_episodes: int
+    deployments: Mapping[str, Deployment],
+    candidates: Sequence[str],
+    steps: int,
+    validation_episodes: int,
 ) -> dict[str, Any]:
-    """The glued numbers about a results page's chosen correction, by name."""
-    return {
-        "correction_variant": choice.variant,
-        "correction_step": choice.step_text(),
-        "correction_safe": choice.safe_text(),
-        "correction_candidates": ", ".join(candidates),
-        "correction_k": steps,
-        "n_validation": validation_episodes,
+    """The glued numbers about a results page's corrections, by name.
+
+    Per algorithm (``bc`` …): ``deploy_bc`` (what its "+" row deploys, in words:
+    ``'normalised, step size 0.3'``, ``'no correction'`` or ``'no correction: none
+    admissible'``), ``deploy_bc_step`` (``'0'`` for none), ``deploy_bc_reason``,
+    ``deploy_bc_admissible`` (admissible settings, η = 0 included) of
+    ``deploy_bc_candidates``, ``deploy_bc_runaways`` of ``deploy_bc_episodes`` validation
+    episodes and ``deploy_bc_bound`` (the 95 % upper bound on its runaway rate). Then
+    ``correction_candidates``, ``correction_k``, ``n_validation``, ``n_fallback``
+    (algorithms with none admissible), ``deploy_tail`` (``'10 %'``), ``deploy_margin`` (the
+    tail test's margin in points, ``'1'``) and ``zero_tuning`` (the fixed setting in words).
+    """
+    values: dict[str, Any] = {}
+    for algo, d in deployments.items():
+        key = f"deploy_{algo}"
+        values[key] = d.text()
+        values[f"{key}_step"] = d.step_text()
+        values[f"{key}_reason"] = d.reason
+        values[f"{key}_admissible"] = d.admissible
+        values[f"{key}_candidates"] = d.candidates
+        values[f"{key}_runaways"] = d.runaways
+        values[f"{key}_episodes"] = d.episodes
+        values[f"{key}_bound"] = float(d.runaway_bound)
+    values.update(
+        correction_candidates=", ".join(candidates),
+        correction_k=steps,
+        n_validation=validation_episodes,
+        n_fallback=sum(d.fallback for d in deployments.values()),
+        deploy_tail=f"{100 * TAIL_FRACTION:g} %",
+        deploy_margin=", ".join(dict.fromkeys(f"{d.margin:g}" for d in deployments.values())),
+        zero_tuning=ZERO_TUNING.text(),
+    )
+    return values
+
+
+def deployment_table(deployments: Mapping[str, Deployment]) -> pd.DataFrame:
+    """What each "+" row deploys, as the results pages show it: one row per "+" row.
+
+    Returns:
+        Indexed by row (``'BC+'`` …): ``correction`` (:meth:`Deployment.text`),
+        ``admissible`` (``'k of n'`` settings, η = 0 included), ``validation runaways``
+        (``'k/n'`` episodes), ``runaway rate ≤`` (the bound, at the deployments' confidence,
+        e.g. ``'0.139 (95 %)'``) and ``reason``.
+    """
+    rows = {
+        f"{algo.upper()}+": {
+            "correction": d.text(),
+            "admissible": f"{d.admissible} of {d.candidates}",
+            "validation runaways": f"{d.runaways}/{d.episodes}",
+            "runaway rate ≤": f"{d.runaway_bound:.3f} ({100 * d.confidence:g} %)",
+            "reason": d.reason,
+        }
+        for algo, d in deployments.items()
     }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def header_glue(

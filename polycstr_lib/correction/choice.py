@@ -2,8 +2,11 @@
 
 The results pages (chapter 05) and the support chapter (08) build their correction variants
 from :data:`~polycstr_lib.correction.variants.DEFAULT_VARIANTS` (only K, ρ and κ set by the
-page's parameters), train the cost models those variants name, and choose one setting by the
-rule of :func:`~polycstr_lib.correction.tuning.choose_correction`.
+page's parameters) and train the cost models those variants name. The results pages deploy,
+per algorithm, the setting of the deployment rule
+(:func:`~polycstr_lib.correction.deployment.deploy_from_sweep`: no seed's tail made worse,
+η = 0 the fallback); the support chapter compares the variants by the pooled rule of
+:func:`~polycstr_lib.correction.tuning.choose_correction`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from polycstr_lib.correction.cost_models import (
     train_cost_ensemble,
     train_cost_model,
 )
+from polycstr_lib.correction.deployment import Deployment, deploy_from_sweep
 from polycstr_lib.correction.sweep import summarise_runs, sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
 from polycstr_lib.correction.tuning import CorrectionChoice, choose_correction
@@ -32,7 +36,7 @@ from polycstr_lib.correction.variants import (
 __all__ = [
     "COST_TO_GO_VARIANT",
     "choose_per_scenario",
-    "choose_results_correction",
+    "deploy_results_correction",
     "results_cost_models",
     "results_variants",
     "setups_by_scenario",
@@ -120,15 +124,17 @@ def support_cost_models(
     return models, r2
 
 
-def choose_results_correction(
+def deploy_results_correction(
     agents: Mapping[tuple[str, int], Any],
     task: ScenarioTask,
     variant_names: Sequence[str],
     correction_steps: int,
     cost_steps: int,
     validation_episodes: int,
-) -> tuple[CorrectionChoice, dict[str, nn.Module], pd.DataFrame]:
-    """A results page's correction: its cost models, then the choice on validation episodes.
+    margin: float | None = None,
+) -> tuple[dict[str, Deployment], dict[str, nn.Module], pd.DataFrame]:
+    """A results page's correction: its cost models, the validation sweep, and per algorithm
+    the setting the deployment rule of :mod:`polycstr_lib.correction.deployment` deploys.
 
     Args:
         agents: ``(algorithm, seed) → agent``, the base policies.
@@ -137,16 +143,21 @@ def choose_results_correction(
         correction_steps: K of every variant.
         cost_steps: optimiser steps of the PICNN (and its ensemble for ``"uncertainty"``).
         validation_episodes: validation episodes per agent and setting.
+        margin: points of normalised reward a seed's worst-10 % mean may lose (default
+            :data:`~polycstr_lib.correction.deployment.MARGIN_POINTS`: the oracle runs on test
+            episodes only, so the page has no hold-to-oracle range on validation).
 
     Returns:
-        ``(choice, cost_models, sweep)``.
+        ``(deployments, cost_models, sweep)``: algorithm → :class:`Deployment`, the models by
+        key, and the validation sweep.
     """
     cost_models, _ = results_cost_models(task, cost_steps, "uncertainty" in variant_names)
     variants = results_variants(variant_names, correction_steps)
     grids = {name: DEFAULT_STEP_SIZES[name] for name in variant_names}
     setup = CorrectionSetup(agents, cost_models, task)
     sweep = sweep_corrections(setup, validation_episodes, variants, grids)
-    return choose_correction(sweep, variants, task.action_scale), cost_models, sweep
+    deployments = deploy_from_sweep(sweep, variants, task.scenario, margin=margin)
+    return deployments, cost_models, sweep
 
 
 def support_grids(

@@ -2,7 +2,10 @@
 
 One batched rollout per sweep (:func:`sweep_corrections`), cached as a content-addressed
 artifact (the agents' and models' weights, every setting); :func:`summarise_runs` aggregates
-its runs over seeds.
+its runs over seeds. Every row (one run: an agent at one setting) keeps the normalised reward
+of each of its episodes (columns ``score_0``, ``score_1``, …, in the order of the split's
+episode seeds, the same for every row): :func:`episode_scores` reads them back, for rules that
+look at the tail of a run rather than its mean (:mod:`polycstr_lib.correction.deployment`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,41 @@ from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
 from polycstr_lib.toolkit.cache import entry_path, invalidate, load_entry, write_entry
 from polycstr_lib.toolkit.stats import iqm
+
+#: Head of the per-episode score columns of a sweep (``score_0``, ``score_1``, …).
+SCORE_PREFIX = "score_"
+
+
+def episode_score_columns(sweep: pd.DataFrame) -> list[str]:
+    """The per-episode score columns of a sweep, in episode order (``score_0``, …).
+
+    Raises:
+        ValueError: a table without them (e.g. one built before they were kept).
+    """
+    head = len(SCORE_PREFIX)
+    found = [c for c in sweep.columns if c.startswith(SCORE_PREFIX) and c[head:].isdigit()]
+    columns = [f"{SCORE_PREFIX}{e}" for e in range(len(found))]
+    complete = bool(found) and sorted(found) == sorted(columns)
+    if complete and "episodes" in sweep.columns:
+        complete = bool((sweep["episodes"] == len(columns)).all())
+    if not complete:
+        raise ValueError(
+            "the sweep lacks per-episode scores (score_0 … score_{episodes-1}): rerun "
+            "sweep_corrections"
+        )
+    return columns
+
+
+def episode_scores(sweep: pd.DataFrame) -> np.ndarray:
+    """Each row's normalised reward per episode: float ``(rows, episodes)``, rows in order.
+
+    Raises:
+        ValueError: a table without per-episode scores, or with missing values in them.
+    """
+    scores = sweep[episode_score_columns(sweep)].to_numpy(dtype=np.float64)
+    if np.isnan(scores).any():
+        raise ValueError("per-episode scores are missing for some rows")
+    return scores
 
 
 def _fingerprint(obj: Any, h: Any = None) -> str:
@@ -80,6 +118,9 @@ class _SweepKey:
     step_sizes: tuple[tuple[str, tuple[float, ...]], ...]
     agents: tuple[tuple[str, int, str], ...]
     models: tuple[tuple[str, str], ...]
+    # the table's columns: 2 added the per-episode scores (score_0, …); entries cached with
+    # the older columns have other keys and are never read
+    columns: int = 2
 
 
 def _check_inputs(
@@ -188,6 +229,7 @@ def _run_sweep(
                     "runaways": int(runaways[i, j].sum()),
                     "violation_episodes": int(violations[i, j].sum()),
                     "episodes": episodes,
+                    **{f"{SCORE_PREFIX}{e}": float(score[i, j, e]) for e in range(episodes)},
                 }
             )
     return rows
@@ -242,8 +284,10 @@ def sweep_corrections(
     Returns:
         One row per (algorithm, seed, variant, step size), the base as variant ``'none'``
         (step size 0): ``mean``, ``min`` (worst episode), ``runaways``,
-        ``violation_episodes``, ``episodes``, the base's ``base_mean``, ``base_min``,
-        ``base_runaways`` and ``not_worse`` (see the module docstring).
+        ``violation_episodes``, ``episodes``, the normalised reward of every episode
+        ``score_0`` … ``score_{episodes-1}`` (:func:`episode_scores`), the base's
+        ``base_mean``, ``base_min``, ``base_runaways`` and ``not_worse`` (``mean`` and
+        ``min`` at most ``tol`` below the base's and no more runaways).
 
     Raises:
         ValueError: bad agents' keys, variants, grids, episodes, scale or split.

@@ -1,12 +1,16 @@
-"""The kinds of correction a sweep compares (CorrectionVariant), the defaults, their grids."""
+"""The kinds of correction a sweep compares (CorrectionVariant), the defaults, their grids,
+and the one correction fixed before any rollout (:data:`ZERO_TUNING`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polycstr_lib.correction.cost_models import check_horizon
 from polycstr_lib.correction.safety import METHODS
+
+if TYPE_CHECKING:
+    from polycstr_lib.correction.task import ScenarioTask
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,49 @@ DEFAULT_STEP_SIZES: dict[str, tuple[float, ...]] = {
     "trust region": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
     "uncertainty": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
 }
+
+
+@dataclass(frozen=True)
+class FixedCorrection:
+    """A correction whose step size is fixed in advance: a variant and its step size."""
+
+    variant: CorrectionVariant  # the kind of correction (method, K, trust radius, …)
+    step_size: float  # η, in the variant's units (data spreads σ_a for a normalised step)
+
+    def __post_init__(self) -> None:
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+
+    def policy_kwargs(self, action_scale: Any) -> dict[str, Any]:
+        """Keyword arguments of :class:`~polycstr_lib.correction.safety.CorrectedPolicy`
+        (model aside), with σ_a = ``action_scale``."""
+        return self.variant.policy_kwargs(self.step_size, action_scale)
+
+    def text(self) -> str:
+        """The setting in words, e.g. ``'3 normalised steps of 0.1 σ_a within ρ = 0.25 σ_a'``."""
+        v = self.variant
+        unit = " σ_a" if v.method == "normalised" else ""
+        trust = "" if v.trust_radius is None else f" within ρ = {v.trust_radius:g} σ_a"
+        return f"{v.steps} {v.method} steps of {self.step_size:g}{unit}{trust}"
+
+
+#: The zero-tuning correction: one setting fixed before any rollout, for every scenario and
+#: every agent: K = 3 normalised steps of η = 0.1 σ_a on the one-step PICNN inside a trust
+#: region of ρ = 0.25 σ_a around the policy's action. Why these values, with no simulator:
+#: every length is in units of σ_a, the spread of the data's own actions (computed from the
+#: dataset alone), so one setting means the same in every scenario and for any units of the
+#: cost. The cost model is fitted on the data, so its gradient is trusted only close to actions
+#: the data takes; the base policies imitate those actions, so a correction that moves an
+#: action by a small fraction of the data's spread stays where the model was fitted. The
+#: trust region bounds the move to a quarter of a spread per dimension whatever the gradient
+#: does, and three steps of a tenth of a spread (a path of at most 0.3 σ_a) reach that bound
+#: only where the model's descent direction stays consistent, so the correction is a nudge
+#: along the model's slope, never a jump to its minimiser, which may lie far from the data.
+ZERO_TUNING = FixedCorrection(CorrectionVariant("normalised", steps=3, trust_radius=0.25), 0.1)
+
+
+def zero_tuning(task: ScenarioTask) -> dict[str, Any]:
+    """:data:`ZERO_TUNING` for a scenario's task: the keyword arguments of
+    :class:`~polycstr_lib.correction.safety.CorrectedPolicy` (model aside, the model being
+    ``ZERO_TUNING.variant.model``) with the task's σ_a."""
+    return ZERO_TUNING.policy_kwargs(task.action_scale)

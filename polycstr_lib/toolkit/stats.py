@@ -24,6 +24,7 @@ __all__ = [
     "iqm",
     "performance_profiles",
     "probability_of_improvement",
+    "runaway_rate_upper_bound",
     "score_matrix",
 ]
 
@@ -258,3 +259,39 @@ def compare_runs(
         A :class:`Comparison`.
     """
     return Comparison(iqm(scores_x), iqm(scores_y), improvement_probability(scores_x, scores_y))
+
+
+def runaway_rate_upper_bound(runaways: int, episodes: int, confidence: float = 0.95) -> float:
+    """Exact one-sided (Clopper–Pearson) upper confidence bound on a runaway rate.
+
+    With ``runaways`` of ``episodes`` independent episodes running away, the rate ``p`` lies
+    below the returned bound with probability ``confidence``: the ``confidence`` quantile of
+    ``Beta(runaways + 1, episodes − runaways)`` (1 when every episode ran away). With no
+    runaway it is ``1 − (1 − confidence)^(1/episodes)``: 0.139 for 0 of 20 episodes, close to
+    the "rule of three" ``3 / episodes`` for many episodes at 95 %.
+
+    Args:
+        runaways: episodes that ran away, ``0 <= runaways <= episodes``.
+        episodes: episodes observed, ``>= 1``.
+        confidence: one-sided confidence level in (0, 1).
+
+    Returns:
+        The upper bound on the runaway rate, in (0, 1].
+
+    Raises:
+        ValueError: counts that are not integers with ``0 <= runaways <= episodes``,
+            ``episodes >= 1``, or a confidence outside (0, 1).
+    """
+    from scipy.stats import beta
+
+    if not (isinstance(runaways, int | np.integer) and isinstance(episodes, int | np.integer)):
+        raise ValueError(f"counts must be integers, got {runaways!r} of {episodes!r}")
+    if episodes < 1 or not 0 <= runaways <= episodes:
+        raise ValueError(
+            f"need 0 <= runaways <= episodes and episodes >= 1, got {runaways} of {episodes}"
+        )
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if runaways == episodes:
+        return 1.0
+    return float(beta.ppf(confidence, runaways + 1, episodes - runaways))

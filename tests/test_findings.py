@@ -38,7 +38,7 @@ def test_the_best_learned_controller_is_named_with_why_it_has_no_interval() -> N
     text = results_finding(page(PI=90.0, NMPC=101.0, BC=60.0, BC_plus=70.0, IQL=95.0))
     assert text.startswith("The best learned controller here is IQL, at 95.0 (one training seed")
     assert "against 90.0 for the PI controller and 101.0 for the NMPC oracle" in text
-    assert "raises BC by 10.0 points" in text
+    assert "correction chosen on validation raises BC by 10.0 points" in text
     assert "No controller ran the reactor away" in text
 
 
@@ -58,6 +58,8 @@ def test_correction_effect_groups_raised_lowered_and_unchanged() -> None:
         "raises BC by 1.0 points, lowers IQL by 1.0 points and leaves CQL unchanged"
     )
     assert correction_effect(page(BC=1.0)) == ""
+    untuned = page(BC=60.0, BC_plus0=20.0)
+    assert correction_effect(untuned, suffix="+0") == "lowers BC by 40.0 points"
 
 
 def test_a_page_without_learned_controllers_is_an_error() -> None:

@@ -39,12 +39,16 @@ def _interval(values: Mapping[str, Any], method: str) -> str:
     return f"[{low:.1f}, {high:.1f}] (95 % interval over {len(seeds)} seeds)"
 
 
-def correction_effect(values: Mapping[str, Any], bases: Sequence[str] = LEARNED) -> str:
+def correction_effect(
+    values: Mapping[str, Any], bases: Sequence[str] = LEARNED, suffix: str = "+"
+) -> str:
     """How the "+" rows differ from their bases, in words.
 
     Args:
         values: a results page's glued values (``<METHOD>_iqm`` for base and "+" rows).
         bases: the base methods to compare.
+        suffix: the corrected rows' suffix: "+" (the deployed correction) or "+0" (the
+            correction fixed without tuning).
 
     Returns:
         e.g. ``"raises CQL by 1.3 points, lowers BC by 0.7 and leaves IQL unchanged"``, or
@@ -52,9 +56,9 @@ def correction_effect(values: Mapping[str, Any], bases: Sequence[str] = LEARNED)
     """
     raised, lowered, same = [], [], []
     for base in bases:
-        if f"{base}_iqm" not in values or f"{base}+_iqm" not in values:
+        if f"{base}_iqm" not in values or f"{base}{suffix}_iqm" not in values:
             continue
-        gap = float(values[f"{base}+_iqm"]) - float(values[f"{base}_iqm"])
+        gap = float(values[f"{base}{suffix}_iqm"]) - float(values[f"{base}_iqm"])
         if abs(gap) < UNCHANGED_BELOW:
             same.append(base)
         elif gap > 0:
@@ -120,7 +124,10 @@ def results_finding(values: Mapping[str, Any]) -> str:
     )
     effect = correction_effect(values)
     if effect:
-        sentence += f" The safety-layer correction {effect}."
+        sentence += f" The safety-layer correction chosen on validation {effect}."
+    untuned = correction_effect(values, suffix="+0")
+    if untuned:
+        sentence += f" The correction fixed without tuning {untuned}."
     runaways = _runaways(values, [*learned, "PI", "NMPC"])
     return f"{sentence} {runaways}".strip()
 

@@ -276,12 +276,19 @@ def export_bundle(
             writer.close()
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # as an ordinary file (mkstemp's is private)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     values = sum(len(v) for v in pages.values())
     return ExportReport(path, len(listed), skipped, len(pages), values, profile)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ----------------------------------------------------------------------------------------------
@@ -670,10 +677,9 @@ def verify_build(
         if not hasattr(error, "ename"):  # not a papermill execution error
             raise
         # a cell raised (TrainingOff: an entry the bundle does not have); papermill says which
-        raise ValueError(
-            f"a page stopped: {error.ename}: {error.evalue} (its output up to there: "
-            f"{folder}/<page>.failed.ipynb)"
-        ) from None
+        failed = sorted(folder.glob("*.failed.ipynb"), key=lambda p: p.stat().st_mtime)
+        where = f" (its output up to there: {failed[-1]})" if failed else ""
+        raise ValueError(f"a page stopped: {error.ename}: {error.evalue}{where}") from None
     finally:
         if old is None:
             os.environ.pop(NO_TRAINING_ENV, None)

@@ -165,7 +165,9 @@ def _cmd_bundle_export(args: argparse.Namespace) -> int:
     from polycstr_lib.book.bundle import export_bundle
 
     report = export_bundle(args.file, args.executed)
-    skipped = f" ({report.skipped} incomplete or unreadable left out)" if report.skipped else ""
+    skipped = (
+        f" ({report.skipped} unfinished, damaged or outdated left out)" if report.skipped else ""
+    )
     print(
         f"[bundle] wrote {report.path}: {report.entries} entries{skipped}, "
         f"{report.values} glued values of {report.pages} pages (profile {report.profile})"

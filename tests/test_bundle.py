@@ -188,6 +188,25 @@ def test_a_flipped_byte_refuses_the_bundle_naming_the_entry_and_imports_nothing(
     assert list(empty.iterdir()) == []
 
 
+def test_a_flipped_byte_in_a_zip_names_the_entry_too(built, tmp_path):
+    root, made, executed = built
+    archive = tmp_path / "book.zip"
+    export_bundle(archive, executed, root)
+    member = f"entries/agents/{made['agents'].name}/log.csv"
+    with zipfile.ZipFile(archive) as z:
+        info = z.getinfo(member)
+    raw = bytearray(archive.read_bytes())
+    header = info.header_offset  # local header: 30 bytes, the name, the extra field
+    start = header + 30 + int.from_bytes(raw[header + 26 : header + 28], "little")
+    start += int.from_bytes(raw[header + 28 : header + 30], "little")
+    raw[start] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    empty = tmp_path / "empty"
+    with pytest.raises(ValueError, match=rf"agents/{made['agents'].name}: log.csv unreadable"):
+        import_bundle(archive, root=empty)
+    assert list(empty.iterdir()) == []
+
+
 def _restamp(manifest_change):  # noqa: ANN001, ANN202
     """A change for :func:`_repack` that edits one entry's manifest.json and rewrites the
     bundle's records of it (an internally consistent entry of another code version)."""

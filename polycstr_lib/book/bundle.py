@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import gzip
 import hashlib
 import io
 import json
@@ -47,6 +48,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -120,7 +122,7 @@ class ExportReport:
 
     path: Path
     entries: int  # entries bundled
-    skipped: int  # incomplete or unreadable entries left out
+    skipped: int  # entries left out: unfinished, failing their check or of another format
     pages: int
     values: int  # glued values in numbers.json
     profile: str
@@ -361,6 +363,18 @@ def _member_path(name: str) -> tuple[str, ...] | None:
     return None
 
 
+#: What a damaged archive raises while it is read (gzip's CRC error is an OSError).
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _member_label(name: str) -> str:
+    """How a message names a member: ``bundle entry <kind>/<folder>: <file>`` for an entry's."""
+    parts = name.split("/")
+    if len(parts) == 4 and parts[0] == ENTRIES:
+        return f"bundle entry {parts[1]}/{parts[2]}: {parts[3]}"
+    return name
+
+
 def _unpack(archive: Path, staging: Path) -> dict[str, dict[str, Any]]:
     """Unpacks the archive into ``staging`` (nothing outside it), hashing every file.
 
@@ -368,9 +382,12 @@ def _unpack(archive: Path, staging: Path) -> dict[str, dict[str, Any]]:
         member name → ``{"sha256", "size"}``.
 
     Raises:
-        ValueError: a member that the layout does not allow, or one given twice.
+        ValueError: a member that the layout does not allow, one given twice, or an archive
+            that cannot be read (naming the member when the damage is in one, as a zip's
+            CRC check finds it).
     """
     seen: dict[str, dict[str, Any]] = {}
+    name = ""
     try:
         for name, stream in _members(archive):
             parts = _member_path(name)
@@ -386,8 +403,10 @@ def _unpack(archive: Path, staging: Path) -> dict[str, dict[str, Any]]:
                     size += len(chunk)
                     out.write(chunk)
             seen[name] = {"sha256": h.hexdigest(), "size": size}
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"{archive}: not a readable archive ({error}); nothing imported") from None
+            name = ""
+    except _ARCHIVE_ERRORS as error:
+        where = f"{_member_label(name)} unreadable" if name else "not a readable archive"
+        raise ValueError(f"{archive}: {where} ({error}); nothing imported") from None
     return seen
 
 

@@ -9,7 +9,8 @@ export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: venv data notebooks mathjax html book test unit nbval postbuild browser bench lint lab clean
+.PHONY: venv data notebooks mathjax html book test unit nbval postbuild browser bench lint lab clean \
+	verify verify-roundtrip
 
 venv: $(STAMP)
 
@@ -60,6 +61,24 @@ test: venv data
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit notebooks PROFILE=quick
 	$(MAKE) --no-print-directory html
 	$(MAKE) --no-print-directory postbuild browser
+
+# A reviewer's check of a build without retraining: import BUNDLE (if given: a file from
+# `python -m polycstr_lib bundle export`), execute every page with POLYCSTR_NO_TRAINING=1 into
+# $(VERIFY_DIR) (never book/executed) and compare every glued value, timings aside, with the
+# bundle's numbers.json (without BUNDLE: with book/executed). Exit 1 on any difference; a page
+# that would train stops naming the missing entry. The profile is the bundle's.
+VERIFY_DIR ?= _build/verify
+verify: venv data
+	$(BIN)/python -m polycstr_lib verify $(if $(BUNDLE),--bundle $(BUNDLE)) --executed $(VERIFY_DIR)
+
+# The round trip on the book just built (run after `make book`; not part of `make test`: it
+# executes every page again): export, import into an empty store, verify.
+ROUNDTRIP ?= _build/roundtrip
+verify-roundtrip: venv data
+	rm -rf $(ROUNDTRIP) && mkdir -p $(ROUNDTRIP)
+	$(BIN)/python -m polycstr_lib bundle export $(ROUNDTRIP)/book.tar
+	POLYCSTR_ARTIFACTS=$(abspath $(ROUNDTRIP))/artifacts $(BIN)/python -m polycstr_lib verify \
+		--bundle $(ROUNDTRIP)/book.tar --executed $(ROUNDTRIP)/executed
 
 bench: venv data
 	$(BIN)/python benchmarks/simulator.py

@@ -1,6 +1,7 @@
 """Command line: ``python -m polycstr_lib <command> --help``.
 
-Commands: data, train, evaluate, notebooks, book, numbers, progress.
+Commands: data, train, evaluate, notebooks, book, numbers, progress, rerun, render, bundle,
+verify.
 """
 
 from __future__ import annotations
@@ -150,10 +151,78 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from polycstr_lib.book.pipeline import execute_notebooks
 
-    for page, seconds in execute_notebooks(args.profile, only=args.only):
+    executed = Path(args.executed) if getattr(args, "executed", None) else None
+    for page, seconds in execute_notebooks(args.profile, only=args.only, executed_dir=executed):
         print(f"[book] {page}: {seconds:.1f} s")
+    return 0
+
+
+def _cmd_bundle_export(args: argparse.Namespace) -> int:
+    from polycstr_lib.book.bundle import export_bundle
+
+    report = export_bundle(args.file, args.executed)
+    skipped = (
+        f" ({report.skipped} unfinished, damaged or outdated left out)" if report.skipped else ""
+    )
+    print(
+        f"[bundle] wrote {report.path}: {report.entries} entries{skipped}, "
+        f"{report.values} glued values of {report.pages} pages (profile {report.profile})"
+    )
+    return 0
+
+
+def _print_import(report) -> None:  # noqa: ANN001 - an ImportReport
+    print(
+        f"[bundle] imported {len(report.imported)} entries, kept {len(report.present)} "
+        f"already in the store, left out {len(report.stale)} stale "
+        f"(build: profile {report.profile}, commit {report.commit})"
+    )
+    for label in report.differing:
+        print(f"[bundle] kept the store's {label}: its files differ from the bundle's")
+    for label, reason in report.stale:
+        print(f"[bundle] stale, not imported: {label}: {reason}")
+
+
+def _cmd_bundle_import(args: argparse.Namespace) -> int:
+    from polycstr_lib.book.bundle import import_bundle
+
+    _print_import(import_bundle(args.source, args.sha256))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from polycstr_lib.book.bundle import VERIFY_DIR, import_bundle, verify_build
+    from polycstr_lib.book.glue import build_provenance, glued_numbers
+
+    if args.bundle:
+        report = import_bundle(args.bundle, args.sha256)
+        _print_import(report)
+        profile, expected, against = report.profile, report.numbers, f"the bundle {args.bundle}"
+    else:  # the store against the book's own build
+        expected = glued_numbers()
+        profiles = build_provenance()["profile"]
+        if len(profiles) != 1:
+            raise ValueError(f"book/executed has pages of profiles {sorted(profiles)}")
+        profile, against = next(iter(profiles)), "book/executed"
+    executed = Path(args.executed) if args.executed else VERIFY_DIR
+    result = verify_build(expected, profile, executed, args.only)
+    for page, name, want, got in result.differences:
+        print(f"{page}\t{name}\t{want!r}\t{got!r}")
+    left_out = f", {result.timings} timings not compared" if result.timings else ""
+    if result.differences:
+        print(
+            f"{len(result.differences)} of {result.values} glued values differ from {against}"
+            f"{left_out} (expected, then rebuilt without training)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"identical: {result.values} values on {result.pages} pages{left_out}")
     return 0
 
 
@@ -413,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="parameter profile (default: quick)",
         )
         p.add_argument("--only", action="append", help="page stem to execute (repeatable)")
+        if name == "notebooks":
+            p.add_argument(
+                "--executed",
+                metavar="DIR",
+                help="folder of the executed pages (default: book/executed)",
+            )
         p.set_defaults(func=func)
     numbers = sub.add_parser(
         "numbers",
@@ -460,6 +535,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("notebook", help="an executed notebook, e.g. rerun/02_dataset.ipynb")
     render.set_defaults(func=_cmd_render)
+    bundle = sub.add_parser(
+        "bundle", help="export the artifact store and the glued numbers, or import a bundle"
+    )
+    actions = bundle.add_subparsers(dest="action", required=True)
+    export = actions.add_parser(
+        "export", help="write the store's entries and book/executed's numbers to FILE"
+    )
+    export.add_argument("file", metavar="FILE", help="the archive: .tar, .tar.gz, .tgz or .zip")
+    export.add_argument(
+        "--executed", metavar="DIR", help="the build's executed pages (default: book/executed)"
+    )
+    export.set_defaults(func=_cmd_bundle_export)
+    imp = actions.add_parser(
+        "import", help="verify a bundle, then add its entries to the store (none overwritten)"
+    )
+    imp.add_argument("source", metavar="FILE_OR_URL", help="the archive, or its URL")
+    imp.set_defaults(func=_cmd_bundle_import)
+    verify = sub.add_parser(
+        "verify",
+        help="execute the pages without training and compare their numbers with a bundle's",
+    )
+    verify.add_argument(
+        "--bundle",
+        metavar="FILE_OR_URL",
+        help="import this bundle and compare with its numbers (default: with book/executed)",
+    )
+    verify.add_argument(
+        "--executed", metavar="DIR", help="where the pages are executed (default: _build/verify)"
+    )
+    verify.add_argument("--only", action="append", help="page stem (repeatable; default: all)")
+    verify.set_defaults(func=_cmd_verify)
+    for p in (imp, verify):
+        p.add_argument("--sha256", metavar="HEX", help="the archive's SHA-256 (needed for a URL)")
     return parser
 
 

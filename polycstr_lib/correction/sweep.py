@@ -28,6 +28,7 @@ from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
 from polycstr_lib.toolkit.cache import entry_path, invalidate, load_entry, write_entry
+from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.stats import iqm
 
 #: Head of the per-episode score columns of a sweep (``score_0``, ``score_1``, …).
@@ -324,6 +325,7 @@ def sweep_corrections(
         cached = load_entry(path, lambda entry: entry.load("sweep.csv"), key)
         if cached is not None:
             return cached
+    require_training("correction sweep", path or f"correction_sweeps/{scenario}_{split}")
     rows = _run_sweep(
         agents, cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale, split
     )

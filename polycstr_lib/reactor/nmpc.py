@@ -60,6 +60,7 @@ from polycstr_lib.toolkit.cache import (
     load_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.store import (
     config_to_dict,
 )
@@ -462,6 +463,7 @@ def run_nmpc(
     loaded = _load(directory, run)
     if loaded is not None:
         return loaded
+    require_training("NMPC run", directory)
     start = time.perf_counter()
     policy = NMPCPolicy(run.scenario, run.nmpc)
     seeds = episode_seeds(run.split, run.episodes, run.seed_offset)

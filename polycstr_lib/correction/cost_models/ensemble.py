@@ -51,6 +51,7 @@ from polycstr_lib.correction.cost_models.diagnostics import _predict, r2_score
 from polycstr_lib.correction.cost_models.networks import PICNN, _CostModel, build_cost_model
 from polycstr_lib.correction.cost_models.targets import _rows, cost_targets, split_episodes
 from polycstr_lib.correction.cost_models.training import cost_model_entry, load_cached, save_cached
+from polycstr_lib.toolkit.offline import require_training
 
 __all__ = ["CostEnsemble", "PessimisticActionCost", "is_picnn_ensemble", "train_cost_ensemble"]
 
@@ -232,6 +233,7 @@ def train_cost_ensemble(
     if cached is not None:
         ensemble, log = cached
         return ensemble.eval(), log
+    require_training("cost ensemble", path or "cost_models/(cache off)")
 
     t0 = time.perf_counter()
     y_all = cost_targets(data, config.target, config.gamma)

@@ -33,6 +33,7 @@ from polycstr_lib.toolkit.cache import (
     load_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.offline import require_training
 
 #: The data arrays a cost model is trained on (their fingerprint is part of the cache key).
 DATA_FIELDS = ("observations", "actions", "costs", "episode_ids")
@@ -148,6 +149,7 @@ def train_cost_model(
     if cached is not None:
         model, log = cached
         return model.eval(), log
+    require_training("cost model", path or "cost_models/(cache off)")
 
     t0 = time.perf_counter()
     y_all = cost_targets(data, config.target, config.gamma)

@@ -55,7 +55,7 @@ def test_with_seeds_the_interval_is_given_and_runaways_are_counted_k_of_n() -> N
 def test_correction_effect_groups_raised_lowered_and_unchanged() -> None:
     values = page(BC=60.0, BC_plus=61.0, IQL=90.0, IQL_plus=89.0, CQL=80.0, CQL_plus=80.01)
     assert correction_effect(values) == (
-        "raises BC by 1.0 points, lowers IQL by 1.0 points and leaves CQL unchanged"
+        "raises BC by 1.0 points; lowers IQL by 1.0 points; leaves CQL unchanged"
     )
     assert correction_effect(page(BC=1.0)) == ""
     untuned = page(BC=60.0, BC_plus0=20.0)

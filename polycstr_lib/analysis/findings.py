@@ -51,7 +51,7 @@ def correction_effect(
             correction fixed without tuning).
 
     Returns:
-        e.g. ``"raises CQL by 1.3 points, lowers BC by 0.7 and leaves IQL unchanged"``, or
+        e.g. ``"raises CQL by 1.3 points; lowers BC by 0.7 points; leaves IQL unchanged"``, or
         ``""`` when no base has a "+" row.
     """
     raised, lowered, same = [], [], []
@@ -69,13 +69,10 @@ def correction_effect(
     for verb, items in (("raises", raised), ("lowers", lowered)):
         if items:
             words = [f"{name} by {gap:.1f}" for name, gap in items]
-            words[0] += " points"
-            parts.append(f"{verb} " + " and ".join(words))
+            parts.append(f"{verb} " + " and ".join(words) + " points")
     if same:
         parts.append(f"leaves {' and '.join(same)} unchanged")
-    if not parts:
-        return ""
-    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return "; ".join(parts)
 
 
 def _runaways(values: Mapping[str, Any], methods: Sequence[str]) -> str:

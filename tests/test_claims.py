@@ -127,6 +127,11 @@ def test_read_glue_parses_myst_nb_outputs(tmp_path):
     path.write_text(json.dumps(nb))
     values = read_glue(path)
     assert values["a"] == 1.5 and values["b"] == "yes" and values["c"] != values["c"]
+    figure = glued("fig", "<Figure size 680x450 with 3 Axes>")
+    figure["data"]["application/papermill.record/image/png"] = "iVBORw0KGgo="
+    nb["cells"][0]["outputs"].append(figure)
+    path.write_text(json.dumps(nb))
+    assert "fig" not in read_glue(path)  # a glued figure is an image, not a number
     nb["cells"][0]["outputs"].append(glued("d", "np.float64(2.0)"))
     path.write_text(json.dumps(nb))
     with pytest.raises(ValueError, match="cannot parse glued d"):

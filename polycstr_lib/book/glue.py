@@ -26,7 +26,8 @@ def literal_value(text: str) -> object:
 
 
 def read_glue(path: str | Path) -> dict:
-    """All values glued (myst-nb ``glue``) in an executed notebook, by name.
+    """All values glued (myst-nb ``glue``) in an executed notebook, by name (glued figures
+    are left out: they are images, not numbers).
 
     Raises:
         FileNotFoundError: when the notebook is missing.
@@ -40,7 +41,10 @@ def read_glue(path: str | Path) -> dict:
             if not meta:
                 continue
             data = out.get("data", {})
-            text = data.get(meta.get("mime_prefix", "") + "text/plain", data.get("text/plain"))
+            prefix = meta.get("mime_prefix", "")
+            if any(k.startswith(prefix + "image/") for k in data):
+                continue  # a glued figure: pasted into a page, not a number
+            text = data.get(prefix + "text/plain", data.get("text/plain"))
             if isinstance(text, list):
                 text = "".join(text)
             try:

@@ -191,9 +191,9 @@ def test_results_page_glue_names() -> None:
     }
     table = deployment_table({"bc": bc, "iql": iql})
     assert list(table.index) == ["BC+", "IQL+"]
-    assert table.loc["IQL+", "correction"] == "no correction: none admissible"
-    assert table.loc["BC+", "runaway rate ≤"] == "0.259 (95 %)"
-    assert table.loc["IQL+", "validation runaways"] == "1/10"
+    assert table.loc["IQL+", "Correction deployed"] == "no correction: none admissible"
+    assert table.loc["BC+", "Runaway rate at most"] == "0.259 (95 %)"
+    assert table.loc["IQL+", "Validation runaways"] == "1 of 10"
     # glue prefixes: rows keep their names, the zero-tuning rows are "<ALGO>+0"
     assert [glue_prefix(m) for m in ("BC", "BC+", zero_tuning_row("bc"), ORACLE, "PI")] == [
         "BC", "BC+", "BC+0", "NMPC", "PI",

@@ -242,18 +242,18 @@ def deployment_table(deployments: Mapping[str, Deployment]) -> pd.DataFrame:
     """What each "+" row deploys, as the results pages show it: one row per "+" row.
 
     Returns:
-        Indexed by row (``'BC+'`` …): ``correction`` (:meth:`Deployment.text`),
-        ``admissible`` (``'k of n'`` settings, η = 0 included), ``validation runaways``
-        (``'k/n'`` episodes), ``runaway rate ≤`` (the bound, at the deployments' confidence,
-        e.g. ``'0.139 (95 %)'``) and ``reason``.
+        Indexed by row (``'BC+'`` …), with headers for readers: ``Correction deployed``
+        (:meth:`Deployment.text`), ``Admissible settings`` (``'k of n'``, η = 0 included),
+        ``Validation runaways`` (``'k of n'`` episodes), ``Runaway rate at most`` (the
+        bound at the deployments' confidence, e.g. ``'0.139 (95 %)'``) and ``Why``.
     """
     rows = {
         f"{algo.upper()}+": {
-            "correction": d.text(),
-            "admissible": f"{d.admissible} of {d.candidates}",
-            "validation runaways": f"{d.runaways}/{d.episodes}",
-            "runaway rate ≤": f"{d.runaway_bound:.3f} ({100 * d.confidence:g} %)",
-            "reason": d.reason,
+            "Correction deployed": d.text(),
+            "Admissible settings": f"{d.admissible} of {d.candidates}",
+            "Validation runaways": f"{d.runaways} of {d.episodes}",
+            "Runaway rate at most": f"{d.runaway_bound:.3f} ({100 * d.confidence:g} %)",
+            "Why": d.reason,
         }
         for algo, d in deployments.items()
     }

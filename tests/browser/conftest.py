@@ -2,20 +2,26 @@
 
 The checks need a built site (``make book`` -> ``_build/html``) and a Chromium binary
 (Debian's ``chromium``; ``.ci/run`` installs it when it can). Without either, every test
-here is skipped with the reason. Chromium is driven only through its command-line modes
-(``--dump-dom``, ``--screenshot``), against a local ``http.server`` on 127.0.0.1, with every
-host other than 127.0.0.1 unresolvable, so the pages must render without the network.
+here is skipped with the reason. Chromium is driven through its command-line modes
+(``--dump-dom``, ``--screenshot``) and, for a phone's width, through the DevTools protocol
+(``emulate``: headless Chromium lays no window out narrower than 500 px, so a 390-px phone is
+emulated), against a local ``http.server`` on 127.0.0.1, with every host other than
+127.0.0.1 unresolvable, so the pages must render without the network.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
+import itertools
 import json
 import shutil
 import subprocess
 import threading
+import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -152,7 +158,8 @@ PROBE_SCRIPT = """
         return {src: i.getAttribute("src"), complete: i.complete,
                 width: i.naturalWidth, height: i.naturalHeight,
                 shown: i.clientWidth, shownHeight: i.clientHeight,
-                box: i.parentElement ? i.parentElement.clientWidth : 0};
+                box: (i.parentElement && i.parentElement.closest(
+                  "div, figure, p, section, td")  || document.body).clientWidth};
       }),
       mjx: document.querySelectorAll("mjx-container").length,
       finding: (function () {
@@ -256,6 +263,91 @@ def browse(chromium, server, tmp_path_factory):
         return proc.stdout
 
     return run
+
+
+@pytest.fixture(scope="session")
+def emulate(chromium, server, tmp_path_factory):
+    """``emulate(page, width, height, screenshot=None, probe=True) -> dom``: a site page in
+    one Chromium tab whose viewport is set through the DevTools protocol
+    (``Emulation.setDeviceMetricsOverride``, a mobile viewport of ``width`` CSS px). With
+    ``probe`` the page gets the probe script and the call returns once it reported; else
+    once the page and MathJax are done. ``screenshot``: a PNG path for the viewport."""
+    websocket = pytest.importorskip("websocket", reason="websocket-client drives Chromium's tab")
+    profile = tmp_path_factory.mktemp("chromium-devtools")
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
+    proc = subprocess.Popen(
+        [chromium, *flags, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+         "--remote-allow-origins=*", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 30
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.skip("Chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            tab = next(t for t in json.load(r) if t["type"] == "page")
+        ws = websocket.create_connection(
+            tab["webSocketDebuggerUrl"], suppress_origin=True, timeout=60
+        )
+        ids = itertools.count(1)
+
+        def call(method: str, **params):
+            number = next(ids)
+            ws.send(json.dumps({"id": number, "method": method, "params": params}))
+            while True:
+                message = json.loads(ws.recv())
+                if message.get("id") == number:
+                    if "error" in message:
+                        raise AssertionError(f"{method}: {message['error']}")
+                    return message.get("result", {})
+
+        def evaluate(expression: str, wait: bool = False):
+            result = call(
+                "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=wait
+            )
+            return result.get("result", {}).get("value")
+
+        def run(page: str, width: int, height: int, screenshot=None, probe: bool = True) -> str:
+            call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,  # a fixed layout width: a wider page scrolls, never zooms out
+            )
+            call("Page.navigate", url=server + page + ("?probe=1" if probe else ""))
+            ready = (
+                "document.getElementById('__probe__') !== null"
+                if probe
+                else "document.readyState === 'complete'"
+            )
+            deadline = time.monotonic() + 60
+            while not evaluate(ready):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{page} did not finish loading in 60 s at {width} px")
+                time.sleep(0.2)
+            evaluate(
+                "(window.MathJax && MathJax.startup && MathJax.startup.promise"
+                " || Promise.resolve()).then(() => true)",
+                wait=True,
+            )
+            if screenshot is not None:
+                data = call("Page.captureScreenshot", format="png")["data"]
+                Path(screenshot).write_bytes(base64.b64decode(data))
+            return evaluate("document.documentElement.outerHTML")
+
+        yield run
+        ws.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="session")

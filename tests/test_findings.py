@@ -73,9 +73,12 @@ def test_claims_finding_counts_and_names_what_fails() -> None:
         index=["C1", "C2", "C3", "C4", "C5", "C6"],
     )
     assert claims_finding(verdicts) == (
-        "Of 6 claims of the paper, 2 hold, 1 hold in part and 2 do not hold in this build "
+        "Of 6 claims of the paper, 2 hold, 1 holds in part and 2 do not hold in this build "
         "(C2, C5); 1 cannot be judged with this build's seeds."
     )
+    one = pd.Series(["holds", "does not hold"], index=["C1", "C2"])
+    assert claims_finding(one).startswith("Of 2 claims of the paper, 1 holds, 0 hold in part")
+    assert "and 1 does not hold in this build (C2)." in claims_finding(one)
 
 
 class Toy:

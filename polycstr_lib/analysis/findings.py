@@ -231,8 +231,9 @@ def claims_finding(verdicts: pd.Series) -> str:
     held, partly, failed = (int(counts.get(k, 0)) for k in ("holds", "partly", "does not hold"))
     other = len(verdicts) - held - partly - failed
     text = (
-        f"Of {len(verdicts)} claims of the paper, {held} hold, {partly} hold in part and "
-        f"{failed} do not hold in this build"
+        f"Of {len(verdicts)} claims of the paper, {held} {'holds' if held == 1 else 'hold'}, "
+        f"{partly} {'holds' if partly == 1 else 'hold'} in part and {failed} "
+        f"{'does' if failed == 1 else 'do'} not hold in this build"
     )
     if failed:
         text += " (" + ", ".join(str(c) for c in verdicts.index[verdicts == "does not hold"]) + ")"

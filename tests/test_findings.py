@@ -79,6 +79,10 @@ def test_claims_finding_counts_and_names_what_fails() -> None:
     one = pd.Series(["holds", "does not hold"], index=["C1", "C2"])
     assert claims_finding(one).startswith("Of 2 claims of the paper, 1 holds, 0 hold in part")
     assert "and 1 does not hold in this build (C2)." in claims_finding(one)
+    unclear = pd.Series(["holds", "inconclusive", "needs seeds"], index=["C1", "C3", "C5"])
+    assert claims_finding(unclear).endswith(
+        "; 1 is inconclusive (C3); 1 cannot be judged with this build's seeds."
+    )
 
 
 class Toy:

@@ -125,3 +125,58 @@ def test_runaway_rate_upper_bound_is_clopper_pearson() -> None:
             runaway_rate_upper_bound(*bad)
     with pytest.raises(ValueError, match="confidence"):
         runaway_rate_upper_bound(0, 5, confidence=1.0)
+
+
+def test_paired_difference_of_a_constant_shift_is_degenerate_at_the_shift() -> None:
+    from polycstr_lib.toolkit.stats import paired_difference
+
+    base = np.array([10.0, 40.0, -5.0, 70.0])
+    mean, low, high = paired_difference(base + 3.0, base)
+    assert mean == low == high == pytest.approx(3.0)
+    assert paired_difference([5.0], [2.0]) == pytest.approx((3.0, 3.0, 3.0))  # one seed
+
+
+def test_paired_difference_of_a_sign_flip_contains_zero_and_is_seeded() -> None:
+    from polycstr_lib.toolkit.stats import paired_difference
+
+    a, b = np.array([15.0, 14.0, 5.0, 6.0]), np.array([10.0, 10.0, 10.0, 10.0])
+    state = np.random.get_state()  # noqa: NPY002
+    mean, low, high = paired_difference(a, b, reps=500, seed=3)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002 (untouched)
+    assert mean == pytest.approx(0.0) and low < 0.0 < high
+    assert paired_difference(a, b, reps=500, seed=3) == (mean, low, high)
+    # pairing matters: the same values with a common per-seed offset stay degenerate
+    shifted = paired_difference(a + 100 * np.arange(4), a - 1 + 100 * np.arange(4))
+    assert shifted == pytest.approx((1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="shape"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_unpaired_difference_brackets_the_gap() -> None:
+    from polycstr_lib.toolkit.stats import unpaired_difference
+
+    mean, low, high = unpaired_difference([10.0, 12.0, 14.0], [1.0, 2.0], reps=500, seed=1)
+    assert mean == pytest.approx(10.5) and low <= mean <= high
+    assert unpaired_difference([10.0, 12.0, 14.0], [1.0, 2.0], reps=500, seed=1) == (
+        mean,
+        low,
+        high,
+    )
+
+
+def test_binomial_interval_is_clopper_pearson() -> None:
+    from scipy.stats import beta
+
+    from polycstr_lib.toolkit.stats import binomial_interval
+
+    low, high = binomial_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 20))  # 0.168
+    assert binomial_interval(20, 20) == (pytest.approx(0.025 ** (1 / 20)), 1.0)
+    low, high = binomial_interval(3, 20)
+    assert low == pytest.approx(beta.ppf(0.025, 3, 18))
+    assert high == pytest.approx(beta.ppf(0.975, 4, 17))
+    assert low < 3 / 20 < high
+    with pytest.raises(ValueError):
+        binomial_interval(3, 2)
+    with pytest.raises(ValueError):
+        binomial_interval(1, 2, confidence=1.0)

@@ -7,30 +7,63 @@ that rests on a probability of improvement across seeds (:data:`SEEDED_CLAIMS`) 
 :data:`NEEDS_SEEDS` while the runs compared have one seed each: P(A > B) from one pair of
 runs is 0, 0.5 or 1, not evidence. :func:`claims_page_table` is the table the page shows:
 each rule named briefly (:data:`RULE_NAMES`), its full text in a list below.
+
+A corrected policy and its base (``BC+`` and ``BC``, ``IQL+`` and ``IQL``) are the same agent
+on the same training seeds and test episodes, so their claims (C2, C3, C5) read the *paired*
+per-seed difference and its bootstrap interval (:func:`paired`), judged with a minimum
+effect (:data:`MIN_EFFECT`) for "improves" and a margin (:data:`NON_INFERIORITY`) for "not
+worse"; a verdict whose interval straddles the threshold is :data:`INCONCLUSIVE`. Worst-case
+claims read the worst episodes themselves (each seed's minimum, and the single worst episode
+over seeds), never an IQM of minima. Every row carries its interval in :data:`INTERVAL`;
+:func:`sensitivity_table` recomputes each verdict with other thresholds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from polycstr_lib.analysis.results import SEED_GLUE
 from polycstr_lib.analysis.tables import ReaderTable, reader_table
-from polycstr_lib.toolkit.stats import Comparison, compare_runs, iqm
+from polycstr_lib.toolkit.stats import (
+    Comparison,
+    binomial_interval,
+    compare_runs,
+    iqm,
+    paired_difference,
+    unpaired_difference,
+)
 
 SCENARIO_NAMES = ("startup", "grade_down", "grade_up")
 HOLDS, PARTLY, FAILS = "holds", "partly", "does not hold"
+#: Verdict of a paired claim whose interval straddles its threshold: the seeds disagree.
+INCONCLUSIVE = "inconclusive"
 #: Verdict of a claim in :data:`SEEDED_CLAIMS` while the runs compared have one seed each.
 NEEDS_SEEDS = "needs ≥ 2 seeds"
 #: Key of :data:`NEEDS_SEEDS` in :func:`verdict_counts` (glued as ``count_needs_seeds``).
 NEEDS_SEEDS_KEY = "needs seeds"
 #: Claims whose rule reads P(A > B) across training seeds.
-SEEDED_CLAIMS = ("C1", "C2", "C3", "C8", "C9")
+SEEDED_CLAIMS = ("C1", "C2", "C3", "C5", "C8", "C9")
 MIN_SEEDS = 2  # seeds a P(A > B) verdict needs (on at least one side of the comparison)
 MARGIN = 20.0  # IQM gap, normalised-reward points, that makes "A >> B"
 P_HOLDS = 0.75  # P(A > B) across seeds that makes "A better than B" hold
+#: Smallest paired gain, normalised-reward points, that counts as "improves" (a correction
+#: that moves the score by 1e-5 improves nothing).
+MIN_EFFECT = 1.0
+#: Non-inferiority margin, points: "not worse" holds if the paired interval's low end is
+#: above ``-NON_INFERIORITY``.
+NON_INFERIORITY = 1.0
+CONFIDENCE = 0.95  # size of every interval the claims report
+BOOT_REPS = 2000  # bootstrap replications of the paired intervals
+BOOT_SEED = 0  # seed of the bootstrap: a rerun gives the same intervals
+#: Column of :func:`assess_claims` with each verdict's interval.
+INTERVAL = "Δ [95 % CI]"
+#: Thresholds :func:`sensitivity_table` tries, points.
+MIN_EFFECTS = (0.0, 1.0, 2.0)
+NON_INFERIORITIES = (0.5, 1.0, 2.0)
 R2_GAP = 0.1  # R² gap that makes "PICNN clearly below NN"
 R2_SMALL_GAP = 0.01  # smaller gaps are noise between two training runs
 STABLE = "stable"
@@ -43,21 +76,36 @@ _BETTER = (
     "IQM and P(A > B) are across training seeds, of each seed's mean normalised reward over "
     "the test episodes (rliable)"
 )
+_PAIRED = (
+    "Δ is the mean over training seeds of the paired difference (corrected − base, same seeds "
+    f"and test episodes), with a {CONFIDENCE:.0%} percentile bootstrap interval [low, high] "
+    "over seeds"
+)
+_IMPROVES = (
+    f"'improves' holds if low > 0 and Δ >= {MIN_EFFECT:g} point (minimum effect), does not "
+    f"hold if high < {MIN_EFFECT:g}, else is inconclusive"
+)
 RULES = {
     "C1": f"holds if P(IQL > BC) >= {P_HOLDS:g}, IQL's IQM exceeds BC's by >= {MARGIN:g} "
     "points and is >= 0 (no worse than the data's worst episode); partly if P > 0.5 and the "
     f"IQM gap > 0. {_BETTER}",
-    "C2": f"holds if P(BC+ > BC) >= {P_HOLDS:g}, BC+'s IQM exceeds BC's by >= {MARGIN:g} "
-    "points and is >= 0 (no worse than the data's worst episode); partly if P > 0.5 and the "
-    f"IQM gap > 0. {_BETTER}",
-    "C3": f"on each seed's worst test episode: holds if P(IQL+ > IQL) >= {P_HOLDS:g} and the "
-    "IQM of IQL+'s minima exceeds IQL's by > 1 point; partly if it is no more than 1 point "
-    "below",
+    "C2": f"on each seed's mean reward: holds if low > 0, Δ >= {MARGIN:g} points and BC+'s "
+    "IQM is >= 0 (no worse than the data's worst episode); partly if BC+ only improves "
+    f"({_IMPROVES}); does not hold or inconclusive as 'improves'. {_PAIRED}",
+    "C3": "on each seed's worst test episode (its minimum): holds if IQL+ improves on IQL "
+    f"({_IMPROVES}) and IQL+'s single worst episode over all seeds is >= {MIN_EFFECT:g} point "
+    "above IQL's; partly if it improves but the single worst episode is not that much higher; "
+    f"does not hold if it does not improve or IQL+'s worst episode is more than "
+    f"{NON_INFERIORITY:g} point below IQL's. {_PAIRED}",
     "C4": f"holds if the PICNN's held-out R² is below the NN's by >= {R2_GAP:g} in every "
     f"scenario; partly if below by >= {R2_SMALL_GAP:g} in at least one",
-    "C5": "holds if the corrected policy's minimum is >= the base policy's and its std is <= "
-    "the base's (means over seeds) in at least 2/3 of (algorithm, scenario) pairs; partly if "
-    "in at least one",
+    "C5": "per (algorithm, scenario) pair, the correction is better if it lifts the worst "
+    "episode as in C3 (holds there) and its spread is not worse (per-seed std, paired: low of "
+    f"base − corrected > −{NON_INFERIORITY:g} point, non-inferiority), worse if its worst "
+    "episode does not improve (C3 does not hold) or its spread is clearly larger (high < "
+    f"−{NON_INFERIORITY:g}); holds if better in >= 2/3 of pairs, partly if in at least one, "
+    "does not hold if worse in >= 2/3 and better in none, else inconclusive. Runaway rates "
+    f"are reported with exact (Clopper–Pearson) {CONFIDENCE:.0%} intervals. {_PAIRED}",
     "C6": "holds if, late in episodes, the PICNN agrees with the simulator's gradient more "
     "often than the NN and flips no more often; partly if one of the two",
     "C7": "holds if BC's steady-state offset (mean over seeds) exceeds IQL's and PI's in at "
@@ -152,30 +200,175 @@ def _p_text(c: Comparison, a: str, b: str, seeds: int, min_seeds: int) -> str:
     return f"P({a} > {b}) = {c.p:.2f}"
 
 
-def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Paired:
+    """A paired per-seed difference ``a − b``: its mean, interval and number of seeds."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def text(self) -> str:
+        """``'+3.1 [+1.0, +5.2]'``."""
+        return f"{self.mean:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
+
+
+def paired_seed_values(
+    values: Mapping, a: str, b: str, stat: str = "mean"
+) -> tuple[list[float], list[float]]:
+    """Per-seed values of ``a`` and ``b`` on their common training seeds, in one order.
+
+    Seeds are matched by the glued seed lists (``<METHOD>_seeds``) where both methods have
+    them; without them the lists are paired in their order (single runs pair as one seed).
+
+    Args:
+        values: Glued values of a results page.
+        a: Method name, e.g. ``"IQL+"``.
+        b: Method name, e.g. ``"IQL"``.
+        stat: as in :func:`seed_values`.
+
+    Returns:
+        ``(a's values, b's values)``, both ``(S,)`` over the same seeds.
+
+    Raises:
+        ValueError: no common seed, or lists of different lengths without seed lists.
+    """
+    xa, xb = seed_values(values, a, stat), seed_values(values, b, stat)
+    sa, sb = values.get(f"{a}_seeds"), values.get(f"{b}_seeds")
+    if isinstance(sa, list) and isinstance(sb, list) and (len(sa), len(sb)) == (len(xa), len(xb)):
+        where = {seed: j for j, seed in enumerate(sb)}
+        common = [(i, where[seed]) for i, seed in enumerate(sa) if seed in where]
+        if not common:
+            raise ValueError(f"{a} and {b} share no training seed")
+        return [xa[i] for i, _ in common], [xb[j] for _, j in common]
+    if len(xa) != len(xb):
+        raise ValueError(f"{a} has {len(xa)} seeds and {b} {len(xb)}, and no seed lists to pair")
+    return xa, xb
+
+
+def paired(values: Mapping, a: str, b: str, stat: str = "mean") -> Paired:
+    """Paired difference ``a − b`` of ``stat`` over common seeds, with its bootstrap interval.
+
+    :func:`~polycstr_lib.toolkit.stats.paired_difference` with :data:`BOOT_REPS`,
+    :data:`BOOT_SEED` and :data:`CONFIDENCE`; ``n = 0`` (and NaN) when the seeds of ``a``
+    and ``b`` cannot be paired (:func:`paired_seed_values`), which gates a verdict like one
+    seed does.
+    """
+    try:
+        xa, xb = paired_seed_values(values, a, b, stat)
+    except ValueError:
+        return Paired(float("nan"), float("nan"), float("nan"), 0)
+    mean, low, high = paired_difference(
+        xa, xb, reps=BOOT_REPS, seed=BOOT_SEED, confidence=CONFIDENCE
+    )
+    return Paired(mean, low, high, len(xa))
+
+
+def improves(d: Paired, min_effect: float = MIN_EFFECT) -> str:
+    """Verdict of "A improves on B" from their paired difference.
+
+    :data:`HOLDS` if the interval's low end is above 0 and the mean gain is at least
+    ``min_effect`` points; :data:`FAILS` if the high end is below ``min_effect`` (the gain is
+    smaller than the minimum effect, or negative); else :data:`INCONCLUSIVE`. A no-op (every
+    difference 0) never holds.
+    """
+    if d.low > 0 and d.mean >= min_effect:
+        return HOLDS
+    if d.high < min_effect:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def not_worse(d: Paired, margin: float = NON_INFERIORITY) -> str:
+    """Verdict of "A is not worse than B" (non-inferiority) from their paired difference.
+
+    :data:`HOLDS` if the interval's low end is above ``-margin``; :data:`FAILS` if its high
+    end is below ``-margin`` (clearly worse); else :data:`INCONCLUSIVE`.
+    """
+    if d.low > -margin:
+        return HOLDS
+    if d.high < -margin:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def _gap_text(values: Mapping, a: str, b: str) -> str:
+    """Unpaired difference of the seed means of ``a`` and ``b`` with its interval."""
+    mean, low, high = unpaired_difference(
+        seed_values(values, a), seed_values(values, b), BOOT_REPS, BOOT_SEED, CONFIDENCE
+    )
+    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def _worst_case(
+    values: Mapping, plus: str, base: str, min_effect: float, margin: float
+) -> tuple[str, Paired, float]:
+    """Does ``plus`` lift the worst episodes of ``base``? (the rule of C3)
+
+    Returns:
+        ``(verdict, paired difference of the per-seed minima, gap of the single worst
+        episodes)``; the single worst episode is the minimum over seeds of the per-seed
+        minima.
+    """
+    d = paired(values, plus, base, "min")
+    worst = min(seed_values(values, plus, "min")) - min(seed_values(values, base, "min"))
+    lifted = improves(d, min_effect)
+    if lifted == FAILS or worst < -margin:
+        return FAILS, d, worst
+    if lifted == HOLDS:
+        return (HOLDS if worst >= min_effect else PARTLY), d, worst
+    return INCONCLUSIVE, d, worst
+
+
+def _runaways(results: Mapping[str, Mapping], method: str) -> str:
+    """``'BC 3/60 [0.01, 0.14]'``: runaways over every page, with the exact interval."""
+    pages = [v for v in results.values() if f"{method}_runaways" in v and f"{method}_episodes" in v]
+    k = sum(int(v[f"{method}_runaways"]) for v in pages)
+    n = sum(int(v[f"{method}_episodes"]) for v in pages)
+    if not n:
+        return ""
+    low, high = binomial_interval(k, n, CONFIDENCE)
+    return f"{method} {k}/{n} [{low:.2f}, {high:.2f}]"
+
+
+def assess_claims(
+    results: dict[str, dict],
+    cost: dict,
+    min_seeds: int = MIN_SEEDS,
+    min_effect: float = MIN_EFFECT,
+    non_inferiority: float = NON_INFERIORITY,
+) -> pd.DataFrame:
     """Verdicts of claims C1-C9 by the rules of :data:`RULES`.
 
     A claim of :data:`SEEDED_CLAIMS` is :data:`NEEDS_SEEDS` when some comparison it rests
-    on has fewer than ``min_seeds`` seeds on both sides (its P(A > B) would come from one
-    pair of runs); its "this build" text then gives the IQMs without the probability.
+    on has fewer than ``min_seeds`` seeds (on both sides, or paired); its "this build" text
+    then gives the values without the probability, and its interval is not shown.
 
     Args:
         results: scenario -> glued values of its results page: per method the per-seed
-            lists ``<METHOD>_seed_means`` and ``<METHOD>_seed_mins`` (or, for a single run,
-            ``<METHOD>_mean`` and ``<METHOD>_min``), and the means over seeds
-            ``<METHOD>_min``, ``<METHOD>_std``, ``<METHOD>_offset``.
+            lists ``<METHOD>_seed_means``, ``_seed_mins``, ``_seed_stds`` with their seeds
+            ``<METHOD>_seeds`` (or, for a single run, ``<METHOD>_mean``, ``_min``, ``_std``),
+            the means over seeds ``<METHOD>_offset``, and ``<METHOD>_runaways`` of
+            ``<METHOD>_episodes`` where glued.
         cost: glued values of the cost-model page (``r2_mlp_<scenario>``,
             ``r2_picnn_<scenario>``, ``agree_<mlp|picnn>_late``, ``flip_<mlp|picnn>_late``).
-        min_seeds: seeds a probability of improvement needs (1: every verdict by its rule
-            alone, as with several seeds).
+        min_seeds: seeds a verdict across seeds needs (1: every verdict by its rule alone).
+        min_effect: minimum effect of "improves", points (:data:`MIN_EFFECT`).
+        non_inferiority: margin of "not worse", points (:data:`NON_INFERIORITY`).
 
     Returns:
-        DataFrame indexed by claim: ``paper``, ``this build``, ``verdict``, ``rule``.
+        DataFrame indexed by claim: ``paper``, ``this build``, ``verdict``, :data:`INTERVAL`
+        (the difference behind the verdict and its interval, ``—`` where none), ``rule``.
     """
     rows = {}
+    gated = "— (too few seeds)"
 
     def seeded(verdict: str, *seeds: int) -> str:
         return NEEDS_SEEDS if min(seeds) < min_seeds else verdict
+
+    def shown(text: str, *seeds: int) -> str:
+        return gated if min(seeds) < min_seeds else text
 
     if "startup" in results:
         values = results["startup"]
@@ -184,20 +377,30 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
             f"startup: IQM IQL {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; "
             + _p_text(c, "IQL", "BC", n, min_seeds),
             seeded(_much_better(c), n),
+            shown(f"IQL − BC {_gap_text(values, 'IQL', 'BC')} (unpaired)", n),
         )
-        c, n = compare(values, "IQL+", "IQL", "min"), _seeds(values, "IQL+", "IQL", "min")
+        verdict, d, worst = _worst_case(values, "IQL+", "IQL", min_effect, non_inferiority)
         rows["C3"] = (
-            f"startup: IQM of seed minima IQL+ {c.iqm_x:.1f} vs IQL {c.iqm_y:.1f}; "
-            + _p_text(c, "IQL+", "IQL", n, min_seeds),
-            seeded(_verdict(c.p >= P_HOLDS and c.gap > 1, c.gap >= -1), n),
+            f"startup: worst episode IQL+ {min(seed_values(values, 'IQL+', 'min')):.1f} vs "
+            f"IQL {min(seed_values(values, 'IQL', 'min')):.1f}; seeds' minima paired over "
+            f"{d.n} seed{'s' if d.n > 1 else ''}",
+            seeded(verdict, d.n),
+            shown(f"minima {d.text()}; worst episode {worst:+.1f}", d.n),
         )
     if "grade_up" in results:
         values = results["grade_up"]
-        c, n = compare(values, "BC+", "BC"), _seeds(values, "BC+", "BC")
+        d = paired(values, "BC+", "BC")
+        plus = iqm(seed_values(values, "BC+"))
+        gain = improves(d, min_effect)
+        if gain == HOLDS:
+            verdict = HOLDS if d.low > 0 and d.mean >= MARGIN and plus >= 0 else PARTLY
+        else:
+            verdict = gain
         rows["C2"] = (
-            f"grade up: IQM BC+ {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; "
-            + _p_text(c, "BC+", "BC", n, min_seeds),
-            seeded(_much_better(c), n),
+            f"grade up: IQM BC+ {plus:.1f} vs BC {iqm(seed_values(values, 'BC')):.1f}; paired "
+            f"over {d.n} seed{'s' if d.n > 1 else ''}",
+            seeded(verdict, d.n),
+            shown(f"BC+ − BC {d.text()}", d.n),
         )
     scen = [s for s in SCENARIO_NAMES if f"r2_picnn_{s}" in cost]
     if scen:
@@ -208,20 +411,36 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
         rows["C4"] = (
             f"R² PICNN vs NN: {text}",
             _verdict(all(g >= R2_GAP for g in gaps), any(g >= R2_SMALL_GAP for g in gaps)),
+            "—",
         )
-    pairs, better = 0, 0
-    for vals in results.values():
+    better, worse, seeds, intervals, algos = 0, 0, [], [], []
+    for scenario, vals in results.items():
         for algo in ("BC", "IQL", "CQL"):
-            if f"{algo}+_min" in vals:
-                pairs += 1
-                better += (
-                    vals[f"{algo}+_min"] >= vals[f"{algo}_min"]
-                    and vals[f"{algo}+_std"] <= vals[f"{algo}_std"]
-                )
-    if pairs:
+            if f"{algo}+_min" not in vals:
+                continue
+            verdict, d, _ = _worst_case(vals, f"{algo}+", algo, min_effect, non_inferiority)
+            spread = not_worse(paired(vals, algo, f"{algo}+", "std"), non_inferiority)
+            better += verdict == HOLDS and spread == HOLDS
+            worse += verdict == FAILS or spread == FAILS
+            seeds.append(d.n)
+            intervals.append(f"{scenario} {algo}+ {d.text()}")
+            algos += [] if algo in algos else [algo]
+    if seeds:
+        pairs = len(seeds)
+        if better:
+            verdict = _verdict(better >= 2 * pairs / 3, True)
+        else:
+            verdict = FAILS if worse >= 2 * pairs / 3 else INCONCLUSIVE
+        runaways = "; ".join(
+            f"{base} → {plus}"
+            for base, plus in ((_runaways(results, a), _runaways(results, a + "+")) for a in algos)
+            if base and plus
+        )
         rows["C5"] = (
-            f"min and spread improved in {better} of {pairs} pairs",
-            _verdict(better >= 2 * pairs / 3, better > 0),
+            f"better in {better} of {pairs} pairs, worse in {worse}"
+            + (f"; runaways ({CONFIDENCE:.0%} CI): {runaways}" if runaways else ""),
+            seeded(verdict, *seeds),
+            shown("minima " + "; ".join(intervals), *seeds),
         )
     if "agree_picnn_late" in cost:
         agree = cost["agree_picnn_late"] > cost["agree_mlp_late"]
@@ -231,6 +450,7 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
             f"{cost['agree_mlp_late']:.0%}; flip rate PICNN {cost['flip_picnn_late']:.0%} vs NN "
             f"{cost['flip_mlp_late']:.0%}",
             _verdict(agree and flips, agree or flips),
+            "—",
         )
     if results:
         n = len(results)
@@ -239,6 +459,7 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
         rows["C7"] = (
             f"BC offset (kg/m³): {text}; worse than IQL and PI in {worse} of {n}",
             _verdict(worse >= 2, worse >= 1),
+            "—",
         )
         cql = {s: compare(v, "CQL", "BC") for s, v in results.items()}
         cql_seeds = [_seeds(v, "CQL", "BC") for v in results.values()]
@@ -249,7 +470,12 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
         else:
             probabilities = ", ".join(f"{s} {c.p:.2f}" for s, c in cql.items())
             text = f"CQL beats BC in {wins} of {n} scenarios (P(CQL > BC): {probabilities})"
-        rows["C8"] = (text, seeded(_verdict(wins == n, wins > 0), *cql_seeds))
+        gaps = "; ".join(f"{s} {_gap_text(v, 'CQL', 'BC')}" for s, v in results.items())
+        rows["C8"] = (
+            text,
+            seeded(_verdict(wins == n, wins > 0), *cql_seeds),
+            shown(f"CQL − BC (unpaired): {gaps}", *cql_seeds),
+        )
         beats_pi = sum(_beats(compare(v, "IQL", "PI")) for v in results.values())
         pi_seeds = [_seeds(v, "IQL", "PI") for v in results.values()]
         agents = ("BC", "BC+", "IQL", "IQL+", "CQL", "CQL+")
@@ -263,13 +489,16 @@ def assess_claims(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEE
             text += f"seeds); IQL+ highest IQM in {best} of {n}"
         else:
             text = f"IQL beats PI in {beats_pi} of {n}; IQL+ highest IQM in {best} of {n}"
+        gaps = "; ".join(f"{s} {_gap_text(v, 'IQL', 'PI')}" for s, v in results.items())
         rows["C9"] = (
             text,
             seeded(_verdict(beats_pi == n and best == n, beats_pi == n or best == n), *pi_seeds),
+            shown(f"IQL − PI (unpaired): {gaps}", *pi_seeds),
         )
-    columns = ["claim", "paper", "this build", "verdict", "rule"]
+    columns = ["claim", "paper", "this build", "verdict", INTERVAL, "rule"]
     table = pd.DataFrame(
-        [[c, PAPER[c], v[0], v[1], RULES[c]] for c, v in sorted(rows.items())], columns=columns
+        [[c, PAPER[c], v[0], v[1], v[2], RULES[c]] for c, v in sorted(rows.items())],
+        columns=columns,
     ).set_index("claim")
     return table
 
@@ -363,6 +592,35 @@ def claims_table(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEED
     return table
 
 
+def sensitivity_table(results: dict[str, dict], cost: dict) -> pd.DataFrame:
+    """Each verdict of :func:`assess_claims` under other thresholds (no new rollouts).
+
+    The minimum effect of "improves" is varied over :data:`MIN_EFFECTS` (the margin held at
+    :data:`NON_INFERIORITY`), then the non-inferiority margin over
+    :data:`NON_INFERIORITIES` (the minimum effect held at :data:`MIN_EFFECT`). Only the
+    paired claims (C2, C3, C5) read these thresholds; the others repeat their verdict.
+    Budgets and correction choices are not varied (that would need new training).
+
+    Args:
+        results: scenario -> glued values of its results page.
+        cost: glued values of the cost-model page.
+
+    Returns:
+        DataFrame indexed by claim, one column per rule: ``"min effect 0"``, ...,
+        ``"non-inferiority 0.5"``, ..., each cell the verdict under that rule.
+    """
+    columns = {}
+    for effect in MIN_EFFECTS:
+        columns[f"min effect {effect:g}"] = assess_claims(results, cost, min_effect=effect)[
+            "verdict"
+        ]
+    for margin in NON_INFERIORITIES:
+        columns[f"non-inferiority {margin:g}"] = assess_claims(
+            results, cost, non_inferiority=margin
+        )["verdict"]
+    return pd.DataFrame(columns)
+
+
 def claims_page_table(table: pd.DataFrame) -> ReaderTable:
     """A :func:`claims_table` as the claims page shows it: each rule by its short name
     (:data:`RULE_NAMES`), the full rules (:data:`RULES`) in a collapsible list below.
@@ -381,6 +639,12 @@ def claims_page_table(table: pd.DataFrame) -> ReaderTable:
             f"{NEEDS_SEEDS}: the rule reads the probability of improvement P(A > B) across "
             "training seeds, which one seed of each method cannot give (it would be 0, 0.5 "
             "or 1 from a single pair of runs)."
+        )
+    if (table["verdict"] == INCONCLUSIVE).any():
+        notes.append(
+            f"{INCONCLUSIVE}: the {CONFIDENCE:.0%} interval of the paired difference "
+            f"straddles the rule's threshold (minimum effect {MIN_EFFECT:g} point, or "
+            f"non-inferiority margin {NON_INFERIORITY:g} point): the seeds disagree."
         )
     return reader_table(
         shown,
@@ -437,14 +701,14 @@ def oracle_gaps(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
-    """How many claims hold, partly hold, do not hold, and need more seeds.
+    """How many claims hold, partly hold, do not hold, are inconclusive, need more seeds.
 
     Returns:
-        ``{HOLDS: k, PARTLY: k, FAILS: k, NEEDS_SEEDS_KEY: k}`` (the last keyed
-        ``"needs seeds"``, so that the page glues it as ``count_needs_seeds``).
+        ``{HOLDS: k, PARTLY: k, FAILS: k, INCONCLUSIVE: k, NEEDS_SEEDS_KEY: k}`` (the last
+        keyed ``"needs seeds"``, so that the page glues it as ``count_needs_seeds``).
     """
     counts = table["verdict"].value_counts()
-    out = {k: int(counts.get(k, 0)) for k in (HOLDS, PARTLY, FAILS)}
+    out = {k: int(counts.get(k, 0)) for k in (HOLDS, PARTLY, FAILS, INCONCLUSIVE)}
     out[NEEDS_SEEDS_KEY] = int(counts.get(NEEDS_SEEDS, 0))
     return out
 

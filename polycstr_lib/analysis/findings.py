@@ -220,8 +220,8 @@ def claims_finding(verdicts: pd.Series) -> str:
     """The finding of the claims page: how many claims hold, and which do not.
 
     Args:
-        verdicts: claim id → verdict ("holds", "partly", "does not hold", or another word
-            for a claim that cannot be judged in this build).
+        verdicts: claim id → verdict ("holds", "partly", "does not hold", "inconclusive",
+            or another word for a claim that cannot be judged in this build).
 
     Returns:
         e.g. ``"Of 9 claims of the paper, 4 hold, 2 hold in part and 3 do not hold in this
@@ -229,7 +229,8 @@ def claims_finding(verdicts: pd.Series) -> str:
     """
     counts = verdicts.value_counts()
     held, partly, failed = (int(counts.get(k, 0)) for k in ("holds", "partly", "does not hold"))
-    other = len(verdicts) - held - partly - failed
+    unclear = int(counts.get("inconclusive", 0))
+    other = len(verdicts) - held - partly - failed - unclear
     text = (
         f"Of {len(verdicts)} claims of the paper, {held} {'holds' if held == 1 else 'hold'}, "
         f"{partly} {'holds' if partly == 1 else 'hold'} in part and {failed} "
@@ -237,6 +238,9 @@ def claims_finding(verdicts: pd.Series) -> str:
     )
     if failed:
         text += " (" + ", ".join(str(c) for c in verdicts.index[verdicts == "does not hold"]) + ")"
+    if unclear:
+        text += f"; {unclear} {'is' if unclear == 1 else 'are'} inconclusive ("
+        text += ", ".join(str(c) for c in verdicts.index[verdicts == "inconclusive"]) + ")"
     if other:
         text += f"; {other} cannot be judged with this build's seeds"
     return text + "."

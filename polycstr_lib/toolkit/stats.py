@@ -18,14 +18,17 @@ import pandas as pd
 
 __all__ = [
     "Comparison",
+    "binomial_interval",
     "compare_runs",
     "improvement_probability",
     "interval_estimates",
     "iqm",
+    "paired_difference",
     "performance_profiles",
     "probability_of_improvement",
     "runaway_rate_upper_bound",
     "score_matrix",
+    "unpaired_difference",
 ]
 
 
@@ -295,3 +298,134 @@ def runaway_rate_upper_bound(runaways: int, episodes: int, confidence: float = 0
     if runaways == episodes:
         return 1.0
     return float(beta.ppf(confidence, runaways + 1, episodes - runaways))
+
+
+def _paired_arrays(a: np.ndarray | list[float], b: np.ndarray | list[float]):
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"need two non-empty (S,) arrays of one shape; got {x.shape}, {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("scores must be finite")
+    return x, y
+
+
+def _check_bootstrap(reps: int, confidence: float) -> None:
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+def paired_difference(
+    a: np.ndarray | list[float],
+    b: np.ndarray | list[float],
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Mean of the per-seed differences ``a - b`` with a percentile bootstrap interval.
+
+    For two methods scored on the same seeds (and episodes), e.g. a policy and its corrected
+    version: the seeds are resampled with replacement (one generator seeded by ``seed``; the
+    global NumPy RNG is never used) and the interval is the percentile interval of the
+    resampled means. A constant difference gives the degenerate interval at it; one seed gives
+    its difference as the estimate and both ends.
+
+    Args:
+        a: ``(S,)`` scores of A, one per seed.
+        b: ``(S,)`` scores of B on the same seeds, in the same order.
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+        confidence: Size of the two-sided interval.
+
+    Returns:
+        ``(mean, low, high)`` of ``a - b``.
+
+    Raises:
+        ValueError: arrays not 1-D of one non-empty shape, non-finite scores, ``reps < 1``
+            or a confidence outside (0, 1).
+    """
+    x, y = _paired_arrays(a, b)
+    _check_bootstrap(reps, confidence)
+    diff = x - y
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(reps, diff.size))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    mean = float(diff.mean())
+    # the percentile interval of a constant difference is that constant up to rounding
+    return mean, float(min(low, mean)), float(max(high, mean))
+
+
+def unpaired_difference(
+    a: np.ndarray | list[float],
+    b: np.ndarray | list[float],
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Difference of the means of two independent sets of runs, with a bootstrap interval.
+
+    Each side's runs are resampled with replacement, independently (stratified by method;
+    seeded generator, no global RNG); for methods that do not share seeds.
+
+    Args:
+        a: ``(R_a,)`` scores of A.
+        b: ``(R_b,)`` scores of B.
+        reps: Bootstrap replications.
+        seed: Seed of the bootstrap.
+        confidence: Size of the two-sided interval.
+
+    Returns:
+        ``(mean(a) - mean(b), low, high)``.
+
+    Raises:
+        ValueError: an empty, non-1-D or non-finite array, ``reps < 1`` or a confidence
+            outside (0, 1).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1 or x.size == 0 or y.size == 0:
+        raise ValueError(f"need two non-empty 1-D arrays; got {x.shape}, {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("scores must be finite")
+    _check_bootstrap(reps, confidence)
+    rng = np.random.default_rng(seed)
+    mx = x[rng.integers(0, x.size, size=(reps, x.size))].mean(axis=1)
+    my = y[rng.integers(0, y.size, size=(reps, y.size))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(mx - my, [tail, 100 - tail])
+    mean = float(x.mean() - y.mean())
+    return mean, float(min(low, mean)), float(max(high, mean))
+
+
+def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided (Clopper–Pearson) confidence interval of a rate, ``k`` of ``n``.
+
+    ``low`` is the ``(1 - confidence) / 2`` quantile of ``Beta(k, n - k + 1)`` (0 when
+    ``k = 0``), ``high`` the ``(1 + confidence) / 2`` quantile of ``Beta(k + 1, n - k)`` (1
+    when ``k = n``). For 0 of 20 at 95 %: ``(0, 0.168)``.
+
+    Args:
+        k: events (e.g. runaway episodes), ``0 <= k <= n``.
+        n: trials (episodes), ``>= 1``.
+        confidence: two-sided confidence level in (0, 1).
+
+    Returns:
+        ``(low, high)`` in [0, 1].
+
+    Raises:
+        ValueError: counts that are not integers with ``0 <= k <= n``, ``n >= 1``, or a
+            confidence outside (0, 1).
+    """
+    from scipy.stats import beta
+
+    if not (isinstance(k, int | np.integer) and isinstance(n, int | np.integer)):
+        raise ValueError(f"counts must be integers, got {k!r} of {n!r}")
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got {k} of {n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high

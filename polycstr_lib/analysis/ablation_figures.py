@@ -81,6 +81,17 @@ def _strip_entry(band: tuple[float, float]) -> tuple[Any, str]:
     return patch, f"shaded: below {number_text(band[0])}"
 
 
+def _mark_failures(
+    axes: Sequence[Any], band: tuple[float, float], handles: list, labels: list
+) -> None:
+    """Shades the strip below the band on ``axes`` and adds its legend entry."""
+    for ax in axes:
+        failure_strip(ax, band)
+    handle, label = _strip_entry(band)
+    handles.append(handle)
+    labels.append(label)
+
+
 def _base_summary(summary: pd.DataFrame) -> float:
     return float(summary[summary["variant"] == "none"].iloc[0]["iqm"])
 
@@ -135,11 +146,7 @@ def step_size_figure(summary: pd.DataFrame, base_label: str) -> plt.Figure:
         ]
         labels += ["IQM", "worst episode", f"{base_label} uncorrected"]
         if pinned:
-            for ax in axes:
-                failure_strip(ax, band)
-            handle, label = _strip_entry(band)
-            handles.append(handle)
-            labels.append(label)
+            _mark_failures(axes, band, handles, labels)
         fig.legend(handles, labels, loc="outside lower center", ncol=3)
     return finish_figure(fig)
 
@@ -193,11 +200,7 @@ def steps_and_radius_figure(summary: pd.DataFrame, base_label: str) -> plt.Figur
         tidy_axis(time_ax, "y")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if pinned:
-            for ax in (axes[0, 0], axes[0, 1]):
-                failure_strip(ax, band)
-            handle, label = _strip_entry(band)
-            handles.append(handle)
-            labels.append(label)
+            _mark_failures((axes[0, 0], axes[0, 1]), band, handles, labels)
         # in the free cell, right of the time panel
         fig.legend(handles, labels, loc="center", bbox_to_anchor=(0.76, 0.27))
     return finish_figure(fig)
@@ -237,10 +240,7 @@ def pareto_figure(summary: pd.DataFrame) -> tuple[plt.Figure, np.ndarray]:
         tidy_axis(ax, "x")
         handles, labels = ax.get_legend_handles_labels()
         if pinned:
-            failure_strip(ax, band)
-            handle, label = _strip_entry(band)
-            handles.append(handle)
-            labels.append(label)
+            _mark_failures([ax], band, handles, labels)
         fig.legend(handles, labels, loc="outside lower center", ncol=4)
     return finish_figure(fig), front
 
@@ -271,9 +271,6 @@ def expectile_figure(tau_table: pd.DataFrame) -> plt.Figure:
         ax.set(xlabel="expectile τ", title="IQL against its expectile")
         handles, labels = ax.get_legend_handles_labels()
         if pinned:
-            failure_strip(ax, band)
-            handle, label = _strip_entry(band)
-            handles.append(handle)
-            labels.append(label)
+            _mark_failures([ax], band, handles, labels)
         fig.legend(handles, labels, loc="outside lower center", ncol=2)
     return finish_figure(fig)

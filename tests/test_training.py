@@ -650,12 +650,29 @@ def test_ctrl_c_mid_step_finishes_the_step_writes_its_state_and_resumes_to_the_s
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "sample_batch", sample)
-    with pytest.raises(KeyboardInterrupt, match="interrupted at step 5 of 9"):
-        train_ensemble(configs, data=data, progress=False)
+    # as in a terminal: a shell that started the tests in the background ignores SIGINT
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="interrupted at step 5 of 9"):
+            train_ensemble(configs, data=data, progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state = loop.resume_path(configs[0], [0, 1], data_fingerprint(data))
     assert json.loads((state / "manifest.json").read_text())["info"]["step"] == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     monkeypatch.setattr(loop, "sample_batch", real)
     resumed = train_ensemble(configs, data=data, progress=False)
     for (a, _), (b, _) in zip(resumed, reference, strict=True):
         assert_same_weights(a, b)
+
+
+def test_where_sigint_is_ignored_training_leaves_it_ignored(data, monkeypatch) -> None:
+    """A process started in the background ignores SIGINT: the loop installs no handler."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train_ensemble([tiny_config("bc")], data=data, progress=False, force=True)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

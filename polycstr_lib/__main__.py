@@ -16,6 +16,7 @@ import time
 import warnings
 
 from polycstr_lib.reactor.scenarios import SCENARIOS
+from polycstr_lib.toolkit.store import ReportedError
 
 NMPC_HORIZON = 10  # default NMPC horizon of the CLI, equal to NMPCConfig's (checked by a test)
 #: Most episodes one evaluation may ask for: 10,000 episodes hold about 1 GB of trajectories.
@@ -613,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`numbers | head`): no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a process killed by SIGPIPE
-    except (ValueError, OSError, TimeoutError) as error:
+    except (ReportedError, ValueError, OSError, TimeoutError) as error:
         if os.environ.get(DEBUG_ENV):
             raise
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:

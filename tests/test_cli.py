@@ -295,3 +295,15 @@ def test_an_unreachable_scheduler_is_one_line_within_seconds(tmp_path, monkeypat
     assert main(argv) == 2
     assert time.perf_counter() - start < 30
     assert "tcp://127.0.0.1:9" in _one_line(capsys)
+
+
+def test_a_dataset_made_with_other_settings_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """A RuntimeError subclass reported to the user (DatasetError) is one line, exit 2."""
+    from polycstr_lib.reactor.datasets import DatasetConfig, generate_dataset
+
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    generate_dataset(DatasetConfig("grade_up", episodes=3, seed=4))
+    assert main(["train", "--scenario", "grade_up", "--steps", "3"]) == 2
+    assert "was made with seed 4 and 3 episodes" in _one_line(capsys)

@@ -129,6 +129,11 @@ def test_other_texts_are_refused_as_booleans(text: str) -> None:
         DatasetPage(profile="quick", scenarios=["startup"], episodes_shown=3, regenerate=text)
 
 
+def test_an_empty_scenario_list_is_refused_by_name() -> None:
+    with pytest.raises(ParameterError, match="'scenarios' must be a non-empty list, got \\[\\]"):
+        DatasetPage(profile="quick", scenarios=[], episodes_shown=3, regenerate=False)
+
+
 def test_check_type_of_nested_and_union_annotations() -> None:
     assert check_type("x", 1, float) == 1 and check_type("x", 1.5, float) == 1.5
     with pytest.raises(ParameterError, match="YAML"):

@@ -156,6 +156,8 @@ def _at_least(minimum: float, **values: float) -> None:
 
 
 def _scenarios(name: str, names: list[str] | str) -> None:
+    if not isinstance(names, str):
+        _non_empty(name, names)
     for scenario in [names] if isinstance(names, str) else names:
         try:
             get_scenario(scenario)

@@ -257,10 +257,10 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from polycstr_lib.book.profiles import REPO_ROOT
 
     _cmd_notebooks(args)
+    from polycstr_lib.book.rerun import JUPYTER_BOOK
+
     cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_book",
+        *JUPYTER_BOOK,
         "build",
         str(REPO_ROOT),
         "--warningiserror",

@@ -57,3 +57,26 @@ def test_the_command_line_refuses_an_unknown_page_in_one_line(monkeypatch, capsy
     assert main(["rerun", "nosuchpage"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no page nosuchpage" in err
+
+
+def test_render_turns_an_executed_notebook_into_a_page_with_its_glued_prose(tmp_path) -> None:
+    """A tiny executed notebook (one glued value cited in its prose) becomes one HTML page
+    where the value stands in the prose, not the {glue:text} markup."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A page\n\nThe answer is {glue:text}`answer`."),
+        nbformat.v4.new_code_cell("from myst_nb import glue\nglue('answer', 4321, display=False)"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    path = tmp_path / "page.ipynb"
+    nbformat.write(nb, path)
+    html = render_page(path).read_text(encoding="utf-8")
+    assert "4321" in html and "glue:text" not in html

@@ -12,6 +12,7 @@ turns one executed notebook into an HTML page with its glued prose, as the book 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -20,8 +21,29 @@ from pathlib import Path
 from typing import Any
 
 from polycstr_lib.book.profiles import EXECUTED_DIR, NOTEBOOK_DIR, REPO_ROOT, RUNS
+from polycstr_lib.toolkit.store import ReportedError
 
-__all__ = ["RerunPlan", "built_parameters", "render_page", "rerun_page", "rerun_plan"]
+__all__ = [
+    "JUPYTER_BOOK",
+    "RenderError",
+    "RerunPlan",
+    "built_parameters",
+    "render_page",
+    "rerun_page",
+    "rerun_plan",
+]
+
+#: Jupyter Book's command line in this interpreter (the package has no ``__main__``).
+JUPYTER_BOOK = (
+    sys.executable,
+    "-c",
+    "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+)
+
+
+class RenderError(ReportedError, RuntimeError):
+    """Jupyter Book could not render a notebook (its output ends the message)."""
+
 
 #: Where reruns are written by default (ignored by git).
 RERUN_DIR = REPO_ROOT / "rerun"
@@ -126,22 +148,18 @@ def render_page(notebook: Path) -> Path:
 
     Raises:
         ValueError: ``notebook`` is not an existing ``.ipynb`` file.
-        RuntimeError: the page build failed (its output is printed).
+        RenderError: the page build failed (the last line of its output is in the message).
     """
     notebook = Path(notebook).resolve()
     if not notebook.is_file() or notebook.suffix != ".ipynb":
         raise ValueError(f"{notebook} is not an executed notebook (.ipynb)")
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter_book",
-        "build",
-        str(notebook),
-        "--config",
-        str(REPO_ROOT / "_config.yml"),
-    ]
+    command = [*JUPYTER_BOOK, "build", str(notebook), "--config", str(REPO_ROOT / "_config.yml")]
     done = subprocess.run(command, cwd=notebook.parent, capture_output=True, text=True)
-    html = notebook.parent / "_build" / "_page" / notebook.stem / "html" / f"{notebook.stem}.html"
+    # Jupyter Book says where it put the page (beside the notebook, or under the project's
+    # _build/ when the notebook lies inside one)
+    said = re.search(r"Open your page at: (\S+\.html)", done.stdout)
+    html = (notebook.parent / said[1]).resolve() if said else notebook.with_suffix(".html")
     if done.returncode != 0 or not html.is_file():
-        raise RuntimeError(f"rendering {notebook} failed:\n{done.stdout[-2000:]}{done.stderr}")
+        tail = (done.stdout[-1500:] + done.stderr[-500:]).strip().splitlines()[-1:]
+        raise RenderError(f"rendering {notebook} failed: {' '.join(tail) or 'no output'}")
     return html

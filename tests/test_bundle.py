@@ -48,24 +48,9 @@ VALUES = {
 
 def _executed_page(folder: Path, page: str, values: dict, profile: str = "quick") -> None:
     """An executed page: a provenance banner and ``values`` glued as myst-nb does."""
-    banner = {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {"text/plain": f"Run provenance: profile {profile}, commit abc1234, executed"},
-    }
-    outputs = [banner] + [
-        {
-            "output_type": "display_data",
-            "metadata": {
-                "scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}
-            },
-            "data": {"application/papermill.record/text/plain": repr(value)},
-        }
-        for name, value in values.items()
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": outputs}]}
-    (folder / f"{page}.ipynb").write_text(json.dumps(nb))
+    from test_cli import _executed_page as executed_page
+
+    executed_page(folder, page, values, profile)
 
 
 def _store(root: Path) -> dict[str, Path]:

@@ -96,11 +96,18 @@ def test_train_several_seeds_with_snapshots(minari_store, tmp_path, monkeypatch,
     assert "seed 2: loaded from cache" in capsys.readouterr().out
 
 
-def _executed_page(folder, page: str, values: dict) -> None:
-    """An executed page whose only outputs are ``values`` glued as myst-nb does."""
+def _executed_page(folder, page: str, values: dict, profile: str | None = None) -> None:
+    """An executed page with ``values`` glued as myst-nb does, after a provenance banner of
+    ``profile`` when one is given."""
     import json
 
-    outputs = [
+    outputs = []
+    if profile is not None:
+        banner = f"Run provenance: profile {profile}, commit abc1234, executed"
+        outputs.append(
+            {"output_type": "display_data", "metadata": {}, "data": {"text/plain": banner}}
+        )
+    outputs += [
         {
             "output_type": "display_data",
             "metadata": {

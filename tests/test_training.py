@@ -676,3 +676,24 @@ def test_where_sigint_is_ignored_training_leaves_it_ignored(data, monkeypatch) -
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_dataset_is_read_once_per_process_until_its_files_change(minari_store, monkeypatch):
+    import polycstr_lib.agents.data as agent_data
+    import polycstr_lib.reactor.datasets as datasets
+    from polycstr_lib.reactor.datasets import dataset_path
+
+    reads = {"n": 0}
+    original = datasets.load_offline_data
+
+    def counting(scenario):
+        reads["n"] += 1
+        return original(scenario)
+
+    monkeypatch.setattr(datasets, "load_offline_data", counting)
+    monkeypatch.setattr(agent_data, "_LOADED", {})
+    first = agent_data.load_training_data("grade_up")
+    assert agent_data.load_training_data("grade_up") is first and reads["n"] == 1
+    sidecar = next(p for p in dataset_path("grade_up").rglob("*.json"))
+    os.utime(sidecar, ns=(sidecar.stat().st_atime_ns, sidecar.stat().st_mtime_ns + 10**9))
+    assert agent_data.load_training_data("grade_up") is not first and reads["n"] == 2

@@ -20,8 +20,17 @@ Usage::
         [--no-d3rlpy] [--install-d3rlpy]
     .venv/bin/python benchmarks/training.py --malloc [--seconds 5] [--algos ...] [--seeds 10]
     .venv/bin/python benchmarks/training.py --members [--seconds 10] [--algos cql] [--seeds 10]
+    .venv/bin/python benchmarks/training.py --roofline [--seconds 5] [--algos bc iql cql]
 
 The last line is ``IQL 5-seed job per machine, ours/d3rlpy (float32): R.RRx``.
+
+The roofline: the same run measures this machine's float32 matmul ceiling (256x256 @ 256x256
+products, one thread per process, two processes at once as the job runs) and counts each
+algorithm's floating-point work per agent-step with ``torch.utils.flop_counter`` on one real
+update (forward and backward matmuls). It prints agent-steps/s per core, GFLOP per
+agent-step, and the fraction of the ceiling the job reaches. ``--roofline`` prints only that
+table (no d3rlpy, no bfloat16); its last line is ``IQL roofline: F.FF of the float32 matmul
+ceiling``.
 
 ``--malloc`` times one ensemble per algorithm in a process started as Dask's nanny starts its
 workers (``MALLOC_TRIM_THRESHOLD_=65536``), with and without
@@ -110,6 +119,116 @@ def measure(
             agent.update(batch)
         steps += 1
     return seeds * steps / elapsed
+
+
+def flops_per_agent_step(algo: str) -> float:
+    """Floating-point operations of one agent-step of ``algo`` (one seed, one batch).
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on one real update after a warm-up:
+    the matrix products of the forward and backward passes (elementwise work is not counted,
+    so the fraction of the matmul ceiling is the fraction of useful work).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from polycstr_lib.agents import Scalers, make_agent, sample_batch
+
+    data = synthetic_data()
+    agent = make_agent(algo, OBS_DIM, ACT_DIM, None, Scalers.from_data(data), seed=[0])
+    generators = [torch.Generator().manual_seed(0)]
+    agent.update(sample_batch(data, BATCH_SIZE, generators))
+    with FlopCounterMode(display=False) as counter:
+        agent.update(sample_batch(data, BATCH_SIZE, generators))
+    return float(counter.get_total_flops())
+
+
+MATMUL_SIZE = 256
+
+
+def _matmul_child(seconds: float, barrier, queue) -> None:
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=g) for _ in range(2))
+    out = torch.empty(MATMUL_SIZE, MATMUL_SIZE)
+    for _ in range(20):  # warm-up
+        torch.mm(a, b, out=out)
+    barrier.wait()
+    products, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            torch.mm(a, b, out=out)
+        products += 50
+    queue.put(2 * MATMUL_SIZE**3 * products / elapsed)
+
+
+def matmul_ceiling(seconds: float, processes: int = 2) -> float:
+    """This machine's float32 matmul ceiling per core, FLOP/s (256³ products).
+
+    ``processes`` single-thread processes multiply at the same time (as the training job's
+    processes do, sharing caches and memory bandwidth); the result is their mean.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(target=_matmul_child, args=(seconds, barrier, queue)) for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates) / processes
+
+
+def roofline(algos: list[str], seconds: float, n_seeds: int, processes: int = 2) -> dict:
+    """Per algorithm: agent-steps/s per core of the job, FLOP per step, fraction of the ceiling.
+
+    Returns:
+        ``{"ceiling": FLOP/s per core, algo: {"steps_per_core", "flop_per_step",
+        "flop_per_core", "fraction"}}``.
+    """
+    before = matmul_ceiling(seconds, processes)
+    jobs = {algo: measure_job(algo, seconds, "float32", n_seeds, processes) for algo in algos}
+    after = matmul_ceiling(seconds, processes)
+    # the ceiling is measured on both sides of the jobs so a drifting load shows in the spread
+    ceiling = (before + after) / 2
+    out: dict = {"ceiling": ceiling, "ceiling_spread": abs(before - after) / ceiling}
+    for algo in algos:
+        per_core = jobs[algo] / processes
+        flop = flops_per_agent_step(algo)
+        out[algo] = {
+            "steps_per_core": per_core,
+            "flop_per_step": flop,
+            "flop_per_core": per_core * flop,
+            "fraction": per_core * flop / ceiling,
+        }
+    return out
+
+
+def print_roofline(result: dict, n_seeds: int) -> None:
+    """Prints :func:`roofline`'s table; the last line is IQL's fraction when IQL was measured."""
+    ceiling = result["ceiling"]
+    print(
+        f"float32 matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s per core "
+        f"({MATMUL_SIZE}³ products, one thread per process, 2 processes at once; measured "
+        f"before and after the jobs, which differ by {result['ceiling_spread']:.0%})"
+    )
+    header = (
+        f"{'algo':<6}{'agent-steps/s per core':>24}{'GFLOP per step':>16}"
+        f"{'GFLOP/s per core':>18}{'of ceiling':>12}"
+    )
+    print(f"{n_seeds}-seed job (float32), FLOPs counted by torch.utils.flop_counter:")
+    print(header)
+    print("-" * len(header))
+    for algo, row in result.items():
+        if algo.startswith("ceiling"):
+            continue
+        print(
+            f"{algo:<6}{row['steps_per_core']:24.1f}{row['flop_per_step'] / 1e9:16.3f}"
+            f"{row['flop_per_core'] / 1e9:18.1f}{row['fraction']:12.2f}"
+        )
+    for algo, row in result.items():
+        if not algo.startswith("ceiling"):
+            print(f"{algo.upper()} roofline: {row['fraction']:.2f} of the float32 matmul ceiling")
 
 
 def _child(algo: str, seconds: float, barrier, queue, precision: str, seeds: int) -> None:
@@ -269,7 +388,16 @@ def main() -> None:
         action="store_true",
         help="only the ensemble-size comparison (one ensemble vs groups of max_members)",
     )
+    parser.add_argument(
+        "--roofline",
+        action="store_true",
+        help="only the roofline table: steps/s per core against the measured matmul ceiling",
+    )
     args = parser.parse_args()
+    if args.roofline:
+        algos = sorted(args.algos, key=lambda a: a == "iql")  # IQL's fraction is the last line
+        print_roofline(roofline(algos, args.seconds, args.seeds), args.seeds)
+        return
     if args.members:
         print(
             f"agent-steps/s of a {args.seeds}-seed job, one thread, in a Dask-like worker with "
@@ -335,6 +463,7 @@ def main() -> None:
     for name, res in d3.items():
         if isinstance(res, str):
             print(f"{name}: {res}")
+    print_roofline(roofline(algos, args.seconds, n), n)
     ref = d3["d3rlpy 2p"]
     for algo in algos:
         if isinstance(ref, dict):

@@ -254,6 +254,7 @@ def ranges_page_table(table: pd.DataFrame) -> ReaderTable:
         headers={
             "admissible": "Admissible step sizes",
             "range": "Admissible range",
+            "decades": "Admissible range (decades)",
             "worst_mean": "Worst validation mean on the grid",
         },
         digits={"decades": 1, "worst_mean": 1},

@@ -16,8 +16,6 @@ from polycstr_lib.correction.tuning import (
     CorrectionChoice,
     choose_correction,
     choose_from_sweep,
-    corrected_policy,
-    preferred_model,
     safe_ranges,
 )
 from polycstr_lib.correction.variants import CorrectionVariant
@@ -190,9 +188,6 @@ def test_rule_prefers_safe_then_iqm_then_smaller_step() -> None:
     assert np.isnan(per.loc["c", "safe_low"])
     # overall: c has the largest IQM but is unsafe → b (70.2) beats a (60)
     assert choice == {"variant": "b", "step_size": 1.0, "iqm": pytest.approx(70.2), "safe": True}
-    assert preferred_model(per, {"x": "a", "y": "b"}) == "y"
-    with pytest.raises(ValueError, match="not in the table"):
-        preferred_model(per, {"x": "zzz"})
     with pytest.raises(ValueError, match="base"):
         choose_from_sweep(sweep[sweep["variant"] != "none"])
 
@@ -231,7 +226,7 @@ def test_iqm_over_runs_trims_the_outer_quarters() -> None:
     assert per.loc["a", "iqm"] == pytest.approx(15.0)
 
 
-def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> None:
+def test_choose_correction_keeps_the_chosen_setting(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **KW)
     choice = choose_correction(sweep, VARIANTS, TASK.action_scale)
@@ -244,8 +239,8 @@ def test_choose_correction_builds_the_chosen_policy(tmp_path, monkeypatch) -> No
     assert choice.safe_text() in ("safe", "not safe (no step size of its grid was)")
     with pytest.raises(AttributeError):
         choice.variant = "other"  # frozen
-    plus = corrected_policy(AGENTS["hold", 0], MODELS, choice)
-    assert isinstance(plus, CorrectedPolicy) and plus.step_size == choice.step_size
+    kwargs = choice.setting.policy_kwargs(choice.step_size, TASK.action_scale)
+    assert choice.policy_kwargs == kwargs
     assert (sweep["episodes"] == 1).all()
 
 

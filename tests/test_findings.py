@@ -116,17 +116,24 @@ def test_ablation_and_support_findings_compare_with_the_base() -> None:
     text = ablation_finding("BC", shown)
     assert text.startswith("On the test episodes, 1 of the 2 corrections chosen on validation")
     assert text.endswith("(79.0): steps K = 1 -6.0, trust radius ρ = 0.3 80.0.")
-    shown = {
-        "chosen_variant": "plain",
-        "chosen_step": "1e-05",
-        "test_bc_base": 97.0,
-        "test_bc_chosen": 98.5,
-        "test_iql_base": 98.7,
-        "test_iql_chosen": 98.7,
-    }
-    assert support_finding(shown, ["bc", "iql", "cql"]) == (
-        "Validation episodes choose the plain correction at step size 1e-05; on the test "
-        "episodes it raises BC from 97.0 to 98.5 and leaves IQL at 98.7 (IQM over seeds)."
+    shown = {"n_pairs": 6, "n_corrected": 2, "n_fallback": 3,
+             "deployed_variants": "normalised in 2", "test_gain_low": -1.24,
+             "test_gain_high": 3.0}  # fmt: skip
+    assert support_finding(shown) == (
+        "Chosen on validation episodes by the results pages' rule, a correction is deployed "
+        "for 2 of 6 (scenario, algorithm) pairs (normalised in 2); the other 4 keep no "
+        "correction (3 because no setting was admissible). On the test episodes, run once for "
+        "the deployed settings, the corrected agents score -1.2 to +3.0 points against their "
+        "base (IQM over seeds)."
+    )
+    one = {**shown, "n_corrected": 6, "n_fallback": 0, "test_gain_low": 0.5, "test_gain_high": 0.5}
+    assert "6 of 6" in support_finding(one) and "keep" not in support_finding(one)
+    assert support_finding(one).endswith("score +0.5 points against their base (IQM over seeds).")
+    none = {**shown, "n_corrected": 0, "test_gain_low": np.nan, "test_gain_high": np.nan}
+    assert support_finding(none) == (
+        "Chosen on validation episodes by the results pages' rule, no correction is deployed "
+        "for any of the 6 (scenario, algorithm) pairs (3 because no setting was admissible), "
+        "so on the test episodes every corrected agent is its base."
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from test_correction_tuning import AGENTS, MODELS, SIGMA, STEPS, TASK, VARIANTS
+from test_deployment import EPISODES, run, shifted, sweep_of
 from test_safety import QuadraticCost
 
 from polycstr_lib.analysis import ablation_page, correction_support
@@ -40,8 +41,10 @@ from polycstr_lib.correction.deployment import (
 from polycstr_lib.correction.paths import correction_path
 from polycstr_lib.correction.sweep import sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask, load_task
-from polycstr_lib.correction.tuning import choose_correction
-from polycstr_lib.correction.variants import DEFAULT_VARIANTS, CorrectionVariant
+from polycstr_lib.correction.variants import (
+    DEFAULT_STEP_SIZES,
+    CorrectionVariant,
+)
 
 matplotlib.use("Agg")
 
@@ -76,38 +79,111 @@ def test_page_variants_are_the_defaults_with_the_page_settings() -> None:
     }
     with pytest.raises(ValueError, match="unknown variants"):
         cc.results_variants(["adam"], 3)
-    support = cc.support_variants(3, 2.0, 0.25)
-    assert list(support) == [*DEFAULT_VARIANTS, cc.COST_TO_GO_VARIANT]  # chapter 08's order
-    assert support["trust region"] == CorrectionVariant("gradient", steps=3, trust_radius=2.0)
-    assert support["uncertainty"] == CorrectionVariant(
-        "gradient", model="ensemble", steps=3, pessimism=0.25
-    )
-    assert support[cc.COST_TO_GO_VARIANT] == CorrectionVariant(
-        "normalised", model="picnn_ctg", steps=3
-    )
-    grids = cc.support_grids(support, [1e-3], [0.5])
-    assert grids["normalised"] == [0.5] and grids["plain"] == [1e-3]
-    assert grids[cc.COST_TO_GO_VARIANT] == [0.5]
 
 
-def test_choose_per_scenario_and_test_choices_equal_the_single_calls(tmp_path, monkeypatch) -> None:
+def _synthetic_support(
+    monkeypatch, sweep: pd.DataFrame, names
+) -> correction_support.SupportDeployments:
+    """Chapter 08's choice on ``sweep`` (the page's validation sweep, faked), through the very
+    call the results pages make."""
+    monkeypatch.setattr(cc, "results_cost_models", lambda *args: (MODELS, {"heldout_r2": 1.0}))
+    monkeypatch.setattr(cc, "sweep_corrections", lambda *args, **kwargs: sweep)
+    agents = {("bc", 0): AGENTS["hold", 0], ("bc", 1): AGENTS["hold", 1],
+              ("iql", 0): AGENTS["hold", 1], ("iql", 1): AGENTS["hold", 0]}  # fmt: skip
+    return correction_support.deploy_scenarios({"startup": agents}, {"startup": TASK}, names, 3,
+                                               10, EPISODES)  # fmt: skip
+
+
+def test_support_falls_back_to_no_correction_when_every_step_hurts(monkeypatch) -> None:
+    # every step of "plain" wrecks one episode (the tail), every "normalised" step adds a
+    # runaway, though both raise the mean: nothing is admissible, η = 0 everywhere
+    rows = [run(a, s, v, eta, shifted(5.0, worst=20.0) if v == "plain" else shifted(5.0),
+                runaways=int(v == "normalised"))
+            for a in ("bc", "iql") for s in (0, 1) for v in ("plain", "normalised")
+            for eta in DEFAULT_STEP_SIZES[v]]  # fmt: skip
+    support = _synthetic_support(monkeypatch, sweep_of(rows), ["plain", "normalised"])
+    deployed = support.deployments["startup"]
+    assert list(deployed) == ["bc", "iql"]
+    for d in deployed.values():
+        assert (d.variant, d.step_size, d.fallback, d.corrected) == ("none", 0.0, True, False)
+        assert d.text() == "no correction: none admissible" and d.candidates == 11
+    values = correction_support.deployment_glue(support.deployments)
+    assert (values["n_pairs"], values["n_corrected"], values["n_kept"]) == (2, 0, 2)
+    assert values["n_fallback"] == 2 and values["deployed_variants"] == "none"
+    ranges, comparison = correction_support.admissible_ranges(support.sweeps, support.deployments)
+    assert set(ranges["admissible"]) == {"0 of 5"} and set(ranges["range"]) == {"none"}
+    assert ranges["decades"].isna().all()
+    assert comparison["range_comparison"].startswith("no variant on the plain step's grid")
+    # on the test episodes the "+" runs are the base's own (nothing else is run)
+    test = correction_support.test_deployed(
+        {"startup": TASK},
+        {"startup": {("bc", 0): AGENTS["hold", 0], ("iql", 0): AGENTS["hold", 1]}},
+        support,
+        [0],
+        1,
+    )
+    assert (test["plus_iqm"] == test["base_iqm"]).all() and not test["corrected"].any()
+    values.update(correction_support.test_glue(test, "startup"))
+    assert values["deploy_bc"] == "no correction: none admissible"
+    assert np.isnan(values["test_gain_low"])
+    assert "no correction is deployed for any of the 2" in correction_support.page_finding(values)
+    correction_support.deployment_page_table(support.deployments)
+    correction_support.test_page_table(test)
+
+
+def test_support_ranges_count_the_admissible_steps_per_pair(monkeypatch) -> None:
+    grid = DEFAULT_STEP_SIZES["plain"]  # 1e-5 … 1e-1
+    rows = []
+    for a in ("bc", "iql"):
+        for s in (0, 1):
+            for eta in grid:  # plain admissible up to 1e-3 for bc, nowhere for iql
+                ok = a == "bc" and eta <= 1e-3
+                rows.append(run(a, s, "plain", eta, shifted(1.0) if ok else shifted(2.0, 0.0)))
+                rows.append(run(a, s, "trust region", eta, shifted(0.5 + eta)))
+    support = _synthetic_support(monkeypatch, sweep_of(rows), ["plain", "trust region"])
+    deployed = support.deployments["startup"]
+    # bc: plain 1.0 (earlier variant) ties trust region within 0.5 → plain, smallest step
+    assert (deployed["bc"].variant, deployed["bc"].step_size) == ("plain", 1e-5)
+    assert (deployed["iql"].variant, deployed["iql"].step_size) == ("trust region", 1e-5)
+    ranges, comparison = correction_support.admissible_ranges(support.sweeps, support.deployments)
+    bc = ranges.loc[("startup", "BC", "plain")]
+    assert (bc["admissible"], bc["range"]) == ("3 of 5", "1e-05 to 0.001")
+    assert bc["decades"] == pytest.approx(2.0)
+    assert ranges.loc[("startup", "IQL", "plain"), "range"] == "none"
+    assert ranges.loc[("startup", "IQL", "trust region"), "admissible"] == "5 of 5"
+    assert comparison["range_comparison"] == (
+        "the trust region is admissible over a wider range than the plain step in 2 of 2 "
+        "pairs and over a narrower one in 0"
+    )
+    values = correction_support.deployment_glue(support.deployments)
+    assert values["deployed_variants"] == "plain in 1, trust region in 1"
+    test = pd.DataFrame({"scenario": "startup", "algorithm": ["bc", "iql"],
+                         "deployed": ["plain, step size 1e-05", "no correction"],
+                         "corrected": [True, False], "base_iqm": [50.0, 60.0],
+                         "plus_iqm": [52.5, 60.0]})  # fmt: skip
+    assert correction_support.test_glue(test, "startup") == {
+        "deploy_bc": "plain, step size 1e-05", "test_bc_base": 50.0, "test_bc_plus": 52.5,
+        "deploy_iql": "no correction", "test_iql_base": 60.0, "test_iql_plus": 60.0,
+        "test_gain_low": 2.5, "test_gain_high": 2.5,
+    }  # fmt: skip
+
+
+def test_support_deploys_as_the_results_page_does(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
-    agents, models, tasks = {"startup": AGENTS}, {"startup": MODELS}, {"startup": TASK}
-    choices, sweeps = cc.choose_per_scenario(
-        cc.setups_by_scenario(agents, models, tasks), 1, VARIANTS, STEPS
+    monkeypatch.setattr(cc, "results_cost_models", lambda *args: (MODELS, {"heldout_r2": 1.0}))
+    support = correction_support.deploy_scenarios(
+        {"startup": AGENTS}, {"startup": TASK}, ["plain", "normalised"], 2, 10, 1
     )
-    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, VARIANTS, STEPS)
-    single = choose_correction(sweep, VARIANTS, TASK.action_scale)
-    assert choices["startup"].variant == single.variant
-    pd.testing.assert_frame_equal(sweeps["startup"], sweep)
-    table = cc.test_choices(cc.setups_by_scenario(agents, models, tasks), choices, VARIANTS, 1)
-    assert set(table["scenario"]) == {"startup"}
-    assert set(table["variant"]) == {"none", *VARIANTS}
-    chosen = {n: (float(r["step_size"]),) for n, r in single.per_variant.iterrows()}
-    direct = sweep_corrections(
-        CorrectionSetup(AGENTS, MODELS, TASK), 1, VARIANTS, chosen, split="test"
+    variants = cc.results_variants(["plain", "normalised"], 2)
+    grids = {n: DEFAULT_STEP_SIZES[n] for n in variants}
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, variants, grids)
+    pd.testing.assert_frame_equal(support.sweeps["startup"], sweep)
+    assert support.deployments["startup"] == deploy_from_sweep(sweep, variants, "startup")
+    with pytest.raises(ValueError, match="unknown variants"):
+        correction_support.variant_names_text(["adam"])
+    assert correction_support.variant_names_text(["plain", "normalised"]) == (
+        "plain (cost units), normalised (data spreads)"
     )
-    assert table["runs"].sum() == len(direct)
 
 
 def test_evaluate_methods_scores_every_method_on_the_same_episodes() -> None:
@@ -283,21 +359,7 @@ def test_ablation_figures_draw() -> None:
     matplotlib.pyplot.close("all")
 
 
-def test_support_tables_and_glue() -> None:
-    per = pd.DataFrame(
-        {"step_size": [1e-3, 0.3, 1e-3, 1e-4, 1.0], "iqm": [1.0, 2.0, 3.0, 0.5, 1.5],
-         "safe": [True] * 5, "safe_low": [1e-4, 0.1, 1e-4, np.nan, 0.3],
-         "safe_high": [1e-2, 1.0, 1e-1, np.nan, 3.0],
-         "safe_decades": [2.0, 1.0, 3.0, np.nan, 1.0], "worst_iqm": [-1.0, 0.0, -2.0, -9.0, 0.5]},
-        index=pd.Index([*DEFAULT_VARIANTS, cc.COST_TO_GO_VARIANT], name="variant"),
-    )  # fmt: skip
-    choice = type("C", (), {"per_variant": per, "variant": "trust region",
-                            "step_text": lambda s: "0.001"})()  # fmt: skip
-    values = correction_support.choice_glue(choice)
-    assert values["unc_decades"] == "none" and values["trust_decades"] == 3.0
-    assert values["chosen_variant"] == "trust region" and values["chosen_target"] == "one-step"
-    table = correction_support.choice_table({"startup": choice})
-    assert table.index.names == ["scenario", "variant"] and "safe range" in table
+def test_support_path_glue_and_sweep_figure() -> None:
     paths = pd.DataFrame({"path": [0, 0, 1, 1], "k": [0, 1, 0, 1], "distance": [0, 1, 0, 3.0],
                           "predicted": [1, 2, 1, 5.0], "simulator": [1, 1, 1, 1.0]})  # fmt: skip
     by_k = correction_support.path_errors(paths)
@@ -305,22 +367,9 @@ def test_support_tables_and_glue() -> None:
         "path_err_0": 0.0, "path_err_far": 2.5, "path_far": 2.0,
     }  # fmt: skip
     assert len(path_figure(paths, by_k, "startup").axes) == 2
-    test = pd.DataFrame({"scenario": "startup", "algorithm": ["bc", "bc"],
-                         "variant": ["none", "plain"], "iqm": [1.0, 2.0]})  # fmt: skip
-    assert correction_support.test_table_glue(test, "startup", ["bc"], "plain") == {
-        "test_bc_base": 1.0, "test_bc_chosen": 2.0,
-    }  # fmt: skip
-
-
-def test_per_agent_ranges_and_sweep_figure(tmp_path) -> None:
     variants = {n: VARIANTS["plain"] for n in ("plain", "trust region", "uncertainty")}
-    models = MODELS
-    sweep = sweep_corrections(CorrectionSetup(AGENTS, models, TASK), 1, variants,
+    sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, variants,
                               dict.fromkeys(variants, (1e-3, 1.0)), cache=False)  # fmt: skip
-    table, counts = correction_support.per_agent_ranges({"startup": sweep})
-    assert counts["n_agent_pairs"] == 1  # one algorithm on one scenario
-    assert counts["n_trust_wider"] == counts["n_trust_narrower"] == 0  # the same variant
-    assert list(table.columns) == ["safe range", "decades", "worst_iqm"]
     assert len(step_sweep_figure({"startup": sweep}, list(variants), ["hold"]).axes) == 3
     matplotlib.pyplot.close("all")
 

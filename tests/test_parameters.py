@@ -71,6 +71,20 @@ def test_result_pages_stay_short(stem: str) -> None:
     assert lines < 100
 
 
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_results_and_support_pages_share_the_correction(profile: str) -> None:
+    from polycstr_lib.book.profiles import SHARED_CORRECTION_KEYS
+
+    results = effective_parameters("05_results", profile)
+    support = effective_parameters("08_correction_support", profile)
+    for key in SHARED_CORRECTION_KEYS:
+        assert results[key] == support[key], (profile, key)
+    # neither page can set a grid or an ensemble of its own: both come from the library
+    for page in (results, support):
+        assert not {"raw_step_sizes", "normalised_step_sizes", "ensemble_seeds"} & set(page)
+        assert not {"trust_radius", "pessimism"} & set(page)
+
+
 def _results(**changes: Any) -> dict[str, Any]:
     params = effective_parameters("05_results", "quick")
     return {**params, **changes}
@@ -168,8 +182,8 @@ def test_ablations_and_support_checks() -> None:
     assert set(page.steps_of["bc"].values()) == {7}
     with pytest.raises(ParameterError, match="'agent_steps' must map every algorithm"):
         CorrectionSupportPage.from_notebook({**support, "agent_steps": {"bc": 0, "iql": 1}})
-    with pytest.raises(ParameterError, match="'raw_step_sizes' must be positive"):
-        CorrectionSupportPage.from_notebook({**support, "raw_step_sizes": [-1.0]})
+    with pytest.raises(ParameterError, match="'correction_variants' must be among"):
+        CorrectionSupportPage.from_notebook({**support, "correction_variants": ["adam"]})
     curves = effective_parameters("04b_learning_curves", "quick")
     with pytest.raises(ParameterError, match="'checkpoints' must map every algorithm"):
         LearningCurvesPage.from_notebook({**curves, "checkpoints": {}})

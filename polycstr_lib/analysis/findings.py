@@ -191,28 +191,31 @@ def ablation_finding(base_name: str, shown: Mapping[str, Any]) -> str:
     )
 
 
-def support_finding(shown: Mapping[str, Any], algorithms: Sequence[str]) -> str:
-    """The finding of the correction-support page: the rule's choice and what it does on test.
+def support_finding(shown: Mapping[str, Any]) -> str:
+    """The finding of the correction-support page: what validation deploys, and its test effect.
 
     Args:
-        shown: the page's glued values: ``chosen_variant``, ``chosen_step`` and, per
-            algorithm, ``test_<algorithm>_base`` and ``test_<algorithm>_chosen``.
-        algorithms: the base algorithms, in reading order.
+        shown: the page's glued values: ``n_pairs``, ``n_corrected``, ``n_fallback``,
+            ``deployed_variants`` (validation choices), and ``test_gain_low`` /
+            ``test_gain_high`` (the test gains of the deployed corrections, in points).
     """
-    parts = []
-    for name in algorithms:
-        if f"test_{name}_base" not in shown:
-            continue
-        before, after = float(shown[f"test_{name}_base"]), float(shown[f"test_{name}_chosen"])
-        label = name.upper()
-        if abs(after - before) < UNCHANGED_BELOW:
-            parts.append(f"leaves {label} at {before:.1f}")
-        else:
-            verb = "raises" if after > before else "lowers"
-            parts.append(f"{verb} {label} from {before:.1f} to {after:.1f}")
+    pairs, corrected = int(shown["n_pairs"]), int(shown["n_corrected"])
+    kept, fallback = pairs - corrected, int(shown["n_fallback"])
+    why = f" ({fallback} because no setting was admissible)" if fallback else ""
+    if corrected == 0:
+        return (
+            f"Chosen on validation episodes by the results pages' rule, no correction is "
+            f"deployed for any of the {pairs} (scenario, algorithm) pairs{why}, so on the test "
+            "episodes every corrected agent is its base."
+        )
+    low, high = float(shown["test_gain_low"]), float(shown["test_gain_high"])
+    gain = f"{low:+.1f}" if abs(high - low) < UNCHANGED_BELOW else f"{low:+.1f} to {high:+.1f}"
+    rest = f"; the other {kept} keep no correction{why}" if kept else ""
     return (
-        f"Validation episodes choose the {shown['chosen_variant']} correction at step size "
-        f"{shown['chosen_step']}; on the test episodes it {' and '.join(parts)} (IQM over seeds)."
+        f"Chosen on validation episodes by the results pages' rule, a correction is deployed "
+        f"for {corrected} of {pairs} (scenario, algorithm) pairs ({shown['deployed_variants']})"
+        f"{rest}. On the test episodes, run once for the deployed settings, the corrected "
+        f"agents score {gain} points against their base (IQM over seeds)."
     )
 
 

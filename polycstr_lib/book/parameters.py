@@ -511,27 +511,20 @@ class CorrectionSupportPage(CorrectionPage):
     algorithms: list[str]
     agent_steps: dict[str, Union[int, dict[str, int]]]  # noqa: UP007
     budget_sources: dict[str, str]
-    ensemble_seeds: list[int]
-    trust_radius: float
-    pessimism: float
-    raw_step_sizes: list[float]
-    normalised_step_sizes: list[float]
-    tol: float
+    correction_variants: list[str]
     path_states: int
 
     BANNER: ClassVar[tuple[str, ...]] = (
-        "scenarios", "algorithms", "seeds", "agent_steps", "cost_steps", "ensemble_seeds",
-        "correction_steps", "trust_radius", "pessimism", "raw_step_sizes",
-        "normalised_step_sizes", "validation_episodes", "test_episodes", "tol", "precision",
+        "scenarios", "algorithms", "seeds", "agent_steps", "cost_steps", "correction_steps",
+        "correction_variants", "validation_episodes", "test_episodes", "precision",
     )  # fmt: skip
 
     def check(self) -> None:
-        for name in ("scenarios", "algorithms", "ensemble_seeds", "raw_step_sizes",
-                     "normalised_step_sizes"):  # fmt: skip
+        for name in ("scenarios", "algorithms", "correction_variants"):
             _non_empty(name, getattr(self, name))
         _scenarios("scenarios", self.scenarios)
         _among("algorithms", self.algorithms, ALGORITHMS)
-        _distinct("ensemble_seeds", self.ensemble_seeds)
+        _among("correction_variants", self.correction_variants, sorted(DEFAULT_VARIANTS))
         for algorithm in self.algorithms:
             steps = self.agent_steps.get(algorithm)
             per = steps if isinstance(steps, dict) else dict.fromkeys(self.scenarios, steps)
@@ -545,18 +538,7 @@ class CorrectionSupportPage(CorrectionPage):
                 f"parameter 'budget_sources' must map every algorithm to a text, "
                 f"got {self.budget_sources!r}",
             )
-        for name in ("raw_step_sizes", "normalised_step_sizes"):
-            values = getattr(self, name)
-            _need(all(v > 0 for v in values), f"parameter {name!r} must be positive, got {values}")
         _at_least(1, path_states=self.path_states)
-        _need(
-            self.trust_radius > 0, f"parameter 'trust_radius' must be > 0, got {self.trust_radius}"
-        )
-        _need(
-            0 <= self.pessimism <= 1,
-            f"parameter 'pessimism' must lie in [0, 1], got {self.pessimism}",
-        )
-        _at_least(0, tol=self.tol)
         super().check()
 
     @property

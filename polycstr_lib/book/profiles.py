@@ -38,6 +38,27 @@ RUNS: tuple[NotebookRun, ...] = (
 )
 
 
+#: The parameters the results pages (05) and the correction-support chapter (08) share, so
+#: that the chapter studies the correction the results pages deploy: the training seeds, the
+#: variant set, K, the validation episodes and the cost models' steps. Both pages take the
+#: step-size grids (``DEFAULT_STEP_SIZES``) and the ensemble (``ENSEMBLE_SEEDS`` of
+#: ``polycstr_lib.correction.choice``) from the library, not from their parameters.
+SHARED_CORRECTION_KEYS = (
+    "seeds",
+    "correction_variants",
+    "correction_steps",
+    "validation_episodes",
+    "cost_steps",
+)
+#: Their values in the paper profile; the quick profile is both notebooks' own defaults.
+PAPER_CORRECTION: dict = {
+    "seeds": list(range(10)),
+    "correction_variants": ["plain", "normalised", "trust region", "uncertainty"],
+    "correction_steps": 3,
+    "validation_episodes": 20,
+    "cost_steps": 10_000,
+}
+
 #: Overrides per profile and notebook. "quick" is every notebook's own defaults.
 PROFILES: dict[str, dict[str, dict]] = {
     "quick": {},
@@ -68,15 +89,12 @@ PROFILES: dict[str, dict[str, dict]] = {
             "variant_steps": 5000,
         },
         "05_results": {
-            "seeds": list(range(10)),
+            **PAPER_CORRECTION,
             "bc_steps": 5000,
             "iql_steps": 5000,
             "cql_steps": 500,
-            "cost_steps": 10_000,
             "test_episodes": 50,
             "nmpc_episodes": 50,
-            "correction_variants": ["plain", "normalised", "trust region", "uncertainty"],
-            "validation_episodes": 20,
         },
         "06_ablations": {
             "seeds": [0, 1, 2, 3, 4],
@@ -94,14 +112,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "08_correction_support": {
             "scenarios": ["startup", "grade_down", "grade_up"],
             "algorithms": ["bc", "iql", "cql"],
-            "seeds": [0, 1, 2, 3, 4],
+            **PAPER_CORRECTION,
             "agent_steps": {"bc": 5000, "iql": 5000, "cql": 500},
-            "cost_steps": 10_000,
-            "ensemble_seeds": [0, 1, 2, 3, 4],
-            "validation_episodes": 20,
             "test_episodes": 50,
-            "raw_step_sizes": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
-            "normalised_step_sizes": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
         },
     },
 }

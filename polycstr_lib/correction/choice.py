@@ -1,12 +1,13 @@
 """The correction a page uses: its variants, its cost models and the choice on validation.
 
-The results pages (chapter 05) and the support chapter (08) build their correction variants
-from :data:`~polycstr_lib.correction.variants.DEFAULT_VARIANTS` (only K, ρ and κ set by the
-page's parameters) and train the cost models those variants name. The results pages deploy,
-per algorithm, the setting of the deployment rule
+The results pages (chapter 05) and the support chapter (08) build the same correction
+variants from :data:`~polycstr_lib.correction.variants.DEFAULT_VARIANTS` (only K set by the
+page's parameters), sweep them over the same grids
+(:data:`~polycstr_lib.correction.variants.DEFAULT_STEP_SIZES`), train the same cost models
+(a PICNN and, for the ``"uncertainty"`` variant, an ensemble of :data:`ENSEMBLE_SEEDS`) and
+deploy, per (scenario, algorithm), the setting of the deployment rule
 (:func:`~polycstr_lib.correction.deployment.deploy_from_sweep`: no seed's tail made worse,
-η = 0 the fallback); the support chapter compares the variants by the pooled rule of
-:func:`~polycstr_lib.correction.tuning.choose_correction`.
+η = 0 the fallback) through one function, :func:`deploy_results_correction`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from polycstr_lib.correction.cost_models import (
     train_cost_model,
 )
 from polycstr_lib.correction.deployment import Deployment, deploy_from_sweep
-from polycstr_lib.correction.sweep import summarise_runs, sweep_corrections
+from polycstr_lib.correction.sweep import sweep_corrections
 from polycstr_lib.correction.task import CorrectionSetup, ScenarioTask
-from polycstr_lib.correction.tuning import CorrectionChoice, choose_correction
 from polycstr_lib.correction.variants import (
     DEFAULT_STEP_SIZES,
     DEFAULT_VARIANTS,
@@ -34,20 +34,15 @@ from polycstr_lib.correction.variants import (
 )
 
 __all__ = [
-    "COST_TO_GO_VARIANT",
-    "choose_per_scenario",
+    "ENSEMBLE_SEEDS",
     "deploy_results_correction",
     "results_cost_models",
     "results_variants",
-    "setups_by_scenario",
     "support_cost_models",
-    "support_grids",
-    "support_variants",
-    "test_choices",
 ]
 
-#: The normalised step on the cost-to-go PICNN (model key ``"picnn_ctg"``), chapter 08's fifth.
-COST_TO_GO_VARIANT = "normalised, cost-to-go"
+#: Seeds of the PICNN ensemble of the ``"uncertainty"`` variant (member 0 is the PICNN).
+ENSEMBLE_SEEDS = (0, 1, 2)
 
 
 def results_variants(names: Sequence[str], steps: int) -> dict[str, CorrectionVariant]:
@@ -62,28 +57,11 @@ def results_variants(names: Sequence[str], steps: int) -> dict[str, CorrectionVa
     return {name: dataclasses.replace(DEFAULT_VARIANTS[name], steps=steps) for name in names}
 
 
-def support_variants(
-    steps: int, trust_radius: float, pessimism: float
-) -> dict[str, CorrectionVariant]:
-    """Chapter 08's variants: the four defaults with K, ρ and κ set, and the cost-to-go one."""
-    variants = {
-        "plain": dataclasses.replace(DEFAULT_VARIANTS["plain"], steps=steps),
-        "normalised": dataclasses.replace(DEFAULT_VARIANTS["normalised"], steps=steps),
-        "trust region": dataclasses.replace(
-            DEFAULT_VARIANTS["trust region"], steps=steps, trust_radius=trust_radius
-        ),
-        "uncertainty": dataclasses.replace(
-            DEFAULT_VARIANTS["uncertainty"], steps=steps, pessimism=pessimism
-        ),
-    }
-    variants[COST_TO_GO_VARIANT] = dataclasses.replace(variants["normalised"], model="picnn_ctg")
-    return variants
-
-
 def results_cost_models(
     task: ScenarioTask, cost_steps: int, ensemble: bool
 ) -> tuple[dict[str, nn.Module], pd.DataFrame]:
-    """The one-step PICNN (``"picnn"``) and, if asked, a 3-member ensemble (``"ensemble"``).
+    """The one-step PICNN (``"picnn"``) and, if asked, the ensemble of :data:`ENSEMBLE_SEEDS`
+    (``"ensemble"``).
 
     Returns:
         ``(models, log)``: the models by key and the PICNN's training log.
@@ -93,34 +71,27 @@ def results_cost_models(
     models: dict[str, nn.Module] = {"picnn": model}
     if ensemble:  # its member 0 is the PICNN, bit for bit
         models["ensemble"] = train_cost_ensemble(
-            task.data, config, seeds=(0, 1, 2), progress=False
+            task.data, config, seeds=ENSEMBLE_SEEDS, progress=False
         )[0]
     return models, log
 
 
 def support_cost_models(
-    task: ScenarioTask, cost_steps: int, ensemble_seeds: Sequence[int]
+    task: ScenarioTask, cost_steps: int, ensemble: bool
 ) -> tuple[dict[str, nn.Module], dict[str, float]]:
-    """Chapter 08's models: an ensemble (member 0 as ``"picnn"``) and a cost-to-go PICNN.
+    """The models of :func:`results_cost_models` with their held-out R² (both from the cache
+    when a results page trained them).
 
     Returns:
-        ``(models, r2)``: models by key (``picnn``, ``ensemble``, ``picnn_ctg``) and the held-out
-        R² of the one-step PICNN, the ensemble's worst member and the cost-to-go PICNN.
+        ``(models, r2)``: the models by key, and the held-out R² of the one-step PICNN and,
+        with the ensemble, of its worst member.
     """
-    base = CostModelConfig(kind="picnn", steps=cost_steps)
-    ensemble, log = train_cost_ensemble(
-        task.data, base, seeds=tuple(ensemble_seeds), progress=False
-    )
-    ctg_config = CostModelConfig(
-        kind="picnn", steps=cost_steps, seed=ensemble_seeds[0], target="cost_to_go"
-    )
-    ctg, ctg_log = train_cost_model(task.data, ctg_config, progress=False)
-    models = {"picnn": ensemble.member(0), "ensemble": ensemble, "picnn_ctg": ctg}
-    r2 = {
-        "one-step PICNN": log["heldout_r2"][0],
-        "ensemble (min)": min(log["heldout_r2"]),
-        "cost-to-go PICNN": ctg_log["heldout_r2"],
-    }
+    models, log = results_cost_models(task, cost_steps, ensemble)
+    r2 = {"one-step PICNN": float(log["heldout_r2"])}
+    if ensemble:
+        config = CostModelConfig(kind="picnn", steps=cost_steps)
+        _, members = train_cost_ensemble(task.data, config, seeds=ENSEMBLE_SEEDS, progress=False)
+        r2["ensemble (worst member)"] = float(min(members["heldout_r2"]))
     return models, r2
 
 
@@ -158,71 +129,3 @@ def deploy_results_correction(
     sweep = sweep_corrections(setup, validation_episodes, variants, grids)
     deployments = deploy_from_sweep(sweep, variants, task.scenario, margin=margin)
     return deployments, cost_models, sweep
-
-
-def support_grids(
-    variants: Mapping[str, CorrectionVariant],
-    raw_step_sizes: Sequence[float],
-    normalised_step_sizes: Sequence[float],
-) -> dict[str, Sequence[float]]:
-    """Each variant's step-size grid: data spreads for normalised steps, else cost units."""
-    return {
-        name: normalised_step_sizes if v.method == "normalised" else raw_step_sizes
-        for name, v in variants.items()
-    }
-
-
-def setups_by_scenario(
-    agents: Mapping[str, Mapping[tuple[str, int], Any]],
-    cost_models: Mapping[str, Mapping[str, nn.Module]],
-    tasks: Mapping[str, ScenarioTask],
-) -> dict[str, CorrectionSetup]:
-    """Scenario → its :class:`CorrectionSetup`, in the order of ``tasks``."""
-    return {s: CorrectionSetup(agents[s], cost_models[s], task) for s, task in tasks.items()}
-
-
-def choose_per_scenario(
-    setups: Mapping[str, CorrectionSetup],
-    episodes: int,
-    variants: Mapping[str, CorrectionVariant],
-    grids: Mapping[str, Sequence[float]],
-    tol: float = 1.0,
-) -> tuple[dict[str, CorrectionChoice], dict[str, pd.DataFrame]]:
-    """:func:`sweep_corrections` and :func:`choose_correction` on every scenario of ``setups``.
-
-    Returns:
-        ``(choices, sweeps)``, both by scenario.
-    """
-    choices, sweeps = {}, {}
-    for scenario, setup in setups.items():
-        sweeps[scenario] = sweep_corrections(setup, episodes, variants, grids, tol=tol)
-        scale = setup.task.action_scale
-        choices[scenario] = choose_correction(sweeps[scenario], variants, scale)
-    return choices, sweeps
-
-
-def test_choices(
-    setups: Mapping[str, CorrectionSetup],
-    choices: Mapping[str, CorrectionChoice],
-    variants: Mapping[str, CorrectionVariant],
-    episodes: int,
-    tol: float = 1.0,
-) -> pd.DataFrame:
-    """Every variant at its validation-chosen step size, run once on *test* episodes.
-
-    Returns:
-        :func:`summarise_runs` by (algorithm, variant) with a ``scenario`` column, the
-        scenarios in the order of ``setups``.
-    """
-    tables = []
-    for scenario, setup in setups.items():
-        chosen = {
-            name: (float(row["step_size"]),)
-            for name, row in choices[scenario].per_variant.iterrows()
-        }
-        test = sweep_corrections(setup, episodes, variants, chosen, split="test", tol=tol)
-        tables.append(summarise_runs(test, by=("algorithm", "variant")).assign(scenario=scenario))
-    return pd.concat(tables)
-
-
-test_choices.__test__ = False  # not a pytest test despite its name

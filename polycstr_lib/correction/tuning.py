@@ -1,12 +1,14 @@
-"""Choosing the safety layer's correction from a validation sweep: the selection rule.
+"""The pooled selection rule of the ablations and the multi-step study (not of a "+" row).
 
 A :class:`CorrectionVariant` names one kind of correction (descent method, cost model, K,
 trust region, pessimism); its step size is swept over a grid. :func:`sweep_corrections` runs
 every base agent uncorrected and corrected by every (variant, step size) on the same
 *validation* episodes in one batched rollout and returns a tidy table;
 :func:`choose_from_sweep` applies the selection rule to such a table and
-:func:`choose_correction` turns its pick into a :class:`CorrectionChoice`;
-:func:`corrected_policy` builds the chosen "+" policy for the results pages.
+:func:`choose_correction` turns its pick into a :class:`CorrectionChoice`. The results pages
+and the correction-support chapter deploy by another rule, per (scenario, algorithm)
+(:mod:`polycstr_lib.correction.deployment`); this one remains the rule of the ablations page
+(:mod:`polycstr_lib.correction.ablations`) and of ``studies/multistep_correction.py``.
 
 Selection rule (per variant): a step size is *safe* when no base run (algorithm, seed) is
 made worse by it on validation: its mean and its worst-episode normalised reward are not
@@ -27,9 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from torch import nn
 
-from polycstr_lib.correction.safety import CorrectedPolicy
 from polycstr_lib.correction.variants import CorrectionVariant
 from polycstr_lib.toolkit.stats import iqm
 
@@ -196,30 +196,3 @@ def choose_correction(
         policy_kwargs=setting.policy_kwargs(picked["step_size"], action_scale),
         per_variant=per_variant,
     )
-
-
-def corrected_policy(
-    agent: Any, cost_models: Mapping[str, nn.Module], choice: CorrectionChoice
-) -> CorrectedPolicy:
-    """The "+" version of ``agent`` with the correction chosen by :func:`choose_correction`."""
-    return CorrectedPolicy(agent, cost_models[choice.model], **choice.policy_kwargs)
-
-
-def preferred_model(per_variant: pd.DataFrame, candidates: Mapping[str, str]) -> str:
-    """Which cost model (e.g. target) validation prefers: the candidate variant of largest IQM.
-
-    Args:
-        per_variant: the table of :func:`choose_from_sweep`.
-        candidates: model label → name of the variant that uses it (same rule, other model),
-            e.g. ``{"one_step": "normalised", "cost_to_go": "normalised (cost-to-go)"}``.
-
-    Returns:
-        The label whose variant has the larger IQM at its chosen step size (safe settings
-        first; ties → the first label).
-    """
-    missing = [v for v in candidates.values() if v not in per_variant.index]
-    if missing:
-        raise ValueError(f"variants {missing} are not in the table")
-    table = per_variant.loc[list(candidates.values())].copy()
-    table.index = list(candidates)
-    return str(_pick(table, 0.0))

@@ -30,8 +30,12 @@ data: venv
 mathjax:
 	bash scripts/install_mathjax.sh
 
+# BUDGET_MINUTES=N: training stops N minutes in, resumable, and the build exits unfinished
+# (the pipeline's status 75, book/executed/incomplete.txt says where); the same command
+# resumes. $POLYCSTR_DEADLINE (an ISO 8601 time) does the same when BUDGET_MINUTES is unset.
 notebooks: venv data
-	$(BIN)/python -m polycstr_lib notebooks --profile $(PROFILE)
+	$(BIN)/python -m polycstr_lib notebooks --profile $(PROFILE) \
+		$(if $(BUDGET_MINUTES),--budget-minutes $(BUDGET_MINUTES))
 
 # the site from the executed pages in book/executed/ (nothing is executed again)
 html: venv mathjax

@@ -16,6 +16,7 @@ import time
 import warnings
 
 from polycstr_lib.reactor.scenarios import SCENARIOS
+from polycstr_lib.toolkit.deadline import EXIT_INCOMPLETE, DeadlineReached
 from polycstr_lib.toolkit.store import ReportedError
 
 NMPC_HORIZON = 10  # default NMPC horizon of the CLI, equal to NMPCConfig's (checked by a test)
@@ -157,7 +158,15 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     from polycstr_lib.book.pipeline import execute_notebooks
 
     executed = Path(args.executed) if getattr(args, "executed", None) else None
-    for page, seconds in execute_notebooks(args.profile, only=args.only, executed_dir=executed):
+    deadline = args.deadline
+    if args.budget_minutes is not None:
+        from polycstr_lib.toolkit.deadline import deadline_after
+
+        deadline = deadline_after(args.budget_minutes)
+    timings = execute_notebooks(
+        args.profile, only=args.only, executed_dir=executed, deadline=deadline
+    )
+    for page, seconds in timings:
         print(f"[book] {page}: {seconds:.1f} s")
     return 0
 
@@ -386,6 +395,25 @@ def _step_size(value: str) -> float:
     return number
 
 
+def _deadline(value: str) -> float:
+    from polycstr_lib.toolkit.deadline import parse_deadline
+
+    try:
+        return parse_deadline(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _minutes(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {value!r}")
+    return number
+
+
 def _scheduler(value: str) -> str:
     """A Dask scheduler address: tcp://host:port (or tls://, ucx://, inproc://)."""
     scheme, _, rest = value.partition("://")
@@ -483,6 +511,20 @@ def build_parser() -> argparse.ArgumentParser:
             help="parameter profile (default: quick)",
         )
         p.add_argument("--only", action="append", help="page stem to execute (repeatable)")
+        limit = p.add_mutually_exclusive_group()
+        limit.add_argument(
+            "--deadline",
+            type=_deadline,
+            metavar="TIME",
+            help="ISO 8601 time (UTC without an offset) at which training stops, resumable, "
+            f"and the build exits {EXIT_INCOMPLETE} (default: $POLYCSTR_DEADLINE, or none)",
+        )
+        limit.add_argument(
+            "--budget-minutes",
+            type=_minutes,
+            metavar="N",
+            help="the same, N minutes after the start",
+        )
         if name == "notebooks":
             p.add_argument(
                 "--executed",
@@ -601,13 +643,17 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:  #
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; a user or environment mistake is one line on stderr, not a traceback.
 
-    Exit status: the command's, 2 for a mistake it reports, 130 after Ctrl-C, 141 when the
+    Exit status: the command's, 2 for a mistake it reports, 75 when the build's deadline
+    stopped it (its progress saved: the same command resumes), 130 after Ctrl-C, 141 when the
     reader of its output closed the pipe.
     """
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
+    except DeadlineReached as error:
+        print(f"polycstr_lib: incomplete: {error}; rerun to resume", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print(f"polycstr_lib: {_interrupted_message()}", file=sys.stderr)
         return 130

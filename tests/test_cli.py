@@ -38,6 +38,10 @@ def test_every_subcommand_has_help(command, capsys):
         (["evaluate", "--step-size", "inf"], "finite step size >= 0"),
         (["train", "--scheduler", "localhost"], "tcp://10.0.0.5:8786"),
         (["train", "--scheduler", "tcp://host:port"], "tcp://10.0.0.5:8786"),
+        (["notebooks", "--deadline", "soon"], "is not an ISO 8601 time such as"),
+        (["book", "--budget-minutes", "0"], "positive number of minutes"),
+        (["notebooks", "--budget-minutes", "nan"], "positive number of minutes"),
+        (["book", "--deadline", "2030-01-01", "--budget-minutes", "5"], "not allowed with"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
@@ -314,3 +318,45 @@ def test_a_dataset_made_with_other_settings_is_one_line(tmp_path, monkeypatch, c
     generate_dataset(DatasetConfig("grade_up", episodes=3, seed=4))
     assert main(["train", "--scenario", "grade_up", "--steps", "3"]) == 2
     assert "was made with seed 4 and 3 episodes" in _one_line(capsys)
+
+
+def test_a_build_stopped_by_its_deadline_exits_75_saying_where(tmp_path, monkeypatch, capsys):
+    """The pipeline's DeadlineReached is one line on stderr and exit status 75; nothing was
+    executed after the deadline."""
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    executed = tmp_path / "executed"
+    argv = ["notebooks", "--deadline", "2000-01-01T00:00Z", "--executed", str(executed)]
+    assert main(argv) == 75
+    line = _one_line(capsys)
+    assert line.startswith("polycstr_lib: incomplete: deadline 2000-01-01T00:00:00Z reached")
+    assert line.endswith("; rerun to resume")
+    assert not list(executed.glob("*.ipynb"))
+    assert (executed / "incomplete.txt").is_file()
+
+
+def test_a_time_budget_is_a_deadline_that_many_minutes_ahead(monkeypatch):
+    import time
+
+    import polycstr_lib.book.pipeline as pipeline
+
+    seen = {}
+
+    def execute(profile, only=None, executed_dir=None, deadline=None):
+        seen["deadline"] = deadline
+        return []
+
+    monkeypatch.setattr(pipeline, "execute_notebooks", execute)
+    before = time.time()
+    assert main(["notebooks", "--budget-minutes", "90"]) == 0
+    assert before + 90 * 60 <= seen["deadline"] <= time.time() + 90 * 60
+    assert main(["notebooks", "--deadline", "2030-01-01T01:00+01:00"]) == 0
+    assert seen["deadline"] == 1893456000.0  # 2030-01-01T00:00Z
+    assert main(["notebooks"]) == 0
+    assert seen["deadline"] is None  # the pipeline reads POLYCSTR_DEADLINE
+
+
+def test_a_bad_deadline_in_the_environment_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("POLYCSTR_DEBUG", raising=False)
+    monkeypatch.setenv("POLYCSTR_DEADLINE", "in an hour")
+    assert main(["notebooks", "--executed", str(tmp_path)]) == 2
+    assert "deadline 'in an hour' is not an ISO 8601 time" in _one_line(capsys)

@@ -226,3 +226,79 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
     assert quick["agent_steps"]["bc"] == {"startup": 500}
     assert quick["agent_steps"]["iql"] == {"startup": 1000}
     assert quick["budget_sources"]["cql"] == "learning curves"
+
+
+# --- the build's deadline --------------------------------------------------------------------
+
+WAIT_THEN_STOP = """\
+import time
+
+from polycstr_lib.toolkit.deadline import DeadlineReached, build_deadline, deadline_passed
+
+deadline = build_deadline()
+if deadline is not None:  # as the training loop: work until the deadline, then stop
+    while not deadline_passed(deadline):
+        time.sleep(0.05)
+    raise DeadlineReached("deadline reached: bc startup (2 seeds) stopped at step 3 of 9")
+"""
+
+
+def _tiny_book(tmp_path, monkeypatch):
+    """A book of one page, ``tiny``, whose notebook stops at the deadline as training does."""
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "quick"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(WAIT_THEN_STOP),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(nb, notebooks / "tiny.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", notebooks)
+    monkeypatch.setattr(pipeline, "runs_for", lambda p: [profiles.NotebookRun("tiny", "tiny")])
+    monkeypatch.setattr(pipeline, "write_parameters_table", lambda folder: None)  # the book's
+    monkeypatch.delenv("POLYCSTR_DEADLINE", raising=False)
+    return tmp_path / "executed"
+
+
+def test_a_page_stopped_by_the_deadline_is_not_kept_and_the_build_says_where(tmp_path, monkeypatch):
+    """The kernel gets the deadline in its environment; the page's DeadlineReached stops the
+    build with the page's message (also in incomplete.txt), the page kept only as
+    .failed.ipynb; the next build without a deadline finishes the page and removes the note."""
+    import os
+    import time
+
+    from polycstr_lib.toolkit.deadline import DeadlineReached
+
+    executed = _tiny_book(tmp_path, monkeypatch)
+    deadline = time.time() + 5.0  # after the kernel starts, so the page does start
+    with pytest.raises(DeadlineReached) as stopped:
+        pipeline.execute_notebooks("quick", executed_dir=executed, deadline=deadline)
+    message = "deadline reached: bc startup (2 seeds) stopped at step 3 of 9 in page tiny"
+    assert str(stopped.value) == message
+    assert (executed / pipeline.INCOMPLETE).read_text() == message + "\n"
+    assert (executed / "tiny.failed.ipynb").is_file()
+    assert not (executed / "tiny.ipynb").exists()
+    assert not (executed / "tiny.partial.ipynb").exists()
+    assert "POLYCSTR_DEADLINE" not in os.environ  # set for the kernel only
+
+    (timing,) = pipeline.execute_notebooks("quick", executed_dir=executed)
+    assert timing[0] == "tiny"
+    assert (executed / "tiny.ipynb").is_file()
+    assert not (executed / pipeline.INCOMPLETE).exists()
+
+
+def test_no_page_starts_after_the_deadline(tmp_path, monkeypatch):
+    import papermill
+
+    from polycstr_lib.toolkit.deadline import DeadlineReached
+
+    executed = _tiny_book(tmp_path, monkeypatch)
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("executed"))
+    monkeypatch.setenv("POLYCSTR_DEADLINE", "2000-01-01T00:00")  # from the environment
+    with pytest.raises(DeadlineReached, match=r"2000-01-01T00:00:00Z reached before page tiny"):
+        pipeline.execute_notebooks("quick", executed_dir=executed)
+    assert "before page tiny" in (executed / pipeline.INCOMPLETE).read_text()
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == []

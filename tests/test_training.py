@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -676,6 +677,129 @@ def test_where_sigint_is_ignored_training_leaves_it_ignored(data, monkeypatch) -
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def deadline_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> dict[str, int]:
+    """A deadline (``POLYCSTR_DEADLINE``) that the loop's clock passes during ``step``: the
+    clock reads one second before it until the batch of ``step`` is sampled, and one second
+    after from then on. Returns the counter of sampled batches."""
+    import polycstr_lib.agents.loop as loop
+    from polycstr_lib.toolkit import deadline as limit
+
+    monkeypatch.setenv(limit.DEADLINE_ENV, "2030-01-01T00:00:00Z")
+    moment = limit.parse_deadline("2030-01-01T00:00:00Z")
+    real_sample, real_passed = loop.sample_batch, loop.deadline_passed
+    calls = {"n": 0}
+
+    def sample(*args, **kwargs):
+        calls["n"] += 1
+        return real_sample(*args, **kwargs)
+
+    def passed(deadline):
+        now = moment + (1.0 if calls["n"] >= step else -1.0)
+        return real_passed(deadline, now=now)
+
+    monkeypatch.setattr(loop, "sample_batch", sample)
+    monkeypatch.setattr(loop, "deadline_passed", passed)
+    return calls
+
+
+def test_the_deadline_ends_the_step_writes_its_state_and_the_run_resumes_to_the_same_bits(
+    data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline passes during step 5 of 9 (no periodic state): the loop ends step 5,
+    writes the state after it and raises DeadlineReached naming the ensemble and the step, as
+    Ctrl-C does; without the deadline the same call trains steps 6 to 9 only and ends with the
+    weights and losses of an uninterrupted run."""
+    import polycstr_lib.agents.loop as loop
+    from polycstr_lib.toolkit.deadline import DeadlineReached
+
+    configs = [tiny_config("iql", seed=s, steps=9) for s in (0, 1)]
+    reference = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts / "late"))
+    monkeypatch.setattr(loop, "RESUME_EVERY_S", 1e9)
+    calls = deadline_at_step(monkeypatch, 5)
+    with pytest.raises(DeadlineReached, match=r"iql startup \(2 seeds\) stopped at step 5 of 9"):
+        train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    assert calls["n"] == 5
+    state = loop.resume_path(configs[0], [0, 1], data_fingerprint(data))
+    assert saved_step(state) == 5
+    assert json.loads((state / "manifest.json").read_text())["info"]["budget"] == 9
+
+    monkeypatch.delenv("POLYCSTR_DEADLINE")
+    calls["n"] = 0
+    resumed = train_ensemble(configs, data=data, progress=False, snapshot_steps=[4])
+    assert calls["n"] == 4  # steps 6 to 9
+    assert not state.exists()
+    for (a, log_a), (b, log_b) in zip(resumed, reference, strict=True):
+        assert_same_weights(a, b)
+        losses = [c for c in log_a.columns if c != "time_s"]
+        assert log_a[losses].equals(log_b[losses])
+
+
+def test_a_deadline_passing_in_the_last_step_keeps_the_finished_run(
+    data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = [tiny_config("bc", seed=s, steps=6) for s in (0, 1)]
+    calls = deadline_at_step(monkeypatch, 6)
+    trained = train_ensemble(configs, data=data, progress=False)
+    assert calls["n"] == 6 and len(trained) == 2
+    assert all(log.attrs["cached"] is False for _, log in trained)
+    calls["n"] = 0
+    train_ensemble(configs, data=data, progress=False)
+    assert calls["n"] == 0  # cached: nothing to resume
+
+
+def test_a_deadline_that_is_not_a_time_stops_training_before_it_starts(
+    data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYCSTR_DEADLINE", "tomorrow")
+    with pytest.raises(ValueError, match="deadline 'tomorrow' is not an ISO 8601 time"):
+        train_ensemble([tiny_config("bc")], data=data, progress=False, force=True)
+
+
+def test_on_dask_every_ensemble_past_the_deadline_stops_with_its_state_written(
+    data, tmp_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ensembles queued on one Dask worker, the deadline already past: the first stops
+    after its first step; the client still waits for the second, which stops there too, then
+    raises DeadlineReached. The next call (no deadline) continues both to the bits of a
+    straight run."""
+    from distributed import LocalCluster
+
+    import polycstr_lib.agents.loop as loop
+    from polycstr_lib.toolkit.deadline import DeadlineReached
+
+    configs = [tiny_config("bc", seed=0), tiny_config("iql", seed=1)]
+    straight = train_many(configs, processes=1, data={"startup": data}, progress=False)
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_artifacts / "late"))
+    monkeypatch.setenv("POLYCSTR_DEADLINE", "2000-01-01T00:00Z")
+    real = loop.sample_batch
+
+    def slow(*args, **kwargs):  # the second ensemble is still training when the first stops
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batch", slow)
+    fingerprint = data_fingerprint(data)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        with pytest.raises(DeadlineReached, match="stopped at step 1 of 6"):
+            train_many(
+                configs,
+                data={"startup": data},
+                scheduler=cluster.scheduler_address,
+                progress=False,
+            )
+        for config in configs:  # both written before train_many returned
+            state = loop.resume_path(config, [config.seed], fingerprint)
+            assert json.loads((state / "manifest.json").read_text())["info"]["step"] == 1
+    monkeypatch.setattr(loop, "sample_batch", real)
+    monkeypatch.delenv("POLYCSTR_DEADLINE")
+    resumed = train_many(configs, processes=1, data={"startup": data}, progress=False)
+    for (a, _), (b, _) in zip(resumed, straight, strict=True):
+        assert_same_weights(a, b)
 
 
 def test_a_dataset_is_read_once_per_process_until_its_files_change(minari_store, monkeypatch):

@@ -1,7 +1,13 @@
-"""The GitHub Pages workflow builds the book with the README's command and deploys it."""
+"""The GitHub Pages workflow builds the book with the README's command and deploys it.
+
+A cold build finishes across runs: restore the newest progress, build within a time budget,
+always save the progress, then publish (complete) or dispatch the next run (incomplete). The
+run scripts of those steps are executed here with stand-ins for ``make`` and ``gh``.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -77,14 +83,184 @@ def test_runs_the_readme_build_command(workflow):
     assert any("PROFILE=paper" in argv[2:] for argv in books), "not with PROFILE=paper"
 
 
-def test_caches_artifacts_and_datasets(workflow):
-    caches = [s for s in steps(workflow, "build") if uses(s) == "actions/cache"]
-    assert caches, "no actions/cache step"
-    paths = {p.strip().rstrip("/") for p in caches[0]["with"]["path"].split("\n") if p.strip()}
-    assert {"artifacts", "~/.minari/datasets"} <= paths
-    key = caches[0]["with"]["key"]
-    for pattern in ("polycstr_lib/**", "notebooks/**", "pyproject.toml"):
+CODE = ("polycstr_lib/**", "notebooks/**", "pyproject.toml")
+
+
+def step(workflow: dict, job: str, name: str) -> dict:
+    """The step of ``job`` that uses action ``name`` (or has the id ``name``)."""
+    found = [s for s in steps(workflow, job) if uses(s) == name or s.get("id") == name]
+    assert len(found) == 1, f"{len(found)} steps {name} in job {job}"
+    return found[0]
+
+
+def paths(step: dict) -> set[str]:
+    return {p.strip().rstrip("/") for p in step["with"]["path"].split("\n") if p.strip()}
+
+
+def test_restores_the_newest_progress_with_a_key_unique_to_the_run(workflow):
+    restore = step(workflow, "build", "actions/cache/restore")
+    assert restore["id"] == "restore"
+    assert {"artifacts", "~/.minari/datasets"} <= paths(restore)
+    key = restore["with"]["key"]
+    for pattern in CODE:
         assert f"'{pattern}'" in key, f"cache key does not hash {pattern}"
+    assert key.endswith("-${{ github.run_id }}-${{ github.run_attempt }}")
+    code_prefix = key.removesuffix("${{ github.run_id }}-${{ github.run_attempt }}")
+    fallbacks = [k.strip() for k in restore["with"]["restore-keys"].splitlines() if k.strip()]
+    # the newest progress of the same code, else the newest of any code
+    assert fallbacks == [code_prefix, "book-paper-${{ runner.os }}-"]
+
+
+def test_always_saves_the_progress_under_the_runs_key_after_the_build(workflow):
+    build = steps(workflow, "build")
+    save = step(workflow, "build", "actions/cache/save")
+    assert save["if"].startswith("always()")
+    assert save["with"]["key"] == "${{ steps.restore.outputs.cache-primary-key }}"
+    assert paths(save) == paths(step(workflow, "build", "actions/cache/restore"))
+    assert build.index(save) > build.index(step(workflow, "build", "build"))
+    assert not [s for s in build if uses(s) == "actions/cache"], "a cache that saves at the end"
+
+
+def test_the_budget_leaves_time_to_save(workflow):
+    """Budget (from the job's start) < the build step's limit < the job's < GitHub's 360."""
+    on = workflow.get("on", workflow.get(True))
+    inputs = on["workflow_dispatch"]["inputs"]
+    budget = inputs["budget_minutes"]["default"]
+    build = workflow["jobs"]["build"]
+    assert build["env"]["BUDGET_MINUTES"] == f"${{{{ inputs.budget_minutes || {budget} }}}}"
+    assert budget < step(workflow, "build", "build")["timeout-minutes"]
+    assert step(workflow, "build", "build")["timeout-minutes"] + 15 <= build["timeout-minutes"]
+    assert build["timeout-minutes"] <= 360
+    first = steps(workflow, "build")[0]
+    assert "POLYCSTR_DEADLINE" in first["run"], "the deadline is not set first"
+
+
+def test_publishes_the_bundle_and_numbers_only_when_complete(workflow):
+    build = steps(workflow, "build")
+    complete = "steps.build.outputs.complete == 'true'"
+    assert workflow["jobs"]["build"]["outputs"]["complete"] == "${{ steps.build.outputs.complete }}"
+    export = next(s for s in build if "bundle export" in s.get("run", ""))
+    assert export["if"] == complete
+    assert "bundle export _build/html/" in export["run"]
+    assert "> _build/html/numbers.json" in export["run"]
+    pages = step(workflow, "build", "actions/upload-pages-artifact")
+    assert pages["if"] == complete and build.index(pages) > build.index(export)
+    assert workflow["jobs"]["deploy"]["if"] == "needs.build.outputs.complete == 'true'"
+
+
+def test_an_incomplete_build_dispatches_the_next_run(workflow):
+    on = workflow.get("on", workflow.get(True))
+    assert on["workflow_dispatch"]["inputs"]["run"]["default"] == 1
+    resume = workflow["jobs"]["resume"]
+    assert resume["needs"] in ("build", ["build"])
+    assert resume["if"] == "needs.build.outputs.complete == 'false'"
+    assert resume["permissions"] == {"actions": "write"}
+    assert f"gh workflow run {WORKFLOW.name}" in resume["steps"][0]["run"]
+
+
+def test_permissions_are_minimal(workflow):
+    assert workflow["permissions"] == {"contents": "read"}
+    granted = {name for name, job in workflow["jobs"].items() if "permissions" in job}
+    assert granted == {"deploy", "resume"}
+
+
+# --- the run scripts, executed with stand-ins ------------------------------------------------
+
+
+def _stand_in(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/bash\n{script}\n")
+    path.chmod(0o755)
+
+
+def run_script(script: str, tmp_path: Path, env: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Runs a step's script as GitHub does (``bash -e``) in ``tmp_path``; returns its exit
+    status and the files it wrote to, by the name of their variable."""
+    names = ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_STEP_SUMMARY")
+    files = {k: tmp_path / k.lower() for k in names}
+    for f in files.values():
+        f.write_text("")
+    stand_ins = tmp_path / "bin"
+    path = f"{stand_ins}:{os.environ['PATH']}"
+    environment = {**os.environ, **{k: str(v) for k, v in files.items()}, "PATH": path, **env}
+    out = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, env=environment, capture_output=True, timeout=60
+    )
+    return out.returncode, {k: f.read_text() for k, f in files.items()}
+
+
+@pytest.fixture
+def stand_ins(tmp_path: Path) -> Path:
+    (tmp_path / "bin").mkdir()
+    return tmp_path / "bin"
+
+
+@pytest.mark.parametrize(
+    ("status", "note", "expected"), [(0, False, "true"), (2, True, "false"), (2, False, None)]
+)
+def test_the_build_step_tells_complete_from_incomplete_and_fails_otherwise(
+    workflow, tmp_path, stand_ins, status, note, expected
+):
+    """``make`` stands in for the build: it exits with ``status`` and, when stopped by the
+    deadline, leaves the pipeline's note beside the executed pages."""
+    from polycstr_lib.book.pipeline import INCOMPLETE
+    from polycstr_lib.book.profiles import EXECUTED_DIR, REPO_ROOT
+
+    note_path = EXECUTED_DIR.relative_to(REPO_ROOT) / INCOMPLETE
+    write = f"mkdir -p {note_path.parent}; echo 'deadline reached in page x' > {note_path}"
+    _stand_in(stand_ins, "make", f"{write if note else ''}\nexit {status}")
+    script = step(workflow, "build", "build")["run"]
+    rc, files = run_script(script, tmp_path, {"RUN": "3"})
+    if expected is None:
+        assert rc == status and "complete=" not in files["GITHUB_OUTPUT"]
+    else:
+        assert rc == 0 and files["GITHUB_OUTPUT"] == f"complete={expected}\n"
+    if expected == "false":
+        assert "after run 3: deadline reached in page x" in files["GITHUB_STEP_SUMMARY"]
+
+
+def test_the_deadline_step_sets_a_deadline_the_pipeline_reads(workflow, tmp_path):
+    import time
+
+    from polycstr_lib.toolkit.deadline import parse_deadline
+
+    script = steps(workflow, "build")[0]["run"]
+    before = time.time()
+    env = {"BUDGET_MINUTES": "300", "RUN": "1", "MAX_RUNS": "12"}
+    rc, files = run_script(script, tmp_path, env)
+    assert rc == 0
+    name, _, value = files["GITHUB_ENV"].strip().partition("=")
+    assert name == "POLYCSTR_DEADLINE"
+    assert before + 300 * 60 - 1 <= parse_deadline(value) <= time.time() + 300 * 60
+
+
+@pytest.mark.parametrize(("run", "dispatched"), [("1", "2"), ("11", "12"), ("12", None)])
+def test_the_resume_step_dispatches_the_next_run_until_the_limit(
+    workflow, tmp_path, stand_ins, run, dispatched
+):
+    _stand_in(stand_ins, "gh", f'echo "$@" > {tmp_path}/gh-args')
+    script = workflow["jobs"]["resume"]["steps"][0]["run"]
+    env = {"RUN": run, "MAX_RUNS": str(workflow["env"]["MAX_RUNS"]), "BUDGET_MINUTES": "300"}
+    env |= {"GITHUB_REPOSITORY": "owner/name", "GITHUB_REF_NAME": "main"}
+    rc, _ = run_script(script, tmp_path, env)
+    args = tmp_path / "gh-args"
+    if dispatched is None:
+        assert rc == 1 and not args.exists()
+    else:
+        assert rc == 0
+        assert args.read_text().split() == [
+            "workflow",
+            "run",
+            WORKFLOW.name,
+            "--repo",
+            "owner/name",
+            "--ref",
+            "main",
+            "-f",
+            f"run={dispatched}",
+            "-f",
+            "budget_minutes=300",
+        ]
 
 
 def test_uploads_site_and_failure_reports(workflow):

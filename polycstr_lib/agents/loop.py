@@ -52,6 +52,7 @@ from polycstr_lib.toolkit.cache import (
     open_store,
     write_entry,
 )
+from polycstr_lib.toolkit.deadline import DeadlineReached, build_deadline, deadline_passed
 from polycstr_lib.toolkit.store import artifact_dir
 
 #: Seconds of training between two writes of an ensemble's resume state (the state is also
@@ -286,8 +287,11 @@ def train_members(
     ``resume_not_after`` steps in (no run asked for ends before it), writes its state there
     every :data:`RESUME_EVERY_S` seconds and at every step of ``save_at``, and removes it at
     the end. Ctrl-C (in the main thread) ends the loop after the current step, with its state
-    written, by raising ``KeyboardInterrupt``.
+    written, by raising ``KeyboardInterrupt``; so does the build's deadline
+    (:mod:`polycstr_lib.toolkit.deadline`, in any thread or process), by raising
+    :class:`~polycstr_lib.toolkit.deadline.DeadlineReached`.
     """
+    deadline = build_deadline()  # read before any work: a bad value fails at once
     # fork_rng: anything that would touch the global RNG is seeded and then rolled back.
     with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
         torch.manual_seed(seeds[0])
@@ -354,7 +358,8 @@ def train_members(
                     members = rows if boundary else [*rows, row]
                     logs = [_member_log(members, i) for i in range(len(seeds))]
                     yield step, agent, logs, time.perf_counter() - start
-            stop = interrupted()
+            late = step < budget and deadline_passed(deadline)  # a finished run is kept
+            stop = interrupted() or late
             due = stop or step in save or time.perf_counter() - last_write >= RESUME_EVERY_S
             if resume is not None and step < budget and due:
                 seconds = time.perf_counter() - start
@@ -363,7 +368,11 @@ def train_members(
                 last_write = time.perf_counter()
             if stop:  # after the step and its state: the same call resumes from here
                 bar.close()
-                raise KeyboardInterrupt(f"interrupted at step {step:,} of {budget:,}")
+                where = f"at step {step:,} of {budget:,}"
+                what = f"{config.algorithm} {config.scenario} ({label})"
+                if late:
+                    raise DeadlineReached(f"deadline reached: {what} stopped {where}")
+                raise KeyboardInterrupt(f"interrupted {where}")
         bar.close()
         if resume is not None:
             # The state at the budget is kept for a later, longer run of the same ensemble,

@@ -37,6 +37,7 @@ from polycstr_lib.agents.runs import (
     unique_configs,
 )
 from polycstr_lib.toolkit.cache import is_complete
+from polycstr_lib.toolkit.deadline import DeadlineReached
 from polycstr_lib.toolkit.store import (
     ARTIFACTS_ENV,
     artifact_dir,
@@ -294,9 +295,17 @@ def _run_on_dask(
         n_agents = sum(len(t.configs) for t in tasks)
         desc = f"training {n_agents} runs as {len(tasks)} ensembles"
         with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
+            stopped: DeadlineReached | None = None
             for future in as_completed(futures):
-                future.result()  # re-raises a worker's exception here
+                try:
+                    future.result()  # re-raises a worker's exception here
+                except DeadlineReached as error:
+                    # the other workers stop at the end of their step too: wait for their states
+                    stopped = stopped or error
+                    continue
                 bar.update(1)
+            if stopped is not None:
+                raise stopped
 
 
 def train_seed_ensembles(

@@ -4,6 +4,13 @@ Each notebook's ``parameters`` cell holds the quick profile; a profile is a set 
 parameter overrides per notebook run (:data:`PROFILES`). Executed copies are written to a
 temporary file and renamed into place, so an interrupted build never leaves a half-written
 page; a failed notebook keeps its partial output beside it as ``*.failed.ipynb``.
+
+A build may have a deadline (:mod:`polycstr_lib.toolkit.deadline`): the pages' kernels get it
+in their environment, so training stops at the end of its step with its state written; the
+page stops there (kept only as ``*.failed.ipynb``), no later page starts, and
+:class:`~polycstr_lib.toolkit.deadline.DeadlineReached` is raised after its message is
+written to :data:`INCOMPLETE` beside the executed pages (a build that is not stopped removes
+that file). Running the build again resumes the training where it stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from polycstr_lib.book.profiles import (
     NotebookRun,
     runs_for,
 )
+from polycstr_lib.toolkit.deadline import (
+    DeadlineReached,
+    build_deadline,
+    deadline_in_environment,
+    deadline_passed,
+    format_deadline,
+)
+
+#: The file beside the executed pages that says the last build stopped at its deadline.
+INCOMPLETE = "incomplete.txt"
 
 
 def execute_notebooks(
@@ -29,6 +46,7 @@ def execute_notebooks(
     only: list[str] | None = None,
     kernel_name: str = "python3",
     executed_dir: Path | None = None,
+    deadline: float | None = None,
 ) -> list[tuple[str, float]]:
     """Execute the book's notebooks with papermill.
 
@@ -40,11 +58,18 @@ def execute_notebooks(
             book's). Another folder (``make verify``'s) is a build of its own: the results
             pages take their budgets from the curves page there, and a notebook that reads
             other executed pages (its ``executed_dir`` parameter) reads them there.
+        deadline: when training stops and no further page starts, in seconds since the
+            epoch (default: ``POLYCSTR_DEADLINE``'s, or none).
 
     Returns:
         ``(page, seconds)`` per executed page.
+
+    Raises:
+        DeadlineReached: the deadline passed; the message (also in :data:`INCOMPLETE`) says
+            where the build stopped.
     """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     pages = [run.page for run in runs_for(profile)]
     unknown = sorted(set(only or ()) - set(pages))
@@ -52,12 +77,18 @@ def execute_notebooks(
         raise ValueError(f"no page {', '.join(unknown)} in the book; pages: {', '.join(pages)}")
     folder = Path(executed_dir).resolve() if executed_dir is not None else EXECUTED_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    deadline = build_deadline() if deadline is None else deadline
+    (folder / INCOMPLETE).unlink(missing_ok=True)
     write_parameters_table(folder)
     print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")
+    if deadline is not None:
+        print(f"[book] deadline {format_deadline(deadline)}: training stops there, resumable")
     timings = []
     for run in runs_for(profile):
         if only and run.page not in only:
             continue
+        if deadline_passed(deadline):
+            _stop(folder, f"deadline {format_deadline(deadline)} reached before page {run.page}")
         run = with_curve_budgets(run, profile, folder)  # after the curves page ran, if it did
         source = NOTEBOOK_DIR / f"{run.notebook}.ipynb"
         if folder != EXECUTED_DIR and _reads_executed_pages(source):
@@ -69,22 +100,32 @@ def execute_notebooks(
         start = time.perf_counter()
         print(f"[book] executing {source.name} -> {_shown(target)} {run.parameters}")
         try:
-            papermill.execute_notebook(
-                str(source),
-                str(partial),
-                parameters=run.parameters,
-                kernel_name=kernel_name,
-                cwd=str(NOTEBOOK_DIR),
-                progress_bar=sys.stderr.isatty(),  # cells done, in a terminal (not in CI logs)
-            )
-        except BaseException:
+            with deadline_in_environment(deadline):  # the kernel inherits it
+                papermill.execute_notebook(
+                    str(source),
+                    str(partial),
+                    parameters=run.parameters,
+                    kernel_name=kernel_name,
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar=sys.stderr.isatty(),  # cells done, in a terminal (not CI logs)
+                )
+        except BaseException as error:
             if partial.exists():
                 os.replace(partial, target.with_suffix(".failed.ipynb"))
+            if isinstance(error, PapermillExecutionError) and error.ename == "DeadlineReached":
+                _stop(folder, f"{error.evalue} in page {run.page}")
             raise
         os.replace(partial, target)
         timings.append((run.page, time.perf_counter() - start))
     write_timings_table(folder)
     return timings
+
+
+def _stop(folder: Path, message: str) -> None:
+    """Write ``message`` to :data:`INCOMPLETE` in ``folder`` and raise it as
+    :class:`DeadlineReached`."""
+    (folder / INCOMPLETE).write_text(message + "\n", encoding="utf-8")
+    raise DeadlineReached(message)
 
 
 def _reads_executed_pages(source: Path) -> bool:

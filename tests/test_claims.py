@@ -519,3 +519,23 @@ def test_half_choices_that_flip_are_named_with_the_all_seed_choice():
     plain = {"startup": seeded(scenario_values(), "IQL", [95.0] * 4)}
     assert half_choices(plain, None).empty
     assert choice_stability(plain, COST, None)["C3"].startswith(NOT_RERUN)
+
+
+def test_half_choices_page_table_and_counts():
+    from polycstr_lib.analysis.claims import (
+        choice_counts,
+        claims_table,
+        half_choices,
+        half_choices_page_table,
+    )
+
+    results = {"startup": _choice_page(_sweep_glue(1))}
+    shown = half_choices_page_table(half_choices(results, _curve_glue(3)))
+    assert shown.headers[:4] == ["Scenario", "Algorithm", "Choice", "Half"]
+    assert "All seeds" in shown.headers and "This half" in shown.headers
+    table = claims_table(results, COST, curves=_curve_glue(3))
+    counts = choice_counts(table)
+    assert counts["choices_differ"] >= 1
+    assert counts["choices_differ"] == sum(table["half choices"].str.startswith("differ"))
+    same = claims_table({"startup": _choice_page(_sweep_glue(0))}, COST, curves=_curve_glue(0))
+    assert choice_counts(same)["choices_differ"] == 0 and choice_counts(same)["choices_same"] > 0

@@ -731,6 +731,32 @@ def choice_stability(
     )
 
 
+def half_choices_page_table(choices: pd.DataFrame) -> ReaderTable:
+    """:func:`half_choices` as the claims page shows it: one row per (scenario, algorithm,
+    choice, half), the all-seed choice beside the half's and whether they agree."""
+    shown = choices.assign(
+        half=[HALF_NAMES[h] for h in choices["half"]],
+        algorithm=choices["algorithm"].str.upper(),
+    ).set_index(["scenario", "algorithm", "kind", "half"])
+    return reader_table(
+        shown,
+        headers={"all_seeds": "All seeds", "chosen": "This half", "agrees": "Same"},
+        index_header=["Scenario", "Algorithm", "Choice", "Half"],
+        caption="Budget and correction chosen again on each half of the seeds",
+    )
+
+
+def choice_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many verdicts of a :func:`claims_table` rest on half choices that are the same as
+    all seeds', that differ, or that could not be rerun (claims with a ``half choices``)."""
+    col = table["half choices"]
+    return {
+        "choices_same": int((col == SAME_CHOICES).sum()),
+        "choices_differ": int(col.str.startswith("differ").sum()),
+        "choices_not_rerun": int(col.str.contains(NOT_RERUN, regex=False).sum()),
+    }
+
+
 def claims_table(
     results: dict[str, dict],
     cost: dict,

@@ -304,8 +304,8 @@ def learning_curve(
     ensembles on Dask workers), with a snapshot at every checkpoint; then each checkpoint's
     agents are evaluated together on the same validation episodes.
 
-    A curve the ``rule`` leaves *unconfirmed* (only its last checkpoint is within the
-    tolerance: it may still be rising) is extended, on its own scenario only, by a checkpoint
+    A curve the ``rule`` leaves *unconfirmed* (no checkpoint has two later ones confirming
+    it: it may still be rising or settling) is extended, on its own scenario only, by a checkpoint
     at twice its last one, as long as that stays within the algorithm's ``extend_to`` cap;
     the rule is applied again after every extension. An extension continues each ensemble
     from its kept final state (:mod:`polycstr_lib.agents.runs`), so it costs only the new steps.

@@ -40,8 +40,9 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
     An algorithm trains at its learning-curve budget on the run's scenario whenever the
     curves page measured it there: the budget two later checkpoints confirmed, or, for a
     curve that has not converged, the rule's unconfirmed budget or its early-stopping one
-    (the curve falls off after it), and ``budget_sources`` says which. An algorithm without a curve on the scenario trains at the
-    profile's fixed budget, and ``budget_sources`` says why.
+    (the curve falls off after it), and ``budget_sources`` says which. An algorithm without
+    a curve on the scenario trains at the profile's fixed budget, and ``budget_sources``
+    says why.
 
     Args:
         parameters: The run's parameters (``scenario``, ``profile`` and the profile's

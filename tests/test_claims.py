@@ -516,6 +516,10 @@ def test_half_choices_that_flip_are_named_with_the_all_seed_choice():
     assert "first half IQL startup correction plain, step size 0.1" in column["C3"]
     assert "correction" not in column["C1"]  # C1 reads no corrected row
     # pages without the per-seed values: the choices are not rerun, and the page says so
+    one = _sweep_glue(0)
+    one["rows"] = [r for r in one["rows"] if r[1] == 0]  # one seed: no halves to choose
+    page = _choice_page(_sweep_glue(0)) | {"correction_sweep": one}
+    assert half_choices({"startup": page}, None).empty
     plain = {"startup": seeded(scenario_values(), "IQL", [95.0] * 4)}
     assert half_choices(plain, None).empty
     assert choice_stability(plain, COST, None)["C3"].startswith(NOT_RERUN)

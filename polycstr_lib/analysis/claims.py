@@ -609,9 +609,8 @@ def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFra
     if measured is not None:
         curve, rule = measured
         table = (curves or {}).get("curve_budgets", {})
-        for half, seeds in enumerate(_split(list(curve["seed"].unique()))):
-            if not seeds:
-                continue
+        halves = _split(list(curve["seed"].unique()))
+        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
             chosen = rule.choose(aggregate_curve(curve[curve["seed"].isin(seeds)], reps=100))
             for (algorithm, scenario), row in chosen.iterrows():
                 if scenario not in results:
@@ -629,9 +628,8 @@ def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFra
             continue
         sweep = sweep_from_glue(glued)
         variants: dict[str, Any] = dict.fromkeys(glued["variants"])  # names: settings unused
-        for half, seeds in enumerate(_split(list(sweep["seed"].unique()))):
-            if not seeds:
-                continue
+        halves = _split(list(sweep["seed"].unique()))
+        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
             part = sweep[sweep["seed"].isin(seeds)]
             chosen = deploy_from_sweep(part, variants, scenario, margin=glued["margin"])
             for algorithm, deployment in chosen.items():

@@ -252,6 +252,7 @@ def test_seed_stability_says_stable_or_flips():
         "this build",
         "verdict",
         "seed halves",
+        "half choices",
         INTERVAL,
         "rule",
     ]
@@ -295,6 +296,7 @@ def test_claims_page_table_names_rules_briefly():
         "This build",
         "Verdict",
         "Seed halves",
+        "Half choices",
         INTERVAL,
         "Rule",
     ]
@@ -440,3 +442,104 @@ def test_runaway_rates_carry_exact_intervals():
     text = assess_claims({"startup": page}, {}).loc["C5", "this build"]
     low, high = binomial_interval(3, 20)
     assert f"BC 3/20 [{low:.2f}, {high:.2f}] → BC+ 0/20 [0.00, 0.17]" in text
+
+
+def _curve_glue(late_half_runaways: int) -> dict:
+    """The curves page's glue for IQL on startup, seeds 0-3, checkpoints 100-400: flat at
+    99 for every seed, except that seeds 2 and 3 (the second half) run away at 100 and 200
+    ``late_half_runaways`` times, so that half's rule skips those checkpoints."""
+    runs = []
+    for seed in range(4):
+        for steps in (100, 200, 300, 400):
+            bad = seed >= 2 and steps <= 200 and late_half_runaways > 0
+            runs.append(["iql", "startup", seed, steps, 99.0, 98.0, late_half_runaways * bad])
+    return {
+        "curve_runs": runs,
+        "budget_rule": {"relative_tolerance": 0.05, "tolerance": 2.0, "ranges": {"startup": 20.0}},
+        "curve_budgets": {"iql": {"startup": {"steps": 100, "converged": True}}},
+    }
+
+
+def _sweep_glue(second_half_runaways: int) -> dict:
+    """A validation sweep of IQL, seeds 0-3, η = 0 and 'plain' at 0.1: the correction gains
+    5 points on every episode; on seeds 2 and 3 it also adds ``second_half_runaways``."""
+    rows = []
+    for seed in range(4):
+        base = [90.0, 91.0, 92.0, 93.0]
+        rows.append(["iql", seed, "none", 0.0, 0, base])
+        extra = second_half_runaways if seed >= 2 else 0
+        rows.append(["iql", seed, "plain", 0.1, extra, [x + 5.0 for x in base]])
+    return {"variants": ["plain"], "steps": 3, "margin": 1.0, "rows": rows}
+
+
+def _choice_page(sweep: dict) -> dict:
+    """A startup results page with four IQL seeds, its budget and its all-seed deployment."""
+    from polycstr_lib.analysis.results_page import sweep_from_glue
+    from polycstr_lib.correction.deployment import deploy_from_sweep
+
+    page = seeded(seeded(scenario_values(), "BC", [40.0, 41.0, 42.0, 43.0]), "IQL", [95.0] * 4)
+    deployed = deploy_from_sweep(sweep_from_glue(sweep), {"plain": None}, "startup", margin=1.0)
+    page.update(budgets={"iql": 100}, correction_sweep=sweep, deploy_iql=deployed["iql"].text())
+    return page
+
+
+def test_half_choices_agree_when_each_half_chooses_as_all_seeds():
+    from polycstr_lib.analysis.claims import SAME_CHOICES, choice_stability, half_choices
+
+    results = {"startup": _choice_page(_sweep_glue(0))}
+    choices = half_choices(results, _curve_glue(0))
+    assert set(choices["kind"]) == {"budget", "correction"} and set(choices["half"]) == {0, 1}
+    assert choices["agrees"].all()
+    assert (choices.loc[choices["kind"] == "budget", "chosen"] == "100 steps").all()
+    assert (choices.loc[choices["kind"] == "correction", "chosen"] == "plain, step size 0.1").all()
+    column = choice_stability(results, COST, _curve_glue(0))
+    assert column["C3"] == SAME_CHOICES and column["C4"] == "—"
+
+
+def test_half_choices_that_flip_are_named_with_the_all_seed_choice():
+    from polycstr_lib.analysis.claims import NOT_RERUN, choice_stability, half_choices
+
+    # seeds 2 and 3 gain a runaway with the correction: the second half deploys none, and
+    # all seeds together (a seed's runaways count) deploy none either; the first half
+    # still deploys 'plain'. Seeds 2 and 3 run away early: that half's budget is later.
+    results = {"startup": _choice_page(_sweep_glue(1))}
+    choices = half_choices(results, _curve_glue(3)).set_index(["half", "kind"])
+    assert choices.loc[(0, "budget"), "chosen"] == "100 steps"
+    assert choices.loc[(1, "budget"), "chosen"] == "300 steps"
+    assert not choices.loc[(1, "budget"), "agrees"]
+    assert choices.loc[(0, "correction"), "chosen"] == "plain, step size 0.1"
+    assert choices.loc[(1, "correction"), "chosen"].startswith("no correction")
+    assert choices.loc[(0, "correction"), "all_seeds"].startswith("no correction")
+    column = choice_stability(results, COST, _curve_glue(3))
+    assert column["C3"].startswith("differ: ")
+    assert "second half IQL startup budget 300 steps (all seeds 100 steps)" in column["C3"]
+    assert "first half IQL startup correction plain, step size 0.1" in column["C3"]
+    assert "correction" not in column["C1"]  # C1 reads no corrected row
+    # pages without the per-seed values: the choices are not rerun, and the page says so
+    one = _sweep_glue(0)
+    one["rows"] = [r for r in one["rows"] if r[1] == 0]  # one seed: no halves to choose
+    page = _choice_page(_sweep_glue(0)) | {"correction_sweep": one}
+    assert half_choices({"startup": page}, None).empty
+    plain = {"startup": seeded(scenario_values(), "IQL", [95.0] * 4)}
+    assert half_choices(plain, None).empty
+    assert choice_stability(plain, COST, None)["C3"].startswith(NOT_RERUN)
+
+
+def test_half_choices_page_table_and_counts():
+    from polycstr_lib.analysis.claims import (
+        choice_counts,
+        claims_table,
+        half_choices,
+        half_choices_page_table,
+    )
+
+    results = {"startup": _choice_page(_sweep_glue(1))}
+    shown = half_choices_page_table(half_choices(results, _curve_glue(3)))
+    assert shown.headers[:4] == ["Scenario", "Algorithm", "Choice", "Half"]
+    assert "All seeds" in shown.headers and "This half" in shown.headers
+    table = claims_table(results, COST, curves=_curve_glue(3))
+    counts = choice_counts(table)
+    assert counts["choices_differ"] >= 1
+    assert counts["choices_differ"] == sum(table["half choices"].str.startswith("differ"))
+    same = claims_table({"startup": _choice_page(_sweep_glue(0))}, COST, curves=_curve_glue(0))
+    assert choice_counts(same)["choices_differ"] == 0 and choice_counts(same)["choices_same"] > 0

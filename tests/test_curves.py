@@ -20,34 +20,108 @@ from polycstr_lib.reactor.metrics import evaluate_policy
 from polycstr_lib.reactor.pi import GainRanges, PIController
 
 
-def test_budget_rule_takes_the_smallest_budget_from_which_the_curve_stays_good() -> None:
-    aggregate = pd.DataFrame(
-        {
-            "algorithm": ["iql"] * 4 + ["bc"] * 3 + ["cql"] * 3,
-            "scenario": ["startup"] * 10,
-            "steps": [1000, 2000, 5000, 10000, 1000, 2000, 5000, 100, 200, 300],
-            "iqm": [40.0, 97.0, 99.0, 98.5, 80.0, -500.0, 79.0, 90.0, 50.0, 10.0],
-        }
-    )
+def _aggregate(**curves: list[tuple[int, float, float, int]]) -> pd.DataFrame:
+    """An aggregate table from algorithm -> [(steps, iqm, worst seed, runaways), ...]."""
+    rows = [
+        {"algorithm": a, "scenario": "startup", "steps": k, "iqm": v, "worst_seed": w,
+         "runaways": r}
+        for a, points in curves.items()
+        for k, v, w, r in points
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_budget_rule_needs_two_confirming_checkpoints() -> None:
+    aggregate = _aggregate(
+        iql=[(1000, 40.0, 30.0, 0), (2000, 97.0, 96.0, 0), (5000, 99.0, 98.0, 0),
+             (10000, 98.5, 97.0, 0)],
+        bc=[(1000, 60.0, 50.0, 0), (2000, 99.0, 98.0, 0), (5000, 98.0, 97.0, 0)],
+        cql=[(100, 90.0, 88.0, 0), (200, 50.0, 40.0, 0), (300, 10.0, 5.0, 0)],
+    )  # fmt: skip
     budgets = BudgetRule(tolerance=2.0).choose(aggregate)
-    assert budgets.loc[("iql", "startup"), "budget"] == 2000  # 97, 99, 98.5 >= 99 - 2
-    assert budgets.loc[("iql", "startup"), "converged"]  # confirmed by 5000 and 10000
+    # IQL: 2000 is confirmed by 5000 and 10000 (both within 2 points of 97)
+    assert budgets.loc[("iql", "startup"), "budget"] == 2000
     assert budgets.loc[("iql", "startup"), "status"] == CONVERGED
-    # BC is good at 1000 but collapses at 2000: only the last checkpoint qualifies, and
-    # nothing after it shows that BC stays there.
-    assert budgets.loc[("bc", "startup"), "budget"] == 5000
-    assert not budgets.loc[("bc", "startup"), "converged"]
+    assert budgets.loc[("iql", "startup"), "converged"]
+    # BC: 2000 has one later checkpoint only; one confirmation is not enough
+    assert budgets.loc[("bc", "startup"), "budget"] == 2000
     assert budgets.loc[("bc", "startup"), "status"] == UNCONFIRMED
-    # CQL's best point is the first and it never comes back: the best checkpoint.
+    assert not budgets.loc[("bc", "startup"), "converged"]
+    # CQL: best at the first checkpoint, then falls for good: early stopping
     assert budgets.loc[("cql", "startup"), "budget"] == 100
-    assert not budgets.loc[("cql", "startup"), "converged"]
     assert budgets.loc[("cql", "startup"), "status"] == FALLING
-    strict = BudgetRule(tolerance=0.0).choose(aggregate)
-    # With no tolerance the later dip (98.5 < 99) means IQL falls off its best at 5000.
+    # a tighter tolerance: 5000 (99) beats 2000 (97) by more than 1 point, so 2000 is not
+    # confirmed and nothing later has two checkpoints after it
+    strict = BudgetRule(tolerance=1.0).choose(aggregate)
     assert strict.loc[("iql", "startup"), "budget"] == 5000
-    assert strict.loc[("iql", "startup"), "status"] == FALLING
+    assert strict.loc[("iql", "startup"), "status"] == UNCONFIRMED
     with pytest.raises(ValueError, match="tolerance"):
         BudgetRule(tolerance=-1).choose(aggregate)
+    with pytest.raises(ValueError, match="runaways"):
+        BudgetRule().choose(aggregate.drop(columns="runaways"))
+
+
+def test_budget_rule_skips_a_checkpoint_with_runaways_that_later_ones_lose() -> None:
+    """The IQM of four seeds trims the one that runs away; the runaways do not."""
+    aggregate = _aggregate(
+        iql=[(250, 60.0, 55.0, 0), (500, 99.0, -300.0, 4), (1000, 98.5, 97.0, 0),
+             (2000, 98.8, 97.5, 0), (4000, 98.6, 97.2, 0)],
+    )  # fmt: skip
+    budgets = BudgetRule(tolerance=2.0).choose(aggregate)
+    assert budgets.loc[("iql", "startup"), "budget"] == 1000
+    assert budgets.loc[("iql", "startup"), "status"] == CONVERGED
+    # the same curve without the runaways: 500 is the budget
+    calm = aggregate.assign(runaways=0, worst_seed=aggregate["iqm"] - 1)
+    assert BudgetRule(tolerance=2.0).choose(calm).loc[("iql", "startup"), "budget"] == 500
+
+
+def test_budget_rule_keeps_an_early_budget_before_a_runaway_heavy_late_checkpoint() -> None:
+    aggregate = _aggregate(
+        bc=[(250, 99.0, 98.0, 0), (500, 98.5, 97.5, 0), (1000, 98.8, 98.0, 0),
+            (2000, 97.0, -400.0, 6)],
+    )  # fmt: skip
+    budgets = BudgetRule(tolerance=2.0).choose(aggregate)
+    assert budgets.loc[("bc", "startup"), "budget"] == 250  # fewer runaways than later
+    assert budgets.loc[("bc", "startup"), "status"] == CONVERGED
+
+
+def _old_rule(values: pd.Series, tolerance: float) -> int:
+    """The previous rule: the smallest checkpoint from which the IQM stays within the
+    tolerance of the best (one later checkpoint confirmed it)."""
+    good = values >= values.max() - tolerance
+    stays = good[::-1].cummin()[::-1]
+    return int(stays[stays].index.min())
+
+
+def test_budget_rule_rejects_a_noisy_budget_the_old_rule_accepted() -> None:
+    """A noisy curve: 500 and 1000 are within 2 points of the best, so the old rule took
+    500; its worst seed is far below later ones and the next checkpoint dips, so the new
+    rule does not, and nothing is confirmed."""
+    aggregate = _aggregate(
+        iql=[(250, 70.0, 60.0, 0), (500, 98.0, 40.0, 1), (1000, 99.5, 98.0, 0),
+             (2000, 97.6, 96.0, 0)],
+    )  # fmt: skip
+    old = _old_rule(aggregate.set_index("steps")["iqm"], 2.0)
+    assert old == 500
+    budgets = BudgetRule(tolerance=2.0).choose(aggregate)
+    assert budgets.loc[("iql", "startup"), "budget"] == 1000
+    assert budgets.loc[("iql", "startup"), "status"] == UNCONFIRMED
+
+
+def test_budget_rule_tolerance_is_relative_to_the_hold_to_oracle_range() -> None:
+    aggregate = _aggregate(
+        iql=[(250, 90.0, 89.0, 0), (500, 93.0, 92.0, 0), (1000, 93.5, 92.5, 0),
+             (2000, 93.2, 92.0, 0)],
+    )  # fmt: skip
+    wide = BudgetRule(relative_tolerance=0.05, ranges={"startup": 100.0}).choose(aggregate)
+    assert wide.loc[("iql", "startup"), "tolerance"] == pytest.approx(5.0)
+    assert wide.loc[("iql", "startup"), "budget"] == 250  # 93.0 and 93.5 are within 5 of 90
+    narrow = BudgetRule(relative_tolerance=0.05, ranges={"startup": 10.0}).choose(aggregate)
+    assert narrow.loc[("iql", "startup"), "tolerance"] == pytest.approx(0.5)
+    assert narrow.loc[("iql", "startup"), "budget"] == 500
+    assert narrow.loc[("iql", "startup"), "status"] == CONVERGED
+    with pytest.raises(ValueError, match="range"):
+        BudgetRule(ranges={"startup": -3.0}).choose(aggregate)
 
 
 def test_aggregate_curve_reports_iqm_interval_and_worst_seed() -> None:
@@ -215,3 +289,64 @@ def test_plot_learning_curves_draws_seeds_aggregate_and_budgets() -> None:
     (pinned,) = axes[0].collections[:1]  # ...which is a marker at the band's lower edge
     assert pinned.get_offsets()[0][1] < -20
     assert "seed below −20" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_hold_to_oracle_range_is_the_oracle_minus_holding(monkeypatch) -> None:
+    """With a PI controller standing in for the (slow) NMPC oracle, the range is PI's mean
+    normalised reward minus holding's, on the same validation episodes."""
+    import polycstr_lib.analysis.curves as curves
+    from polycstr_lib.reactor.datasets import episode_seeds
+    from polycstr_lib.reactor.nmpc import hold_policy
+    from polycstr_lib.reactor.rollout import rollout
+
+    refs = (-2000.0, 0.0)
+    seen = []
+
+    def fake_nmpc(run):
+        seen.append(run)
+        pi = PIController(GainRanges().nominal())
+        return rollout(pi, run.scenario, episode_seeds(run.split, run.episodes)), {}
+
+    monkeypatch.setattr(curves, "run_nmpc", fake_nmpc)
+    span = curves.hold_to_oracle_range("startup", 2, refs)
+    pi, _ = evaluate_policy(PIController(GainRanges().nominal()), "startup", 2, *refs,
+                            split="validation")  # fmt: skip
+    hold, _ = evaluate_policy(hold_policy, "startup", 2, *refs, split="validation")
+    expected = pi["normalised_reward"].mean() - hold["normalised_reward"].mean()
+    assert span == pytest.approx(expected) and span > 0
+    assert seen[0].split == "validation" and seen[0].episodes == 2
+
+    def holding(run):
+        return rollout(hold_policy, run.scenario, episode_seeds(run.split, run.episodes)), {}
+
+    monkeypatch.setattr(curves, "run_nmpc", holding)
+    with pytest.raises(ValueError, match="does not beat holding"):
+        curves.hold_to_oracle_range("startup", 1, refs)
+    with pytest.raises(ValueError, match="episodes"):
+        curves.hold_to_oracle_range("startup", 0, refs)
+
+
+def test_curve_glue_round_trips_the_curve_and_the_rule() -> None:
+    from polycstr_lib.analysis.curves import curve_from_glue, curve_glue
+
+    curve = pd.DataFrame(
+        {
+            "algorithm": "bc",
+            "scenario": "startup",
+            "seed": np.array([0, 1, 0, 1], dtype=np.int64),
+            "steps": [10, 10, 20, 20],
+            "mean": np.array([90.0, 80.0, 95.0, 96.0], dtype=np.float32),
+            "median": 0.0,
+            "min": [50.0, 40.0, 60.0, 70.0],
+            "runaways": np.array([1, 0, 0, 0], dtype=np.int64),
+        }
+    )
+    rule = BudgetRule(relative_tolerance=0.1, ranges={"startup": np.float64(12.5)})
+    values = curve_glue(curve, rule)
+    assert all(type(x) in (str, int, float) for row in values["curve_runs"] for x in row)
+    back, again = curve_from_glue(values)
+    assert again == BudgetRule(relative_tolerance=0.1, ranges={"startup": 12.5})
+    pd.testing.assert_frame_equal(
+        back, curve[list(back.columns)].astype(back.dtypes.to_dict()), check_dtype=False
+    )
+    assert curve_from_glue({}) is None

@@ -233,7 +233,8 @@ def test_results_page_glue_names() -> None:
     values = header_glue("startup", {"bc": 2000, "iql": 250}, {"bc": "profile", "iql": "curves"})
     assert values["steps_bc"] == "2,000" and values["steps_source_iql"] == "curves"
     assert set(values) == {"scenario_title", "steps_bc", "steps_source_bc", "steps_iql",
-                           "steps_source_iql", "runaway_temperature"}  # fmt: skip
+                           "steps_source_iql", "runaway_temperature", "budgets"}  # fmt: skip
+    assert values["budgets"] == {"bc": 2000, "iql": 250}  # read by the claims' seed halves
     reason = "best mean among 3 admissible settings"
     bc = Deployment("startup", "bc", "plain", 0.001, False, reason, 60.0, 50.0, 0, 10, 0.259,
                     0.95, 3, 6, VARIANTS["plain"])  # fmt: skip
@@ -432,3 +433,32 @@ def test_evaluate_policies_equals_one_call_per_policy() -> None:
     assert list(metrics) == list(trajs) == ["a", "b"]
     direct, _ = evaluate_policy(policies["b"], "startup", 1, -5e5, -1e3)
     pd.testing.assert_frame_equal(metrics["b"], direct)
+
+
+def test_a_glued_sweep_gives_the_same_deployment() -> None:
+    """The claims page reruns the deployment rule from the glued sweep: the round trip
+    keeps every run's scores and runaways, so the rule chooses as on the page."""
+    from polycstr_lib.analysis.results_page import sweep_from_glue, sweep_glue
+    from polycstr_lib.correction.deployment import deploy_from_sweep
+
+    rows = []
+    for seed in (3, 1):
+        for variant, step, gain, runaways in (("none", 0.0, 0.0, 0), ("plain", 0.01, 2.0, 0),
+                                              ("plain", 0.1, 4.0, seed == 3)):  # fmt: skip
+            scores = {f"score_{e}": 90.0 + e + gain for e in range(3)}
+            rows.append({"algorithm": "bc", "seed": seed, "variant": variant, "step_size": step,
+                         "mean": 91.0 + gain, "runaways": int(runaways), "episodes": 3,
+                         **scores})  # fmt: skip
+    sweep = pd.DataFrame(rows)
+    glued = sweep_glue(sweep, ["plain"], 3, 1.0)
+    assert glued["variants"] == ["plain"] and glued["steps"] == 3 and glued["margin"] == 1.0
+    back = sweep_from_glue(glued)
+    pd.testing.assert_frame_equal(back, sweep[list(back.columns)], check_dtype=False)
+    variants = {"plain": VARIANTS["plain"]}
+    want = deploy_from_sweep(sweep, variants, "startup", margin=1.0)["bc"]
+    got = deploy_from_sweep(back, variants, "startup", margin=1.0)["bc"]
+    assert got.text() == want.text() == "plain, step size 0.01"  # 0.1 adds a runaway on seed 3
+    reason = "best mean among 2 admissible settings"
+    bc = Deployment("startup", "bc", "plain", 0.01, False, reason, 93.0, 91.0, 0, 6, 0.4,
+                    0.95, 2, 3, VARIANTS["plain"])  # fmt: skip
+    assert correction_glue({"bc": bc}, ["plain"], 3, 3, sweep)["correction_sweep"] == glued

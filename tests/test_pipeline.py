@@ -89,7 +89,7 @@ def test_results_runs_take_converged_budgets_from_the_curves_page(tmp_path, monk
     assert "cql_steps" not in startup  # no curve: the profile's
     assert startup["budget_sources"]["bc"] == budgets.FROM_CURVES
     assert startup["budget_sources"]["iql"] == (
-        "learning curves (last checkpoint: no later checkpoint on startup confirms it)"
+        "learning curves (unconfirmed: no checkpoint on startup has two later ones confirming it)"
     )
     assert "no learning curve on startup" in startup["budget_sources"]["cql"]
     down = budgets.with_curve_budgets(runs["05_results_grade_down"], "quick", tmp_path)
@@ -170,7 +170,7 @@ def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_ru
     )
     assert out["cql_steps"] == 250
     assert out["budget_sources"]["cql"] == (
-        "learning curves (best checkpoint: the curve on grade_up falls off after it)"
+        "learning curves (early stopping: the curve on grade_up falls off after it)"
     )
     stale = {"curve_budgets": {"cql": {"grade_up": {**entry, "status": "rising"}}}}
     out = budgets.curve_budgets({"scenario": "grade_up"}, stale)
@@ -204,7 +204,7 @@ def test_the_support_chapter_trains_each_algorithm_at_its_curve_budget_per_scena
     assert out["budget_sources"]["bc"] == "learning curves"
     assert out["budget_sources"]["iql"] == (
         "startup: learning curves; grade_up: learning curves "
-        "(best checkpoint: the curve on grade_up falls off after it)"
+        "(early stopping: the curve on grade_up falls off after it)"
     )
     assert out["budget_sources"]["cql"] == (
         "startup: learning curves; grade_up: profile (no learning curve on grade_up)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -543,6 +544,129 @@ def seed_halves(results: dict[str, dict]) -> tuple[dict[str, dict], dict[str, di
     return halves if split else None
 
 
+#: Kinds of choice each half of the seeds makes again (:func:`half_choices`).
+BUDGET, CORRECTION = "budget", "correction"
+#: Algorithms whose budget each seeded claim's verdict rests on.
+CLAIM_ALGORITHMS = {
+    "C1": ("bc", "iql"),
+    "C2": ("bc",),
+    "C3": ("iql",),
+    "C5": ("bc", "iql", "cql"),
+    "C7": ("bc", "iql"),
+    "C8": ("bc", "cql"),
+    "C9": ("bc", "iql", "cql"),
+}
+#: Scenarios a claim reads (claims not listed read every results page).
+CLAIM_SCENARIOS = {"C1": ("startup",), "C2": ("grade_up",), "C3": ("startup",)}
+#: Claims that read a corrected ("+") row, so the correction choice matters too.
+CORRECTED_CLAIMS = ("C2", "C3", "C5", "C9")
+#: The ``half choices`` cell when both halves choose as all seeds did.
+SAME_CHOICES = "as all seeds"
+#: ... when the choices could not be rerun.
+NOT_RERUN = "not rerun"
+HALF_NAMES = ("first half", "second half")
+
+
+def _split(seeds: list) -> tuple[list, list]:
+    """Sorted seeds in two disjoint halves, as :func:`seed_halves` splits them."""
+    order = sorted(seeds)
+    cut = len(order) // 2
+    return order[:cut], order[cut:]
+
+
+def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFrame:
+    """The budget and correction choices made again on each half of the seeds.
+
+    Budgets: the budget rule of the curves page
+    (:class:`~polycstr_lib.analysis.curves.BudgetRule`, with its tolerance and ranges) on the
+    learning curve's seeds of each half (sorted, first ``n // 2`` and the rest), compared
+    with the budget the results page trained (glued ``budgets``; else the curve's all-seed
+    budget). Corrections: the deployment rule
+    (:func:`~polycstr_lib.correction.deployment.deploy_from_sweep`, with the page's margin)
+    on each half's runs of the results page's validation sweep, compared with the glued
+    all-seed deployment. Nothing is trained or rolled out: a half whose choice differs has
+    no test-episode runs at its own choice (see :func:`seed_stability`).
+
+    Args:
+        results: scenario -> glued values of its results page (``correction_sweep`` and
+            ``deploy_<algo>`` where the page glued them).
+        curves: glued values of the learning-curves page (``curve_runs``, ``budget_rule``,
+            ``curve_budgets``), or None.
+
+    Returns:
+        One row per (half, scenario, algorithm, kind): ``half`` (0 or 1), ``scenario``,
+        ``algorithm``, ``kind`` (:data:`BUDGET` or :data:`CORRECTION`), ``all_seeds`` and
+        ``chosen`` (the choices in words) and ``agrees``; empty when nothing can be rerun
+        (one seed, or pages built before these values were glued).
+    """
+    # imported here: the deployment rule and the curves need torch, the claims alone do not
+    from polycstr_lib.analysis.curves import aggregate_curve, curve_from_glue
+    from polycstr_lib.analysis.results_page import sweep_from_glue
+    from polycstr_lib.correction.deployment import deploy_from_sweep
+
+    rows = []
+    measured = curve_from_glue(curves or {})
+    if measured is not None:
+        curve, rule = measured
+        table = (curves or {}).get("curve_budgets", {})
+        halves = _split(list(curve["seed"].unique()))
+        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
+            chosen = rule.choose(aggregate_curve(curve[curve["seed"].isin(seeds)], reps=100))
+            for (algorithm, scenario), row in chosen.iterrows():
+                if scenario not in results:
+                    continue
+                trained = results[scenario].get("budgets", {}).get(algorithm)
+                if trained is None:
+                    trained = table.get(algorithm, {}).get(scenario, {}).get("steps")
+                if trained is None:
+                    continue
+                rows.append((half, scenario, algorithm, BUDGET, f"{int(trained):,} steps",
+                             f"{int(row['budget']):,} steps"))  # fmt: skip
+    for scenario, values in results.items():
+        glued = values.get("correction_sweep")
+        if not glued:
+            continue
+        sweep = sweep_from_glue(glued)
+        variants: dict[str, Any] = dict.fromkeys(glued["variants"])  # names: settings unused
+        halves = _split(list(sweep["seed"].unique()))
+        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
+            part = sweep[sweep["seed"].isin(seeds)]
+            chosen = deploy_from_sweep(part, variants, scenario, margin=glued["margin"])
+            for algorithm, deployment in chosen.items():
+                full = values.get(f"deploy_{algorithm}")
+                if full is not None:
+                    rows.append((half, scenario, algorithm, CORRECTION, full, deployment.text()))
+    columns = ["half", "scenario", "algorithm", "kind", "all_seeds", "chosen"]
+    out = pd.DataFrame(rows, columns=columns)
+    return out.assign(agrees=out["all_seeds"] == out["chosen"])
+
+
+def _choices_text(choices: pd.DataFrame, claim: str, scenarios: list[str]) -> str:
+    """The ``half choices`` cell of one claim: whether each half chose as all seeds did."""
+    algorithms = CLAIM_ALGORITHMS.get(claim)
+    if algorithms is None:
+        return "—"
+    kinds = (BUDGET, CORRECTION) if claim in CORRECTED_CLAIMS else (BUDGET,)
+    read = CLAIM_SCENARIOS.get(claim, tuple(scenarios))
+    mine = choices[
+        choices["algorithm"].isin(algorithms)
+        & choices["scenario"].isin(read)
+        & choices["kind"].isin(kinds)
+    ]
+    missing = [k for k in kinds if not (mine["kind"] == k).any()]
+    if mine.empty:
+        return f"{NOT_RERUN} (no per-seed curve or sweep on the pages read)"
+    differ = mine[~mine["agrees"]]
+    text = SAME_CHOICES if differ.empty else "differ: " + "; ".join(
+        f"{HALF_NAMES[r.half]} {r.algorithm.upper()} {r.scenario} {r.kind} {r.chosen} "
+        f"(all seeds {r.all_seeds})"
+        for r in differ.itertuples()
+    )  # fmt: skip
+    if missing:
+        text += f" ({', '.join(missing)} {NOT_RERUN})"
+    return text
+
+
 def seed_stability(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.Series:
     """Whether each verdict survives splitting the seeds into two disjoint halves.
 
@@ -580,14 +704,79 @@ def seed_stability(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SE
     return pd.Series(out, name="seed halves", dtype=object)
 
 
-def claims_table(results: dict[str, dict], cost: dict, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
-    """:func:`assess_claims` with the ``seed halves`` column of :func:`seed_stability`
-    beside each verdict."""
+def choice_stability(
+    results: dict[str, dict], cost: dict, curves: Mapping | None = None
+) -> pd.Series:
+    """Per claim, whether each half of the seeds makes the budget and correction choices
+    that all seeds made (:func:`half_choices`): the ``half choices`` column.
+
+    A half's verdict (:func:`seed_stability`) is computed from its seeds' test-episode runs,
+    which exist only at the all-seed choices (the results pages train one budget and deploy
+    one correction per algorithm; the halves never retrain). Where a half would choose
+    otherwise, its verdict is therefore the one at the all-seed choice, the nearest choice
+    that was trained, and this column names the choice it would have made.
+
+    Returns:
+        Claim -> :data:`SAME_CHOICES`, ``"differ: ..."`` (each differing choice, by half),
+        :data:`NOT_RERUN` with why, or ``"—"`` (claims read from the cost-model page).
+    """
+    full = assess_claims(results, cost)
+    choices = half_choices(results, curves)
+    return pd.Series(
+        {claim: _choices_text(choices, claim, list(results)) for claim in full.index},
+        name="half choices",
+        dtype=object,
+    )
+
+
+def half_choices_page_table(choices: pd.DataFrame) -> ReaderTable:
+    """:func:`half_choices` as the claims page shows it: one row per (scenario, algorithm,
+    choice, half), the all-seed choice beside the half's and whether they agree."""
+    shown = choices.assign(
+        half=[HALF_NAMES[h] for h in choices["half"]],
+        algorithm=choices["algorithm"].str.upper(),
+    ).set_index(["scenario", "algorithm", "kind", "half"])
+    return reader_table(
+        shown,
+        headers={"all_seeds": "All seeds", "chosen": "This half", "agrees": "Same"},
+        index_header=["Scenario", "Algorithm", "Choice", "Half"],
+        caption="Budget and correction chosen again on each half of the seeds",
+    )
+
+
+def choice_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many verdicts of a :func:`claims_table` rest on half choices that are the same as
+    all seeds', that differ, or that could not be rerun (claims with a ``half choices``)."""
+    col = table["half choices"]
+    return {
+        "choices_same": int((col == SAME_CHOICES).sum()),
+        "choices_differ": int(col.str.startswith("differ").sum()),
+        "choices_not_rerun": int(col.str.contains(NOT_RERUN, regex=False).sum()),
+    }
+
+
+def claims_table(
+    results: dict[str, dict],
+    cost: dict,
+    min_seeds: int = MIN_SEEDS,
+    curves: Mapping | None = None,
+) -> pd.DataFrame:
+    """:func:`assess_claims` with the ``seed halves`` column of :func:`seed_stability` and
+    the ``half choices`` column of :func:`choice_stability` beside each verdict.
+
+    Args:
+        results: scenario -> glued values of its results page.
+        cost: glued values of the cost-model page.
+        min_seeds: as in :func:`assess_claims`.
+        curves: glued values of the learning-curves page (None: budgets not rerun).
+    """
     table = assess_claims(results, cost, min_seeds)
+    where = table.columns.get_loc("verdict") + 1
     table.insert(
-        table.columns.get_loc("verdict") + 1,
-        "seed halves",
-        seed_stability(results, cost, min_seeds).reindex(table.index),
+        where, "seed halves", seed_stability(results, cost, min_seeds).reindex(table.index)
+    )
+    table.insert(
+        where + 1, "half choices", choice_stability(results, cost, curves).reindex(table.index)
     )
     return table
 

@@ -4,8 +4,9 @@ Each seed of an algorithm is trained once to the largest checkpoint; the trainin
 its state at every checkpoint as the cached run of that budget (a snapshot *is* the shorter
 run, :mod:`polycstr_lib.agents.runs`). Every snapshot is evaluated on *validation* episodes
 (never on the test episodes that fill the tables), and the budget of an algorithm is the
-smallest checkpoint whose interquartile mean across seeds is within a stated tolerance of the
-best checkpoint's (:class:`BudgetRule`).
+earliest checkpoint that no later one beats in runaways or worst seed, confirmed by its next
+two checkpoints within a tolerance relative to the scenario's hold-to-oracle range
+(:class:`BudgetRule`).
 
 Shapes: a curve is a long table with one row per (algorithm, scenario, seed, steps).
 """
@@ -37,11 +38,15 @@ from polycstr_lib.analysis.style import (
 )
 from polycstr_lib.reactor.datasets import episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
-from polycstr_lib.reactor.rollout import rollout_side_by_side
+from polycstr_lib.reactor.nmpc import NMPCRun, hold_policy, run_nmpc
+from polycstr_lib.reactor.rollout import rollout, rollout_side_by_side
 from polycstr_lib.toolkit.stats import interval_estimates, probability_of_improvement
 
 __all__ = [
     "BudgetRule",
+    "curve_from_glue",
+    "curve_glue",
+    "hold_to_oracle_range",
     "with_interval",
     "aggregate_curve",
     "compare_variants",
@@ -52,64 +57,185 @@ __all__ = [
 ]
 
 
-#: Budget-rule outcomes: confirmed by a later checkpoint; only the last checkpoint is within
-#: the tolerance, so nothing confirms the curve stays there (it may still be rising); the
-#: curve falls off its best for good.
+#: Budget-rule outcomes: the budget is confirmed by its next two checkpoints; no checkpoint is
+#: confirmed yet (the curve may still rise or settle, so it is extended); no checkpoint is
+#: confirmed and the curve falls off the budget for good.
 CONVERGED, UNCONFIRMED, FALLING = "converged", "unconfirmed", "falling"
+
+#: Checkpoints after a budget that must confirm it.
+CONFIRMING = 2
 
 
 @dataclass(frozen=True)
 class BudgetRule:
-    """The smallest checkpoint from which the aggregate stays within ``tolerance`` of the best.
+    """The earliest admissible checkpoint whose next two checkpoints confirm it.
 
-    A checkpoint qualifies when it and every later checkpoint score at least the best
-    checkpoint's aggregate minus ``tolerance``: a curve that dips again later (a seed that
-    diverges with more training) does not count as settled at an early good point. The budget
-    is the smallest qualifying checkpoint. The curve has *converged* only when a later
-    checkpoint confirms that budget: when only the last checkpoint qualifies, the curve may
-    still be rising or dip again, so its budget is the last checkpoint and ``converged`` is
-    False (status "unconfirmed"). When no
-    checkpoint qualifies (the curve falls off its best and does not come back), the budget is
-    the best checkpoint (early stopping on validation episodes) and ``converged`` is False.
+    The tolerance ``t`` of a scenario, in normalised-reward points, is ``relative_tolerance``
+    times the scenario's hold-to-oracle range (``ranges``: the NMPC oracle's mean normalised
+    reward minus that of holding the initial inputs, on validation episodes), or ``tolerance``
+    points for a scenario without a range. Per (algorithm, scenario), over the checkpoints in
+    order:
+
+    - *admissible*: no later checkpoint has fewer runaways, and none has a worst seed better
+      by more than ``t`` (the IQM trims a diverging seed; the runaways and the worst seed do
+      not). The last checkpoint is admissible.
+    - *confirmed*: the next two checkpoints are within ``t`` of its IQM (neither better by
+      more than ``t``, which would leave steps on the table, nor worse, which is a curve
+      that has not settled).
+
+    The budget is the earliest admissible confirmed checkpoint (status :data:`CONVERGED`).
+    With none, the budget is the earliest admissible checkpoint that no later one beats by
+    more than ``t`` (the last one qualifies): :data:`FALLING` when the last checkpoint is
+    below it by more than ``t`` or has more runaways (the curve falls off it for good: the
+    budget is early stopping on validation episodes), else :data:`UNCONFIRMED` (no two
+    checkpoints in a row confirm it yet; such a curve is extended).
     """
 
-    tolerance: float = 2.0  # normalised-reward points below the best checkpoint's aggregate
+    relative_tolerance: float = 0.05  # share of the hold-to-oracle range
+    tolerance: float = 2.0  # points, for a scenario without a range
+    ranges: Mapping[str, float] | None = None  # scenario -> hold-to-oracle range, points
     statistic: str = "iqm"  # column of :func:`aggregate_curve` the rule reads
+
+    def points(self, scenario: str) -> float:
+        """The tolerance on ``scenario`` in normalised-reward points.
+
+        Raises:
+            ValueError: A negative tolerance, or a range that is not finite and positive.
+        """
+        if self.tolerance < 0 or self.relative_tolerance < 0:
+            raise ValueError(
+                f"tolerance must be >= 0; got {self.tolerance} points, "
+                f"{self.relative_tolerance} of the range"
+            )
+        if self.ranges is None or scenario not in self.ranges:
+            return float(self.tolerance)
+        span = float(self.ranges[scenario])
+        if not (np.isfinite(span) and span > 0):
+            raise ValueError(f"the hold-to-oracle range of {scenario} must be > 0; got {span}")
+        return self.relative_tolerance * span
 
     def choose(self, aggregate: pd.DataFrame) -> pd.DataFrame:
         """Budget per (algorithm, scenario) from an :func:`aggregate_curve` table.
 
         Returns:
             Indexed by (algorithm, scenario): ``budget`` (steps), ``converged`` (bool: the
-            budget is confirmed by a later checkpoint), ``status`` (:data:`CONVERGED`,
-            :data:`UNCONFIRMED` or :data:`FALLING`) and ``best`` (the best checkpoint's aggregate).
+            budget is confirmed by its next two checkpoints), ``status`` (:data:`CONVERGED`,
+            :data:`UNCONFIRMED` or :data:`FALLING`), ``best`` (the best checkpoint's
+            aggregate) and ``tolerance`` (points).
 
         Raises:
-            ValueError: A negative tolerance.
+            ValueError: A negative tolerance, a bad range, or an aggregate without the
+                ``runaways`` and ``worst_seed`` columns.
         """
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0; got {self.tolerance}")
+        missing = {self.statistic, "runaways", "worst_seed"} - set(aggregate.columns)
+        if missing:
+            raise ValueError(f"the aggregate lacks the columns {sorted(missing)}")
         rows = {}
         for key, group in aggregate.groupby(["algorithm", "scenario"], sort=True):
-            values = group.set_index("steps")[self.statistic].sort_index()
-            good = values >= values.max() - self.tolerance
-            # qualifies: this checkpoint and all later ones are good
-            stays = good[::-1].cummin()[::-1]
-            if stays.any():
-                budget = int(stays[stays].index.min())
-                # confirmed by a later checkpoint, or not (only the last qualifies)
-                status = CONVERGED if int(stays.sum()) >= 2 else UNCONFIRMED
-            else:
-                budget, status = int(values.idxmax()), FALLING
+            t = self.points(str(key[1]))
+            group = group.sort_values("steps")
+            budget, status = _budget(
+                group[self.statistic].to_numpy(float),
+                group["runaways"].to_numpy(float),
+                group["worst_seed"].to_numpy(float),
+                t,
+            )
             rows[key] = {
-                "budget": budget,
+                "budget": int(group["steps"].iloc[budget]),
                 "converged": status == CONVERGED,
                 "status": status,
-                "best": float(values.max()),
+                "best": float(group[self.statistic].max()),
+                "tolerance": t,
             }
         out = pd.DataFrame.from_dict(rows, orient="index")
         out.index = pd.MultiIndex.from_tuples(out.index, names=["algorithm", "scenario"])
         return out
+
+
+def _budget(
+    score: np.ndarray, runaways: np.ndarray, worst: np.ndarray, t: float
+) -> tuple[int, str]:
+    """Index of the budget among checkpoints in order, and its status (:class:`BudgetRule`)."""
+    n = len(score)
+    admissible = [
+        i == n - 1
+        or (runaways[i] <= runaways[i + 1 :].min() and worst[i] >= worst[i + 1 :].max() - t)
+        for i in range(n)
+    ]
+    for i in range(n - CONFIRMING):
+        later = score[i + 1 : i + 1 + CONFIRMING]
+        if admissible[i] and bool(np.all(np.abs(later - score[i]) <= t)):
+            return i, CONVERGED
+    i = next(i for i in range(n) if admissible[i] and np.all(score[i + 1 :] <= score[i] + t))
+    falls = score[-1] < score[i] - t or runaways[-1] > runaways[i]
+    return i, FALLING if falls and i < n - 1 else UNCONFIRMED
+
+
+def hold_to_oracle_range(
+    scenario: str, episodes: int, references: tuple[float, float], split: str = "validation"
+) -> float:
+    """The scenario's hold-to-oracle range in normalised-reward points, on ``split`` episodes.
+
+    The NMPC oracle's mean normalised reward minus that of holding the initial inputs (the
+    0 and 100 of the optimality score, :func:`~polycstr_lib.reactor.metrics.optimality_score`),
+    on the first ``episodes`` episodes of ``split``; the oracle's runs are cached
+    (:func:`~polycstr_lib.reactor.nmpc.run_nmpc`).
+
+    Raises:
+        ValueError: ``episodes < 1``, or an oracle that does not beat holding on average.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1; got {episodes}")
+    seeds = episode_seeds(split, episodes)
+    hold = episode_metrics(rollout(hold_policy, scenario, seeds), *references)
+    traj, _ = run_nmpc(NMPCRun(scenario, episodes, split=split))
+    oracle = episode_metrics(traj, *references)
+    span = float(oracle["normalised_reward"].mean() - hold["normalised_reward"].mean())
+    if not span > 0:
+        raise ValueError(f"the NMPC oracle does not beat holding the inputs on {scenario}")
+    return span
+
+
+#: Columns of a curve that :func:`curve_glue` keeps (what the budget rule reads, per seed).
+GLUED_COLUMNS = ("algorithm", "scenario", "seed", "steps", "mean", "min", "runaways")
+
+
+def curve_glue(curve: pd.DataFrame, rule: BudgetRule) -> dict[str, Any]:
+    """A learning curve and its rule as glued values, so that a later page can rerun the rule
+    on a subset of the seeds (:func:`curve_from_glue`).
+
+    Returns:
+        ``curve_runs`` (one list per row of :data:`GLUED_COLUMNS`, plain Python values) and
+        ``budget_rule`` (``relative_tolerance``, ``tolerance``, ``ranges``).
+    """
+    runs = [
+        [str(a), str(sc), int(seed), int(k), float(mean), float(low), int(r)]
+        for a, sc, seed, k, mean, low, r in curve[list(GLUED_COLUMNS)].itertuples(index=False)
+    ]
+    ranges = {str(k): float(v) for k, v in (rule.ranges or {}).items()}
+    return {
+        "curve_runs": runs,
+        "budget_rule": {
+            "relative_tolerance": float(rule.relative_tolerance),
+            "tolerance": float(rule.tolerance),
+            "ranges": ranges,
+        },
+    }
+
+
+def curve_from_glue(values: Mapping[str, Any]) -> tuple[pd.DataFrame, BudgetRule] | None:
+    """The curve and rule of :func:`curve_glue` from a page's glued values (None: not glued,
+    e.g. a page built by an older version)."""
+    if "curve_runs" not in values or "budget_rule" not in values:
+        return None
+    curve = pd.DataFrame(values["curve_runs"], columns=list(GLUED_COLUMNS))
+    spec = values["budget_rule"]
+    rule = BudgetRule(
+        relative_tolerance=float(spec["relative_tolerance"]),
+        tolerance=float(spec["tolerance"]),
+        ranges=dict(spec.get("ranges") or {}),
+    )
+    return curve, rule
 
 
 def evaluate_agents(
@@ -178,8 +304,8 @@ def learning_curve(
     ensembles on Dask workers), with a snapshot at every checkpoint; then each checkpoint's
     agents are evaluated together on the same validation episodes.
 
-    A curve the ``rule`` leaves *unconfirmed* (only its last checkpoint is within the
-    tolerance: it may still be rising) is extended, on its own scenario only, by a checkpoint
+    A curve the ``rule`` leaves *unconfirmed* (no checkpoint has two later ones confirming
+    it: it may still be rising or settling) is extended, on its own scenario only, by a checkpoint
     at twice its last one, as long as that stays within the algorithm's ``extend_to`` cap;
     the rule is applied again after every extension. An extension continues each ensemble
     from its kept final state (:mod:`polycstr_lib.agents.runs`), so it costs only the new steps.

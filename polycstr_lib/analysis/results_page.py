@@ -31,6 +31,7 @@ from polycstr_lib.correction.deployment import (
     deployed_policy,
     zero_tuning_policy,
 )
+from polycstr_lib.correction.sweep import SCORE_PREFIX, episode_scores
 from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.variants import ZERO_TUNING
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, eval_seeds
@@ -54,6 +55,8 @@ __all__ = [
     "evaluate_methods",
     "glue_prefix",
     "header_glue",
+    "sweep_from_glue",
+    "sweep_glue",
     "zero_tuning_row",
 ]
 
@@ -202,6 +205,7 @@ def correction_glue(
     candidates: Sequence[str],
     steps: int,
     validation_episodes: int,
+    sweep: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The glued numbers about a results page's corrections, by name.
 
@@ -214,6 +218,8 @@ def correction_glue(
     ``correction_candidates``, ``correction_k``, ``n_validation``, ``n_fallback``
     (algorithms with none admissible), ``deploy_tail`` (``'10 %'``), ``deploy_margin`` (the
     tail test's margin in points, ``'1'``) and ``zero_tuning`` (the fixed setting in words).
+    With the validation ``sweep``, also ``correction_sweep`` (:func:`sweep_glue`), from which
+    the claims page reruns the choice on half of the seeds.
     """
     values: dict[str, Any] = {}
     for algo, d in deployments.items():
@@ -235,7 +241,51 @@ def correction_glue(
         deploy_margin=", ".join(dict.fromkeys(f"{d.margin:g}" for d in deployments.values())),
         zero_tuning=ZERO_TUNING.text(),
     )
+    if sweep is not None:
+        margins = {float(d.margin) for d in deployments.values()}
+        values["correction_sweep"] = sweep_glue(sweep, candidates, steps, margins.pop())
     return values
+
+
+def sweep_glue(
+    sweep: pd.DataFrame, variants: Sequence[str], steps: int, margin: float
+) -> dict[str, Any]:
+    """A validation sweep as plain values: what the deployment rule needs to run again.
+
+    Returns:
+        ``variants`` (names), ``steps`` (K), ``margin`` (points) and ``rows``: per run
+        ``[algorithm, seed, variant, step_size, runaways, [score per episode]]``.
+    """
+    scores = episode_scores(sweep)
+    rows = [
+        [str(r.algorithm), int(r.seed), str(r.variant), float(r.step_size), int(r.runaways),
+         [float(x) for x in scores[i]]]
+        for i, r in enumerate(sweep.itertuples(index=False))
+    ]  # fmt: skip
+    return {"variants": list(variants), "steps": int(steps), "margin": margin, "rows": rows}
+
+
+def sweep_from_glue(values: Mapping[str, Any]) -> pd.DataFrame:
+    """The sweep of :func:`sweep_glue` as a table :func:`deploy_from_sweep` reads.
+
+    Returns:
+        Columns ``algorithm``, ``seed``, ``variant``, ``step_size``, ``mean``, ``runaways``,
+        ``episodes`` and ``score_0`` … (one per episode).
+    """
+    table = []
+    for algorithm, seed, variant, step, runaways, scores in values["rows"]:
+        row = {
+            "algorithm": algorithm,
+            "seed": seed,
+            "variant": variant,
+            "step_size": step,
+            "mean": float(np.mean(scores)),
+            "runaways": runaways,
+            "episodes": len(scores),
+        }
+        row.update({f"{SCORE_PREFIX}{e}": float(x) for e, x in enumerate(scores)})
+        table.append(row)
+    return pd.DataFrame(table)
 
 
 def deployment_table(deployments: Mapping[str, Deployment]) -> pd.DataFrame:
@@ -268,5 +318,6 @@ def header_glue(
     for algo, steps in budgets.items():
         values[f"steps_{algo}"] = f"{steps:,}"
         values[f"steps_source_{algo}"] = sources[algo]
+    values["budgets"] = {str(algo): int(steps) for algo, steps in budgets.items()}
     values["runaway_temperature"] = f"{RUNAWAY_TEMPERATURE:.0f}"
     return values

@@ -25,8 +25,8 @@ FROM_CURVES = "learning curves"
 #: What a results page says of a budget from a curve that has not converged, by the status
 #: of :class:`polycstr_lib.analysis.curves.BudgetRule` (spelled out: importing curves needs torch).
 NOT_CONVERGED = {
-    "unconfirmed": " (last checkpoint: no later checkpoint on {scenario} confirms it)",
-    "falling": " (best checkpoint: the curve on {scenario} falls off after it)",
+    "unconfirmed": " (unconfirmed: no checkpoint on {scenario} has two later ones confirming it)",
+    "falling": " (early stopping: the curve on {scenario} falls off after it)",
 }
 
 
@@ -38,10 +38,11 @@ def curve_budgets(parameters: dict, curves: dict | None, enabled: bool = True) -
     """The ``<algo>_steps`` and ``budget_sources`` of a results run, from the curves page.
 
     An algorithm trains at its learning-curve budget on the run's scenario whenever the
-    curves page measured it there: the budget the rule confirmed, or, for a curve that has not
-    converged, the last checkpoint (unconfirmed) or the best one (falling off after it), and
-    ``budget_sources`` says which. An algorithm without a curve on the scenario trains at the
-    profile's fixed budget, and ``budget_sources`` says why.
+    curves page measured it there: the budget two later checkpoints confirmed, or, for a
+    curve that has not converged, the rule's unconfirmed budget or its early-stopping one
+    (the curve falls off after it), and ``budget_sources`` says which. An algorithm without
+    a curve on the scenario trains at the profile's fixed budget, and ``budget_sources``
+    says why.
 
     Args:
         parameters: The run's parameters (``scenario``, ``profile`` and the profile's

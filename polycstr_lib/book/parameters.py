@@ -356,7 +356,8 @@ class LearningCurvesPage(TrainingPage):
     checkpoints: dict[str, list[int]]
     extend_to: dict[str, int]
     validation_episodes: int
-    tolerance: float
+    relative_tolerance: float
+    range_episodes: int
     variant_algorithms: list[str]
     variant_scenarios: list[str]
     variant_seeds: list[int]
@@ -364,8 +365,8 @@ class LearningCurvesPage(TrainingPage):
 
     BANNER: ClassVar[tuple[str, ...]] = (
         "scenarios", "algorithms", "seeds", "checkpoints", "extend_to", "validation_episodes",
-        "tolerance", "precision", "variant_algorithms", "variant_scenarios", "variant_seeds",
-        "variant_steps",
+        "relative_tolerance", "range_episodes", "precision", "variant_algorithms",
+        "variant_scenarios", "variant_seeds", "variant_steps",
     )  # fmt: skip
 
     def check(self) -> None:
@@ -385,8 +386,13 @@ class LearningCurvesPage(TrainingPage):
             )
         _among("extend_to", list(self.extend_to), ALGORITHMS)
         _at_least(1, **{f"extend_to[{a!r}]": k for a, k in self.extend_to.items()})
-        _at_least(1, validation_episodes=self.validation_episodes, variant_steps=self.variant_steps)
-        _at_least(0, tolerance=self.tolerance)
+        _at_least(
+            1,
+            validation_episodes=self.validation_episodes,
+            variant_steps=self.variant_steps,
+            range_episodes=self.range_episodes,
+        )
+        _at_least(0, relative_tolerance=self.relative_tolerance)
         super().check()
 
 

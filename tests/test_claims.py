@@ -383,7 +383,7 @@ def test_a_no_op_or_tiny_correction_never_holds(gain):
     sensitivity = sensitivity_table(results, {})
     # a minimum effect of 0 counts any consistent gain, 1e-5 included: that is what the
     # minimum effect is for; a no-op earns nothing even then
-    rules = sensitivity.columns if gain == 0 else sensitivity.columns.drop("min effect 0")
+    rules = sensitivity.columns if gain == 0 else sensitivity.columns.drop("min effect 0 %")
     for claim in ("C2", "C3", "C5"):
         assert not {HOLDS, PARTLY} & set(sensitivity.loc[claim, rules]), claim
 
@@ -421,17 +421,44 @@ def test_sensitivity_table_varies_the_thresholds():
     results = paired_results([1.5] * 4, min_gains=[5.0] * 4, std_gains=[1.5] * 4)
     table = sensitivity_table(results, {})
     assert list(table.columns) == [
-        "min effect 0",
-        "min effect 1",
-        "min effect 2",
-        "non-inferiority 0.5",
-        "non-inferiority 1",
-        "non-inferiority 2",
+        "min effect 0 %",
+        "min effect 1 %",
+        "min effect 2 %",
+        "non-inferiority 0.5 %",
+        "non-inferiority 1 %",
+        "non-inferiority 2 %",
     ]
     assert list(table.loc["C2"][:3]) == [PARTLY, PARTLY, FAILS]
     assert list(table.loc["C5"][3:]) == [FAILS, FAILS, HOLDS]
-    assert assess_claims(results, {}).loc["C5", "verdict"] == table.loc["C5", "min effect 1"]
-    assert MIN_EFFECT == 1.0
+    assert assess_claims(results, {}).loc["C5", "verdict"] == table.loc["C5", "min effect 1 %"]
+    assert MIN_EFFECT == 0.01  # of the hold-to-oracle range; 100 points without one: 1 point
+
+
+def test_thresholds_are_shares_of_each_scenarios_hold_to_oracle_range():
+    from polycstr_lib.analysis.claims import FALLBACK_RANGE, scale_points
+
+    # A gain of 1.5 points: under a fixed 1-point minimum effect it "improves" everywhere.
+    fixed = paired_results([1.5] * 4)
+    assert assess_claims(fixed, {}).loc["C2", "verdict"] == PARTLY  # improves, not >>
+    # grade up's range is ~250 points (hold -143, oracle 110): 1 % is 2.5 points, and 1.5
+    # points is below the minimum effect
+    wide = paired_results([1.5] * 4)
+    wide["grade_up"]["scale_range"] = 250.0
+    assert scale_points(wide["grade_up"], 0.01) == pytest.approx(2.5)
+    assert assess_claims(wide, {}).loc["C2", "verdict"] == FAILS
+    # a gain of 0.2 points: nothing under 1 point, but 4 % of a 5-point range (startup's)
+    small = paired_results([0.2] * 4)
+    assert assess_claims(small, {}).loc["C2", "verdict"] == FAILS
+    small["grade_up"]["scale_range"] = 5.0
+    assert assess_claims(small, {}).loc["C2", "verdict"] == PARTLY
+    # ">>" is 20 % of the range: 0.2 points is ">>" on a range of 0.9 (0.18 points)
+    small["grade_up"]["scale_range"] = 0.9
+    assert assess_claims(small, {}).loc["C2", "verdict"] == HOLDS
+    assert scale_points({}, 0.01) == 0.01 * FALLBACK_RANGE == 1.0
+    with pytest.raises(ValueError, match="range must be > 0"):
+        scale_points({"scale_range": -3.0}, 0.01)
+    with pytest.raises(ValueError, match="share"):
+        scale_points({}, -0.01)
 
 
 def test_runaway_rates_carry_exact_intervals():

@@ -234,3 +234,58 @@ def test_deployments_from_a_real_sweep(tmp_path, monkeypatch) -> None:
         assert hold.step_size in grids[hold.variant] and hold.mean > hold.base_mean
     else:
         assert hold.fallback == (int(table["admissible"].sum()) == 1)
+
+
+def test_a_fixed_point_and_a_share_of_the_hold_to_oracle_range_decide_differently() -> None:
+    from polycstr_lib.correction.deployment import RELATIVE_TIE, TIE_POINTS, tie_tolerance
+
+    # a, 1.0: mean +3 on both seeds, seed 1's worst episode 0.5 point lower than its base's
+    rows = [
+        run("bc", 0, "a", 1.0, shifted(3.0)),
+        run("bc", 1, "a", 1.0, shifted(3.0, worst=39.5)),
+    ]
+    sweep = sweep_of(rows, algorithms=("bc",))
+    # a fixed 1-point margin admits it
+    fixed = deploy_from_sweep(sweep, STEP_VARIANTS, "startup")["bc"]
+    assert fixed.step_size == 1.0 and fixed.score_range is None
+    # startup's range is ~5 points (hold 96, oracle 101): 1 % is 0.05 point, and the
+    # half point lost on seed 1's worst episode is ten times that
+    narrow = deploy_from_sweep(sweep, STEP_VARIANTS, "startup", score_range=5.0)["bc"]
+    assert narrow.step_size == 0.0 and narrow.fallback
+    assert narrow.margin == pytest.approx(0.05) and narrow.score_range == 5.0
+    # ties: 0.5 % of the range, 0.5 point without one
+    assert tie_tolerance() == TIE_POINTS == 0.5
+    assert tie_tolerance(score_range=400.0) == pytest.approx(RELATIVE_TIE * 400.0) == 2.0
+    assert tie_tolerance(0.1, score_range=400.0) == 0.1
+    with pytest.raises(ValueError, match="tie_tol"):
+        tie_tolerance(-0.1)
+    two = [
+        run("bc", s, "a", step, shifted(gain))
+        for s in (0, 1)
+        for step, gain in ((0.1, 4.0), (1.0, 5.5))
+    ]
+    sweep = sweep_of(two, algorithms=("bc",))
+    # 1.5 points apart: no tie under 0.5 point, a tie (→ smaller step) under 2 points
+    assert deploy_from_sweep(sweep, STEP_VARIANTS, "grade_up")["bc"].step_size == 1.0
+    wide = deploy_from_sweep(sweep, STEP_VARIANTS, "grade_up", score_range=400.0)["bc"]
+    assert wide.step_size == 0.1 and wide.tie_tol == 2.0
+
+
+def test_score_scale_converts_shares_of_the_hold_to_oracle_range() -> None:
+    from polycstr_lib.reactor.metrics import ScoreScale, scale_from_references
+
+    references = pd.DataFrame(
+        {"hold": [-300.0, -100.0], "oracle": [-10.0, -30.0]}, index=pd.Index([7, 9], name="seed")
+    )
+    # normalised with R_min = -200, R_max = 0: hold -50 and 50, oracle 95 and 85
+    scale = scale_from_references(references, "grade_up", -200.0, 0.0, split="validation")
+    assert scale.seeds == (7, 9) and scale.split == "validation"
+    assert (scale.hold, scale.oracle) == pytest.approx((0.0, 90.0))
+    assert scale.range == pytest.approx(90.0) and scale.points(0.01) == pytest.approx(0.9)
+    assert scale.optimality(45.0) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="does not beat"):
+        ScoreScale("startup", "test", (0,), hold=5.0, oracle=5.0)
+    with pytest.raises(ValueError, match="share"):
+        scale.points(-0.01)
+    with pytest.raises(ValueError, match="no reference episodes"):
+        scale_from_references(references.iloc[:0], "grade_up", -200.0, 0.0)

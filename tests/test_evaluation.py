@@ -140,3 +140,27 @@ def test_results_glue_names_and_plain_types():
         assert type(value) in (int, float, list)
         if isinstance(value, list):
             assert all(type(v) in (int, float) for v in value)
+
+
+def test_a_deterministic_rows_interval_is_over_its_episodes():
+    from polycstr_lib.analysis.results import results_table
+    from polycstr_lib.toolkit.stats import mean_interval
+
+    per_seed = {
+        "hold": {0: _metrics([10.0, 20.0, 30.0, 40.0])},
+        "A": {0: _metrics([1.0, 2.0]), 1: _metrics([3.0, 4.0])},
+    }
+    table = results_table(per_seed, reps=300, seed=1, over_episodes=("hold",))
+    row = table.loc["hold"]
+    assert row["iqm"] == pytest.approx(25.0) and row["interval"] == "episodes"
+    mean, low, high = mean_interval([10.0, 20.0, 30.0, 40.0], 300, 1)
+    assert (row["iqm_low"], row["iqm_high"]) == pytest.approx((low, high))
+    assert low < mean == 25.0 < high
+    assert table.loc["A", "interval"] == "seeds"
+    # without the option a single run's interval is its point
+    plain = results_table(per_seed, reps=300, seed=1)
+    assert plain.loc["hold", "iqm_low"] == plain.loc["hold", "iqm_high"] == 25.0
+    with pytest.raises(ValueError, match="exactly one run"):
+        results_table(per_seed, reps=10, over_episodes=("A",))
+    with pytest.raises(ValueError, match="exactly one run"):
+        results_table(per_seed, reps=10, over_episodes=("missing",))

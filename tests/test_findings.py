@@ -40,6 +40,11 @@ def test_the_best_learned_controller_is_named_with_why_it_has_no_interval() -> N
     assert "against 90.0 for the PI controller and 101.0 for the NMPC oracle" in text
     assert "correction chosen on validation raises BC by 10.0 points" in text
     assert "No controller ran the reactor away" in text
+    with_hold = results_finding(page(PI=90.0, NMPC=101.0, HOLD=96.0, IQL=95.0))
+    assert (
+        "against 90.0 for the PI controller, 101.0 for the NMPC oracle and 96.0 for " in with_hold
+    )
+    assert "96.0 for holding the inputs." in with_hold
 
 
 def test_with_seeds_the_interval_is_given_and_runaways_are_counted_k_of_n() -> None:
@@ -58,6 +63,10 @@ def test_correction_effect_groups_raised_lowered_and_unchanged() -> None:
         "raises BC by 1.0 points; lowers IQL by 1.0 points; leaves CQL unchanged"
     )
     assert correction_effect(page(BC=1.0)) == ""
+    # "unchanged" is a share of the hold-to-oracle range: 0.01 point is a change on a
+    # 5-point range (0.0025 point), not on the data range (0.05 point)
+    narrow = {**page(CQL=80.0, CQL_plus=80.01), "scale_range": 5.0}
+    assert correction_effect(narrow) == "raises CQL by 0.0 points"
     untuned = page(BC=60.0, BC_plus0=20.0)
     assert correction_effect(untuned, suffix="+0") == "lowers BC by 40.0 points"
 

@@ -21,6 +21,7 @@ from polycstr_lib.analysis.ablation_figures import (
     steps_and_radius_figure,
 )
 from polycstr_lib.analysis.results_page import (
+    HOLD,
     ORACLE,
     correction_glue,
     deployment_table,
@@ -264,6 +265,7 @@ def test_results_page_glue_names() -> None:
         "n_fallback": 1,
         "deploy_tail": "10 %",
         "deploy_margin": "1",
+        "deploy_tolerance": "1 point",
         "zero_tuning": "3 normalised steps of 0.1 σ_a within ρ = 0.25 σ_a",
     }
     table = deployment_table({"bc": bc, "iql": iql})
@@ -272,9 +274,61 @@ def test_results_page_glue_names() -> None:
     assert table.loc["BC+", "Runaway rate at most"] == "0.259 (95 %)"
     assert table.loc["IQL+", "Validation runaways"] == "1 of 10"
     # glue prefixes: rows keep their names, the zero-tuning rows are "<ALGO>+0"
-    assert [glue_prefix(m) for m in ("BC", "BC+", zero_tuning_row("bc"), ORACLE, "PI")] == [
-        "BC", "BC+", "BC+0", "NMPC", "PI",
+    assert [glue_prefix(m) for m in ("BC", "BC+", zero_tuning_row("bc"), ORACLE, HOLD)] == [
+        "BC", "BC+", "BC+0", "NMPC", "HOLD",
     ]  # fmt: skip
+    # with a scale, the margin is a share of the validation range, in words and points
+    scaled = dataclasses.replace(bc, margin=2.5, score_range=250.0)
+    glue = correction_glue({"bc": scaled}, ["plain"], 3, 5)
+    assert glue["deploy_margin"] == "2.5" and glue["deploy_range"] == 250.0
+    assert glue["deploy_tolerance"] == "1 % of the hold-to-oracle range on validation (2.5 points)"
+
+
+def test_results_tables_have_hold_and_oracle_rows_on_the_table_episodes(monkeypatch) -> None:
+    from polycstr_lib.analysis import results_page
+    from polycstr_lib.analysis.results_page import ResultsRuns, add_oracle
+    from polycstr_lib.reactor.datasets import eval_seeds
+    from polycstr_lib.reactor.metrics import evaluate_policy
+    from polycstr_lib.reactor.nmpc import hold_policy
+    from polycstr_lib.reactor.pi import GainRanges, PIController
+    from polycstr_lib.reactor.rollout import rollout
+
+    task = load_task("grade_up")
+    pi = PIController(GainRanges().nominal())
+    asked = []
+
+    def fake_nmpc(run):  # the PI controller stands in for the oracle (it beats holding here)
+        asked.append(run)
+        traj = rollout(pi, run.scenario, eval_seeds(run.episodes))
+        return traj, {"solve_seconds": np.array([0.05, 0.06]), "failures": 0}
+
+    monkeypatch.setattr(results_page, "run_nmpc", fake_nmpc)
+    pi_metrics, pi_traj = evaluate_policy(pi, "grade_up", 3, *task.return_bounds)
+    runs = ResultsRuns({"PI": {0: pi_metrics}}, {"PI": pi_traj})
+    out = add_oracle(runs, task, test_episodes=3, nmpc_episodes=2, horizon=10)
+    assert [(r.scenario, r.episodes, r.split, r.nmpc.horizon) for r in asked] == [
+        ("grade_up", 2, "test", 10)
+    ]
+    assert list(out.table.index) == [ORACLE, HOLD, "PI"]
+    # holding the inputs runs on every test episode of the table, env seed for env seed
+    hold, _ = evaluate_policy(hold_policy, "grade_up", 3, *task.return_bounds)
+    pd.testing.assert_frame_equal(out.per_seed[HOLD][0].drop(columns="optimality"), hold)
+    np.testing.assert_allclose(out.per_seed[HOLD][0]["optimality"][:2], 0.0, atol=1e-9)
+    assert np.isnan(out.per_seed[HOLD][0]["optimality"][2])  # no oracle on episode 3
+    np.testing.assert_allclose(out.per_seed[ORACLE][0]["optimality"], 100.0)
+    # the scale: hold and oracle on the oracle's episodes, the table's first two
+    assert out.scale.seeds == tuple(int(s) for s in eval_seeds(2))
+    assert out.scale.hold == pytest.approx(hold["normalised_reward"][:2].mean())
+    assert out.scale.oracle == pytest.approx(pi_metrics["normalised_reward"][:2].mean())
+    assert out.glue["scale_range"] == pytest.approx(out.scale.range)
+    assert out.glue["HOLD_mean"] == pytest.approx(hold["normalised_reward"].mean())
+    assert out.glue["HOLD_episodes"] == 3 and out.glue["NMPC_episodes"] == 2
+    # deterministic rows: one run each, the interval over their episodes
+    assert list(out.table["interval"]) == ["episodes", "episodes", "seeds"]
+    row = out.table.loc[HOLD]
+    assert row["iqm_low"] < row["iqm"] < row["iqm_high"]
+    with pytest.raises(ValueError, match="reference row"):
+        add_oracle(out, task, test_episodes=3, nmpc_episodes=2, horizon=10)
     assert zero_tuning_row("iql") == "IQL+ (no tuning)"
 
 

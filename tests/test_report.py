@@ -94,6 +94,10 @@ def test_results_page_table_has_seven_readable_columns():
     assert shown.frame.loc["B", "Optimality (%)"] == "—"  # no oracle episode: said why
     assert any("no NMPC oracle run" in note for note in shown.notes)
     assert any("4 for A, 2 for B" in note for note in shown.notes)  # mixed denominators
+    # a deterministic row (one run) shows its interval over episodes, and a note says so
+    over = results_page_table(results_table(per_seed, reps=50, over_episodes=("B",)))
+    assert over.frame.loc["B", "IQM [95 % CI]"].startswith("55.0 [")
+    assert any(n.startswith("B: deterministic") and "over those episodes" in n for n in over.notes)
 
 
 def test_page_table_rounds_per_column():

@@ -16,6 +16,15 @@ worse"; a verdict whose interval straddles the threshold is :data:`INCONCLUSIVE`
 claims read the worst episodes themselves (each seed's minimum, and the single worst episode
 over seeds), never an IQM of minima. Every row carries its interval in :data:`INTERVAL`;
 :func:`sensitivity_table` recomputes each verdict with other thresholds.
+
+Every threshold on a score (:data:`MARGIN`, :data:`MIN_EFFECT`, :data:`NON_INFERIORITY`) is a
+*share of the scenario's hold-to-oracle range* (``scale_range``, glued by each results page:
+the NMPC oracle's mean normalised reward minus that of holding the initial inputs, on the
+oracle's test episodes), i.e. a distance on the optimality scale (0 = hold, 100 = oracle),
+turned into data-range points per scenario by :func:`scale_points`. Holding the inputs scores
+96 on startup but -143 on grade up, so one fixed point is a fifth of startup's range and
+under 1 % of grade up's. A page without ``scale_range`` (built before it was glued) falls
+back to :data:`FALLBACK_RANGE`, the 100 points of the data range.
 """
 
 from __future__ import annotations
@@ -49,22 +58,25 @@ NEEDS_SEEDS_KEY = "needs seeds"
 #: Claims whose rule reads P(A > B) across training seeds.
 SEEDED_CLAIMS = ("C1", "C2", "C3", "C5", "C8", "C9")
 MIN_SEEDS = 2  # seeds a P(A > B) verdict needs (on at least one side of the comparison)
-MARGIN = 20.0  # IQM gap, normalised-reward points, that makes "A >> B"
+#: IQM gap that makes "A >> B": 20 % of the scenario's hold-to-oracle range.
+MARGIN = 0.2
 P_HOLDS = 0.75  # P(A > B) across seeds that makes "A better than B" hold
-#: Smallest paired gain, normalised-reward points, that counts as "improves" (a correction
-#: that moves the score by 1e-5 improves nothing).
-MIN_EFFECT = 1.0
-#: Non-inferiority margin, points: "not worse" holds if the paired interval's low end is
-#: above ``-NON_INFERIORITY``.
-NON_INFERIORITY = 1.0
+#: Smallest paired gain that counts as "improves", 1 % of the scenario's hold-to-oracle range
+#: (a correction that moves the score by 1e-5 improves nothing).
+MIN_EFFECT = 0.01
+#: Non-inferiority margin, 1 % of the scenario's hold-to-oracle range: "not worse" holds if
+#: the paired interval's low end is above ``-NON_INFERIORITY`` of the range.
+NON_INFERIORITY = 0.01
+#: The range, data-range points, of a page that glued no ``scale_range``: the data range.
+FALLBACK_RANGE = 100.0
 CONFIDENCE = 0.95  # size of every interval the claims report
 BOOT_REPS = 2000  # bootstrap replications of the paired intervals
 BOOT_SEED = 0  # seed of the bootstrap: a rerun gives the same intervals
 #: Column of :func:`assess_claims` with each verdict's interval.
 INTERVAL = "Δ [95 % CI]"
-#: Thresholds :func:`sensitivity_table` tries, points.
-MIN_EFFECTS = (0.0, 1.0, 2.0)
-NON_INFERIORITIES = (0.5, 1.0, 2.0)
+#: Thresholds :func:`sensitivity_table` tries, shares of the hold-to-oracle range.
+MIN_EFFECTS = (0.0, 0.01, 0.02)
+NON_INFERIORITIES = (0.005, 0.01, 0.02)
 R2_GAP = 0.1  # R² gap that makes "PICNN clearly below NN"
 R2_SMALL_GAP = 0.01  # smaller gaps are noise between two training runs
 STABLE = "stable"
@@ -82,31 +94,43 @@ _PAIRED = (
     f"and test episodes), with a {CONFIDENCE:.0%} percentile bootstrap interval [low, high] "
     "over seeds"
 )
+
+
+def share_text(share: float) -> str:
+    """A threshold as the pages print it: ``0.01`` → ``'1 % of the range'``."""
+    return f"{100 * share:g} % of the range"
+
+
+_RANGE = (
+    "the range is the scenario's hold-to-oracle range (NMPC oracle minus holding the inputs, "
+    "data-range points, on the oracle's test episodes)"
+)
 _IMPROVES = (
-    f"'improves' holds if low > 0 and Δ >= {MIN_EFFECT:g} point (minimum effect), does not "
-    f"hold if high < {MIN_EFFECT:g}, else is inconclusive"
+    f"'improves' holds if low > 0 and Δ >= {share_text(MIN_EFFECT)} (minimum effect), does "
+    f"not hold if high < {share_text(MIN_EFFECT)}, else is inconclusive"
 )
 RULES = {
-    "C1": f"holds if P(IQL > BC) >= {P_HOLDS:g}, IQL's IQM exceeds BC's by >= {MARGIN:g} "
-    "points and is >= 0 (no worse than the data's worst episode); partly if P > 0.5 and the "
-    f"IQM gap > 0. {_BETTER}",
-    "C2": f"on each seed's mean reward: holds if low > 0, Δ >= {MARGIN:g} points and BC+'s "
+    "C1": f"holds if P(IQL > BC) >= {P_HOLDS:g}, IQL's IQM exceeds BC's by >= "
+    f"{share_text(MARGIN)} and is >= 0 (no worse than the data's worst episode); partly if "
+    f"P > 0.5 and the IQM gap > 0; {_RANGE}. {_BETTER}",
+    "C2": f"on each seed's mean reward: holds if low > 0, Δ >= {share_text(MARGIN)} and BC+'s "
     "IQM is >= 0 (no worse than the data's worst episode); partly if BC+ only improves "
-    f"({_IMPROVES}); does not hold or inconclusive as 'improves'. {_PAIRED}",
+    f"({_IMPROVES}); does not hold or inconclusive as 'improves'; {_RANGE}. {_PAIRED}",
     "C3": "on each seed's worst test episode (its minimum): holds if IQL+ improves on IQL "
-    f"({_IMPROVES}) and IQL+'s single worst episode over all seeds is >= {MIN_EFFECT:g} point "
-    "above IQL's; partly if it improves but the single worst episode is not that much higher; "
-    f"does not hold if it does not improve or IQL+'s worst episode is more than "
-    f"{NON_INFERIORITY:g} point below IQL's. {_PAIRED}",
+    f"({_IMPROVES}) and IQL+'s single worst episode over all seeds is >= "
+    f"{share_text(MIN_EFFECT)} above IQL's; partly if it improves but the single worst "
+    "episode is not that much higher; does not hold if it does not improve or IQL+'s worst "
+    f"episode is more than {share_text(NON_INFERIORITY)} below IQL's; {_RANGE}. {_PAIRED}",
     "C4": f"holds if the PICNN's held-out R² is below the NN's by >= {R2_GAP:g} in every "
     f"scenario; partly if below by >= {R2_SMALL_GAP:g} in at least one",
     "C5": "per (algorithm, scenario) pair, the correction is better if it lifts the worst "
     "episode as in C3 (holds there) and its spread is not worse (per-seed std, paired: low of "
-    f"base − corrected > −{NON_INFERIORITY:g} point, non-inferiority), worse if its worst "
+    f"base − corrected > −{share_text(NON_INFERIORITY)}, non-inferiority), worse if its worst "
     "episode does not improve (C3 does not hold) or its spread is clearly larger (high < "
-    f"−{NON_INFERIORITY:g}); holds if better in >= 2/3 of pairs, partly if in at least one, "
-    "does not hold if worse in >= 2/3 and better in none, else inconclusive. Runaway rates "
-    f"are reported with exact (Clopper–Pearson) {CONFIDENCE:.0%} intervals. {_PAIRED}",
+    f"−{share_text(NON_INFERIORITY)}); holds if better in >= 2/3 of pairs, partly if in at "
+    "least one, does not hold if worse in >= 2/3 and better in none, else inconclusive. "
+    f"Runaway rates are reported with exact (Clopper–Pearson) {CONFIDENCE:.0%} intervals. "
+    f"{_PAIRED}",
     "C6": "holds if, late in episodes, the PICNN agrees with the simulator's gradient more "
     "often than the NN and flips no more often; partly if one of the two",
     "C7": "holds if BC's steady-state offset (mean over seeds) exceeds IQL's and PI's in at "
@@ -144,6 +168,25 @@ RULE_NAMES = {
 }
 
 
+def scale_points(values: Mapping, share: float) -> float:
+    """A threshold given as a share of a page's hold-to-oracle range, in data-range points.
+
+    Args:
+        values: glued values of a results page (``scale_range``, or :data:`FALLBACK_RANGE`
+            where the page has none).
+        share: the threshold as a share of the range (``0.01``: 1 %).
+
+    Raises:
+        ValueError: a negative or non-finite share, or a glued range that is not > 0.
+    """
+    if not (np.isfinite(share) and share >= 0):
+        raise ValueError(f"a threshold share must be a finite number >= 0, got {share}")
+    scale = float(values.get("scale_range", FALLBACK_RANGE))
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"the hold-to-oracle range must be > 0, got {scale}")
+    return share * scale
+
+
 def _verdict(full: bool, some: bool) -> str:
     return HOLDS if full else PARTLY if some else FAILS
 
@@ -175,14 +218,14 @@ def compare(values: Mapping, a: str, b: str, stat: str = "mean") -> Comparison:
     return compare_runs(seed_values(values, a, stat), seed_values(values, b, stat))
 
 
-def _much_better(c: Comparison) -> str:
-    """Verdict of "A ≫ B" across seeds.
+def _much_better(c: Comparison, margin: float) -> str:
+    """Verdict of "A ≫ B" across seeds, A's IQM ahead by at least ``margin`` points.
 
     A margin alone is not enough: two failing policies can differ by hundreds of points, so
     "≫" also needs A to be a working controller (IQM >= 0, i.e. no worse than the data's
     worst episode), and most pairs of seeds must agree (P(A > B) >= :data:`P_HOLDS`).
     """
-    return _verdict(c.p >= P_HOLDS and c.gap >= MARGIN and c.iqm_x >= 0, c.p > 0.5 and c.gap > 0)
+    return _verdict(c.p >= P_HOLDS and c.gap >= margin and c.iqm_x >= 0, c.p > 0.5 and c.gap > 0)
 
 
 def _beats(c: Comparison) -> bool:
@@ -307,18 +350,21 @@ def _worst_case(
 ) -> tuple[str, Paired, float]:
     """Does ``plus`` lift the worst episodes of ``base``? (the rule of C3)
 
+    ``min_effect`` and ``margin`` are shares of the page's range (:func:`scale_points`).
+
     Returns:
         ``(verdict, paired difference of the per-seed minima, gap of the single worst
         episodes)``; the single worst episode is the minimum over seeds of the per-seed
         minima.
     """
+    effect, margin = scale_points(values, min_effect), scale_points(values, margin)
     d = paired(values, plus, base, "min")
     worst = min(seed_values(values, plus, "min")) - min(seed_values(values, base, "min"))
-    lifted = improves(d, min_effect)
+    lifted = improves(d, effect)
     if lifted == FAILS or worst < -margin:
         return FAILS, d, worst
     if lifted == HOLDS:
-        return (HOLDS if worst >= min_effect else PARTLY), d, worst
+        return (HOLDS if worst >= effect else PARTLY), d, worst
     return INCONCLUSIVE, d, worst
 
 
@@ -355,8 +401,10 @@ def assess_claims(
         cost: glued values of the cost-model page (``r2_mlp_<scenario>``,
             ``r2_picnn_<scenario>``, ``agree_<mlp|picnn>_late``, ``flip_<mlp|picnn>_late``).
         min_seeds: seeds a verdict across seeds needs (1: every verdict by its rule alone).
-        min_effect: minimum effect of "improves", points (:data:`MIN_EFFECT`).
-        non_inferiority: margin of "not worse", points (:data:`NON_INFERIORITY`).
+        min_effect: minimum effect of "improves", a share of each page's hold-to-oracle
+            range (:data:`MIN_EFFECT`, :func:`scale_points`).
+        non_inferiority: margin of "not worse", a share of that range
+            (:data:`NON_INFERIORITY`).
 
     Returns:
         DataFrame indexed by claim: ``paper``, ``this build``, ``verdict``, :data:`INTERVAL`
@@ -377,7 +425,7 @@ def assess_claims(
         rows["C1"] = (
             f"startup: IQM IQL {c.iqm_x:.1f} vs BC {c.iqm_y:.1f}; "
             + _p_text(c, "IQL", "BC", n, min_seeds),
-            seeded(_much_better(c), n),
+            seeded(_much_better(c, scale_points(values, MARGIN)), n),
             shown(f"IQL − BC {_gap_text(values, 'IQL', 'BC')} (unpaired)", n),
         )
         verdict, d, worst = _worst_case(values, "IQL+", "IQL", min_effect, non_inferiority)
@@ -392,9 +440,10 @@ def assess_claims(
         values = results["grade_up"]
         d = paired(values, "BC+", "BC")
         plus = iqm(seed_values(values, "BC+"))
-        gain = improves(d, min_effect)
+        gain = improves(d, scale_points(values, min_effect))
         if gain == HOLDS:
-            verdict = HOLDS if d.low > 0 and d.mean >= MARGIN and plus >= 0 else PARTLY
+            much = d.low > 0 and d.mean >= scale_points(values, MARGIN) and plus >= 0
+            verdict = HOLDS if much else PARTLY
         else:
             verdict = gain
         rows["C2"] = (
@@ -420,7 +469,9 @@ def assess_claims(
             if f"{algo}+_min" not in vals:
                 continue
             verdict, d, _ = _worst_case(vals, f"{algo}+", algo, min_effect, non_inferiority)
-            spread = not_worse(paired(vals, algo, f"{algo}+", "std"), non_inferiority)
+            spread = not_worse(
+                paired(vals, algo, f"{algo}+", "std"), scale_points(vals, non_inferiority)
+            )
             better += verdict == HOLDS and spread == HOLDS
             worse += verdict == FAILS or spread == FAILS
             seeds.append(d.n)
@@ -631,7 +682,10 @@ def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFra
         halves = _split(list(sweep["seed"].unique()))
         for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
             part = sweep[sweep["seed"].isin(seeds)]
-            chosen = deploy_from_sweep(part, variants, scenario, margin=glued["margin"])
+            chosen = deploy_from_sweep(
+                part, variants, scenario, margin=glued["margin"],
+                score_range=glued.get("score_range"),
+            )  # fmt: skip
             for algorithm, deployment in chosen.items():
                 full = values.get(f"deploy_{algorithm}")
                 if full is not None:
@@ -795,16 +849,17 @@ def sensitivity_table(results: dict[str, dict], cost: dict) -> pd.DataFrame:
         cost: glued values of the cost-model page.
 
     Returns:
-        DataFrame indexed by claim, one column per rule: ``"min effect 0"``, ...,
-        ``"non-inferiority 0.5"``, ..., each cell the verdict under that rule.
+        DataFrame indexed by claim, one column per rule: ``"min effect 0 %"``, ...,
+        ``"non-inferiority 0.5 %"``, ... (shares of each scenario's hold-to-oracle range),
+        each cell the verdict under that rule.
     """
     columns = {}
     for effect in MIN_EFFECTS:
-        columns[f"min effect {effect:g}"] = assess_claims(results, cost, min_effect=effect)[
+        columns[f"min effect {100 * effect:g} %"] = assess_claims(results, cost, min_effect=effect)[
             "verdict"
         ]
     for margin in NON_INFERIORITIES:
-        columns[f"non-inferiority {margin:g}"] = assess_claims(
+        columns[f"non-inferiority {100 * margin:g} %"] = assess_claims(
             results, cost, non_inferiority=margin
         )["verdict"]
     return pd.DataFrame(columns)
@@ -832,8 +887,9 @@ def claims_page_table(table: pd.DataFrame) -> ReaderTable:
     if (table["verdict"] == INCONCLUSIVE).any():
         notes.append(
             f"{INCONCLUSIVE}: the {CONFIDENCE:.0%} interval of the paired difference "
-            f"straddles the rule's threshold (minimum effect {MIN_EFFECT:g} point, or "
-            f"non-inferiority margin {NON_INFERIORITY:g} point): the seeds disagree."
+            f"straddles the rule's threshold (minimum effect {share_text(MIN_EFFECT)}, or "
+            f"non-inferiority margin {share_text(NON_INFERIORITY)}, the range being each "
+            "scenario's hold-to-oracle range): the seeds disagree."
         )
     return reader_table(
         shown,

@@ -27,8 +27,10 @@ __all__ = [
 
 #: The learned base policies of the results pages, in reading order.
 LEARNED = ("BC", "IQL", "CQL")
-#: Differences smaller than this (points of normalised reward) read as "no change".
-UNCHANGED_BELOW = 0.05
+#: Differences smaller than this share of the page's hold-to-oracle range (``scale_range``;
+#: the 100 points of the data range where a page has none) read as "no change": 0.05 point
+#: of the data range, 0.0025 point of startup's range of about 5.
+UNCHANGED_BELOW = 0.0005
 
 
 def _interval(values: Mapping[str, Any], method: str) -> str:
@@ -55,11 +57,12 @@ def correction_effect(
         ``""`` when no base has a "+" row.
     """
     raised, lowered, same = [], [], []
+    unchanged = UNCHANGED_BELOW * float(values.get("scale_range", 100.0))
     for base in bases:
         if f"{base}_iqm" not in values or f"{base}{suffix}_iqm" not in values:
             continue
         gap = float(values[f"{base}{suffix}_iqm"]) - float(values[f"{base}_iqm"])
-        if abs(gap) < UNCHANGED_BELOW:
+        if abs(gap) < unchanged:
             same.append(base)
         elif gap > 0:
             raised.append((base, gap))
@@ -73,6 +76,11 @@ def correction_effect(
     if same:
         parts.append(f"leaves {' and '.join(same)} unchanged")
     return "; ".join(parts)
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``'a'``, ``'a and b'``, ``'a, b and c'``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _runaways(values: Mapping[str, Any], methods: Sequence[str]) -> str:
@@ -96,7 +104,7 @@ def results_finding(values: Mapping[str, Any]) -> str:
     Args:
         values: the page's glued values: ``<METHOD>_iqm``, ``_iqm_low``, ``_iqm_high``,
             ``_seeds``, ``_runaways`` and ``_episodes`` for each method row ("BC", "BC+", …,
-            "PI", "NMPC").
+            "PI", "NMPC", "HOLD").
 
     Returns:
         Two or three sentences.
@@ -113,10 +121,12 @@ def results_finding(values: Mapping[str, Any]) -> str:
         references.append(f"{float(values['PI_iqm']):.1f} for the PI controller")
     if "NMPC_iqm" in values:
         references.append(f"{float(values['NMPC_iqm']):.1f} for the NMPC oracle")
+    if "HOLD_iqm" in values:
+        references.append(f"{float(values['HOLD_iqm']):.1f} for holding the inputs")
     sentence = (
         f"The best learned controller here is {best}, at {float(values[f'{best}_iqm']):.1f} "
         f"{_interval(values, best)}"
-        + (f", against {' and '.join(references)}" if references else "")
+        + (f", against {_listed(references)}" if references else "")
         + "."
     )
     effect = correction_effect(values)

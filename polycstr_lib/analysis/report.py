@@ -214,12 +214,23 @@ def results_page_table(table: pd.DataFrame, digits: int = 1) -> ReaderTable:
             "Episode counts are k of n, n being every episode of the row (all its seeds): "
             f"{_denominators(episodes)}."
         )
+    over_episodes = (
+        table["interval"] == "episodes" if "interval" in table else pd.Series(False, table.index)
+    )
+    if over_episodes.any():
+        rows = ", ".join(str(m) for m in table.index[over_episodes])
+        notes.append(
+            f"{rows}: deterministic, one run each; the score is the mean over the row's "
+            "episodes and its interval a 95 % bootstrap over those episodes, not over seeds."
+        )
+    # an interval over episodes is shown wherever the row has 2 episodes to resample
+    table = table.assign(_runs=table["seeds"].where(~over_episodes, table["episodes"]))
     return reader_table(
         table,
         columns=[c for c in RESULTS_COLUMNS if c in table.columns],
         digits=digits,
         intervals={"iqm": ("iqm_low", "iqm_high")},
-        seeds="seeds",
+        seeds="_runs",
         counts={"violating": "episodes", "runaways": "episodes"},
         missing={"optimality": NO_OPTIMALITY},
         index_header="Method",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,10 @@ def seed_summary(per_seed: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataF
 
 
 def results_table(
-    per_seed: Mapping[str, Mapping[int, pd.DataFrame]], reps: int = 2000, seed: int = 0
+    per_seed: Mapping[str, Mapping[int, pd.DataFrame]],
+    reps: int = 2000,
+    seed: int = 0,
+    over_episodes: Collection[str] = (),
 ) -> pd.DataFrame:
     """The results pages' table: across-seed aggregates (rliable) and per-episode extremes.
 
@@ -75,21 +78,37 @@ def results_table(
     interval and the median (:func:`~polycstr_lib.toolkit.stats.interval_estimates`). The other
     columns pool the episodes of every seed.
 
+    A deterministic policy run once (holding the inputs, the NMPC oracle) has no seeds to
+    vary: for the methods of ``over_episodes`` (one run each) the score is, as for any run,
+    the mean over its episodes, and the interval is a 95 % percentile bootstrap of that mean
+    over the episodes (:func:`~polycstr_lib.toolkit.stats.mean_interval`); ``interval`` says
+    which (``'seeds'`` or ``'episodes'``).
+
     Args:
         per_seed: method -> seed -> per-episode metrics (:func:`episode_metrics`, optionally
             with ``optimality`` from :func:`add_optimality`).
         reps: Bootstrap replications.
         seed: Seed of the bootstrap (the global NumPy RNG is not used).
+        over_episodes: methods of one run whose interval is over episodes.
 
     Returns:
         DataFrame indexed by method: ``iqm``, ``iqm_low``, ``iqm_high``, ``median`` (of the
         seeds' means), ``worst`` (lowest episode of any seed), ``violating`` (episodes with a
         step above the 370 K limit), ``runaways`` (episodes past the runaway temperature),
         ``episodes`` (all seeds), ``offset`` (mean over episodes, kg/m^3), ``optimality``
-        (mean over the episodes that have one; only where some method has the column) and
-        ``seeds``. With one seed the interval is that seed's mean.
+        (mean over the episodes that have one; only where some method has the column),
+        ``seeds`` and ``interval``. With one seed the interval is that seed's mean, except
+        for the methods of ``over_episodes``.
+
+    Raises:
+        ValueError: a method of ``over_episodes`` with more than one run, or not in
+            ``per_seed``.
     """
-    from polycstr_lib.toolkit.stats import interval_estimates
+    from polycstr_lib.toolkit.stats import interval_estimates, mean_interval
+
+    for method in over_episodes:
+        if method not in per_seed or len(per_seed[method]) != 1:
+            raise ValueError(f"{method!r}: an interval over episodes needs exactly one run")
 
     scores = {
         m: np.array([runs[s]["normalised_reward"].mean() for s in runs])
@@ -116,6 +135,11 @@ def results_table(
                 pooled["optimality"].dropna() if "optimality" in pooled else pd.Series(dtype=float)
             )
             row["optimality"] = float(score.mean()) if len(score) else np.nan
+        row["interval"] = "seeds"
+        if method in over_episodes:
+            episode_scores = pooled["normalised_reward"].to_numpy()
+            _, row["iqm_low"], row["iqm_high"] = mean_interval(episode_scores, reps, seed)
+            row["interval"] = "episodes"
         row["seeds"] = len(runs)
         rows[method] = row
     return pd.DataFrame.from_dict(rows, orient="index")

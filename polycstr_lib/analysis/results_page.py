@@ -4,14 +4,18 @@
 version (the correction deployed for its algorithm on validation,
 :mod:`polycstr_lib.correction.deployment`) and its zero-tuning version (the correction fixed
 before any rollout, :data:`~polycstr_lib.correction.variants.ZERO_TUNING`) over all training
-seeds on the scenario's test episodes; :func:`add_oracle` adds the NMPC oracle and the
-optimality score of every episode, and returns the numbers the page glues under stable names
-(:func:`correction_glue` and :func:`header_glue` name the others).
+seeds on the scenario's test episodes; :func:`add_oracle` adds the two references, the NMPC
+oracle and holding the initial inputs (on the same test episodes, env seed for env seed), the
+optimality score of every episode and the page's :class:`~polycstr_lib.reactor.metrics.ScoreScale`,
+and returns the numbers the page glues under stable names (:func:`correction_glue` and
+:func:`header_glue` name the others).
 
 Rows and glue prefixes: ``BC`` and ``BC+`` are glued as ``BC_<stat>`` and ``BC+_<stat>``; the
 zero-tuning row ``BC+ (no tuning)`` (:func:`zero_tuning_row`) as ``BC+0_<stat>``
 (:func:`glue_prefix`: a row name with a space and brackets is no glue key; ``+0`` reads "+
-with zero tuning"); the oracle as ``NMPC_<stat>``.
+with zero tuning"); the oracle as ``NMPC_<stat>``; holding the inputs as ``HOLD_<stat>``.
+The oracle and holding the inputs are deterministic, one run each: their interval is over
+episodes (:func:`~polycstr_lib.analysis.results.results_table`).
 """
 
 from __future__ import annotations
@@ -36,16 +40,19 @@ from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.variants import ZERO_TUNING
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, eval_seeds
 from polycstr_lib.reactor.metrics import (
+    ScoreScale,
     add_optimality,
     episode_metrics,
     evaluate_policy,
     optimality_references,
+    scale_from_references,
 )
-from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun, run_nmpc
+from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun, hold_policy, run_nmpc
 from polycstr_lib.reactor.pi import GainRanges, PIController
 from polycstr_lib.reactor.scenarios import get_scenario
 
 __all__ = [
+    "HOLD",
     "ORACLE",
     "ZERO_TUNING_SUFFIX",
     "ResultsRuns",
@@ -57,11 +64,14 @@ __all__ = [
     "header_glue",
     "sweep_from_glue",
     "sweep_glue",
+    "tolerance_text",
     "zero_tuning_row",
 ]
 
 #: Row name of the NMPC oracle in the results table (glued under the prefix ``NMPC``).
 ORACLE = "NMPC (oracle)"
+#: Row name of holding the initial inputs (a = 0 every step; glued under the prefix ``HOLD``).
+HOLD = "hold inputs"
 #: Tail of the zero-tuning rows' names: ``"BC+ (no tuning)"``.
 ZERO_TUNING_SUFFIX = "+ (no tuning)"
 
@@ -72,10 +82,13 @@ def zero_tuning_row(algorithm: str) -> str:
 
 
 def glue_prefix(method: str) -> str:
-    """The prefix of a row's glued values: ``'NMPC'`` for the oracle, ``'BC+0'`` for
-    ``'BC+ (no tuning)'``, else the row's name (``'BC'``, ``'BC+'``, ``'PI'``, …)."""
+    """The prefix of a row's glued values: ``'NMPC'`` for the oracle, ``'HOLD'`` for holding
+    the inputs, ``'BC+0'`` for ``'BC+ (no tuning)'``, else the row's name (``'BC'``, ``'BC+'``,
+    ``'PI'``, …)."""
     if method == ORACLE:
         return "NMPC"
+    if method == HOLD:
+        return "HOLD"
     if method.endswith(ZERO_TUNING_SUFFIX):
         return f"{method.removesuffix(ZERO_TUNING_SUFFIX)}+0"
     return method
@@ -89,6 +102,7 @@ class ResultsRuns:
     trajectories: dict[str, Any]  # method → test trajectories (the first seed's)
     table: pd.DataFrame | None = None  # results_table of per_seed (after add_oracle)
     glue: dict[str, Any] | None = None  # name → value of every number the page glues
+    scale: ScoreScale | None = None  # hold-to-oracle scale on the oracle's test episodes
 
 
 def evaluate_methods(
@@ -162,16 +176,32 @@ def evaluate_methods(
 def add_oracle(
     runs: ResultsRuns, task: ScenarioTask, test_episodes: int, nmpc_episodes: int, horizon: int
 ) -> ResultsRuns:
-    """The runs with the NMPC oracle (first row) and every episode's optimality score.
+    """The runs with the two references, the NMPC oracle and holding the initial inputs (the
+    first two rows), and every episode's optimality score.
 
-    The oracle runs on the first ``nmpc_episodes`` test episodes; the table, and every number
-    the page glues about it, come with the result (``table``, ``glue``).
+    The oracle runs on the first ``nmpc_episodes`` test episodes, holding the inputs on all
+    ``test_episodes`` (the agents' env seeds); both are single deterministic runs whose
+    interval is over episodes. The table, every number the page glues about it and the
+    page's score scale (hold and oracle on the oracle's episodes) come with the result
+    (``table``, ``glue``, ``scale``). Beyond :func:`results_glue`'s ``NMPC_<stat>`` and
+    ``HOLD_<stat>``, the glue has ``scale_hold``, ``scale_oracle`` and ``scale_range`` (data-
+    range points on the oracle's episodes) and ``scale_episodes``.
+
+    Raises:
+        ValueError: ``runs`` already has a row named :data:`ORACLE` or :data:`HOLD`.
     """
+    clash = sorted({ORACLE, HOLD} & set(runs.per_seed))
+    if clash:
+        raise ValueError(f"the runs already have the reference row(s) {clash}")
     oracle, stats = run_nmpc(
         NMPCRun(task.scenario, nmpc_episodes, nmpc=NMPCConfig(horizon=horizon))
     )
     references = optimality_references(oracle)
+    scale = scale_from_references(references, task.scenario, *task.return_bounds)
     test_seeds = eval_seeds(test_episodes)
+    hold_metrics, _ = evaluate_policy(
+        hold_policy, task.scenario, test_episodes, *task.return_bounds
+    )
     per_seed = {
         name: {
             seed: add_optimality(
@@ -182,10 +212,20 @@ def add_oracle(
         for name, seeds in runs.per_seed.items()
     }
     oracle_metrics = episode_metrics(oracle, *task.return_bounds)
-    per_seed = {ORACLE: {0: add_optimality(oracle_metrics, oracle.seeds, references)}, **per_seed}
+    per_seed = {
+        ORACLE: {0: add_optimality(oracle_metrics, oracle.seeds, references)},
+        HOLD: {0: add_optimality(hold_metrics, test_seeds, references)},
+        **per_seed,
+    }
     trajs = {**runs.trajectories, ORACLE: oracle}
-    table = results_table(per_seed)
+    table = results_table(per_seed, over_episodes=(ORACLE, HOLD))
     glue = dict(results_glue(per_seed, table, {m: glue_prefix(m) for m in per_seed}))
+    glue.update(
+        scale_hold=scale.hold,
+        scale_oracle=scale.oracle,
+        scale_range=scale.range,
+        scale_episodes=len(scale.seeds),
+    )
     solve = stats["solve_seconds"]
     glue.update(
         PI_mean_oracle_episodes=float(
@@ -197,7 +237,7 @@ def add_oracle(
         nmpc_p95_ms=1e3 * float(np.percentile(solve, 95)),
         nmpc_failures=int(stats["failures"]),
     )
-    return ResultsRuns(per_seed, trajs, table, glue)
+    return ResultsRuns(per_seed, trajs, table, glue, scale)
 
 
 def correction_glue(
@@ -217,7 +257,10 @@ def correction_glue(
     episodes and ``deploy_bc_bound`` (the 95 % upper bound on its runaway rate). Then
     ``correction_candidates``, ``correction_k``, ``n_validation``, ``n_fallback``
     (algorithms with none admissible), ``deploy_tail`` (``'10 %'``), ``deploy_margin`` (the
-    tail test's margin in points, ``'1'``) and ``zero_tuning`` (the fixed setting in words).
+    tail test's margin in points, two significant digits, ``'2.5'``), ``deploy_tolerance``
+    (the margin in words: ``'1 % of the hold-to-oracle range on validation (2.5 points)'``,
+    or ``'1 point'`` without a scale), ``deploy_range`` (that range in points; absent
+    without) and ``zero_tuning`` (the fixed setting in words).
     With the validation ``sweep``, also ``correction_sweep`` (:func:`sweep_glue`), from which
     the claims page reruns the choice on half of the seeds.
     """
@@ -238,23 +281,35 @@ def correction_glue(
         n_validation=validation_episodes,
         n_fallback=sum(d.fallback for d in deployments.values()),
         deploy_tail=f"{100 * TAIL_FRACTION:g} %",
-        deploy_margin=", ".join(dict.fromkeys(f"{d.margin:g}" for d in deployments.values())),
+        deploy_margin=", ".join(dict.fromkeys(f"{d.margin:.2g}" for d in deployments.values())),
+        deploy_tolerance="; ".join(dict.fromkeys(tolerance_text(d) for d in deployments.values())),
         zero_tuning=ZERO_TUNING.text(),
     )
+    ranges = [d.score_range for d in deployments.values() if d.score_range]
+    if ranges:
+        values["deploy_range"] = float(ranges[0])
     if sweep is not None:
         margins = {float(d.margin) for d in deployments.values()}
-        values["correction_sweep"] = sweep_glue(sweep, candidates, steps, margins.pop())
+        values["correction_sweep"] = sweep_glue(
+            sweep, candidates, steps, margins.pop(), ranges[0] if ranges else None
+        )
     return values
 
 
 def sweep_glue(
-    sweep: pd.DataFrame, variants: Sequence[str], steps: int, margin: float
+    sweep: pd.DataFrame,
+    variants: Sequence[str],
+    steps: int,
+    margin: float,
+    score_range: float | None = None,
 ) -> dict[str, Any]:
     """A validation sweep as plain values: what the deployment rule needs to run again.
 
     Returns:
-        ``variants`` (names), ``steps`` (K), ``margin`` (points) and ``rows``: per run
-        ``[algorithm, seed, variant, step_size, runaways, [score per episode]]``.
+        ``variants`` (names), ``steps`` (K), ``margin`` (points), ``score_range`` (the
+        hold-to-oracle range the tie tolerance is a share of; None without a scale) and
+        ``rows``: per run ``[algorithm, seed, variant, step_size, runaways, [score per
+        episode]]``.
     """
     scores = episode_scores(sweep)
     rows = [
@@ -262,7 +317,13 @@ def sweep_glue(
          [float(x) for x in scores[i]]]
         for i, r in enumerate(sweep.itertuples(index=False))
     ]  # fmt: skip
-    return {"variants": list(variants), "steps": int(steps), "margin": margin, "rows": rows}
+    return {
+        "variants": list(variants),
+        "steps": int(steps),
+        "margin": margin,
+        "score_range": score_range,
+        "rows": rows,
+    }
 
 
 def sweep_from_glue(values: Mapping[str, Any]) -> pd.DataFrame:
@@ -286,6 +347,16 @@ def sweep_from_glue(values: Mapping[str, Any]) -> pd.DataFrame:
         row.update({f"{SCORE_PREFIX}{e}": float(x) for e, x in enumerate(scores)})
         table.append(row)
     return pd.DataFrame(table)
+
+
+def tolerance_text(deployment: Deployment) -> str:
+    """The tail test's margin in words: ``'1 % of the hold-to-oracle range on validation
+    (2.5 points)'``, or ``'1 point'`` for a deployment without a scale."""
+    points = f"{deployment.margin:.2g} point{'s' if deployment.margin != 1 else ''}"
+    if not deployment.score_range:
+        return points
+    share = 100 * deployment.margin / abs(deployment.score_range)
+    return f"{share:.2g} % of the hold-to-oracle range on validation ({points})"
 
 
 def deployment_table(deployments: Mapping[str, Deployment]) -> pd.DataFrame:

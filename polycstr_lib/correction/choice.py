@@ -32,6 +32,7 @@ from polycstr_lib.correction.variants import (
     DEFAULT_VARIANTS,
     CorrectionVariant,
 )
+from polycstr_lib.reactor.metrics import ScoreScale
 
 __all__ = [
     "ENSEMBLE_SEEDS",
@@ -102,6 +103,7 @@ def deploy_results_correction(
     correction_steps: int,
     cost_steps: int,
     validation_episodes: int,
+    scale: ScoreScale | None = None,
     margin: float | None = None,
 ) -> tuple[dict[str, Deployment], dict[str, nn.Module], pd.DataFrame]:
     """A results page's correction: its cost models, the validation sweep, and per algorithm
@@ -114,9 +116,11 @@ def deploy_results_correction(
         correction_steps: K of every variant.
         cost_steps: optimiser steps of the PICNN (and its ensemble for ``"uncertainty"``).
         validation_episodes: validation episodes per agent and setting.
-        margin: points of normalised reward a seed's worst-10 % mean may lose (default
-            :data:`~polycstr_lib.correction.deployment.MARGIN_POINTS`: the oracle runs on test
-            episodes only, so the page has no hold-to-oracle range on validation).
+        scale: the scenario's hold-to-oracle scale on validation episodes
+            (:func:`~polycstr_lib.reactor.metrics.score_scale`): the tail margin and the tie
+            tolerance are shares of its range (1 % and 0.5 %); without it, fixed points.
+        margin: points of normalised reward a seed's worst-10 % mean may lose; wins over
+            the scale's (:func:`~polycstr_lib.correction.deployment.tail_margin`).
 
     Returns:
         ``(deployments, cost_models, sweep)``: algorithm → :class:`Deployment`, the models by
@@ -127,5 +131,10 @@ def deploy_results_correction(
     grids = {name: DEFAULT_STEP_SIZES[name] for name in variant_names}
     setup = CorrectionSetup(agents, cost_models, task)
     sweep = sweep_corrections(setup, validation_episodes, variants, grids)
-    deployments = deploy_from_sweep(sweep, variants, task.scenario, margin=margin)
+    if scale is not None and scale.scenario != task.scenario:
+        raise ValueError(f"the score scale is {scale.scenario!r}'s, the task {task.scenario!r}'s")
+    score_range = None if scale is None else scale.range
+    deployments = deploy_from_sweep(
+        sweep, variants, task.scenario, margin=margin, score_range=score_range
+    )
     return deployments, cost_models, sweep

@@ -18,16 +18,21 @@ that algorithm, paired with the base run of the same seed on the same validation
     episode).
 
 *Margin* (:func:`tail_margin`), in points of normalised reward: ``margin`` when given; else
-``RELATIVE_MARGIN`` (1 %) of ``score_range``, the scenario's hold-to-oracle range (the
-oracle's normalised reward minus that of holding the initial inputs), when that is given;
-else ``MARGIN_POINTS`` (1 point, the sweep's default tolerance).
+``RELATIVE_MARGIN`` (1 %) of ``score_range``, the scenario's hold-to-oracle range on the
+validation episodes (the oracle's normalised reward minus that of holding the initial inputs,
+:class:`~polycstr_lib.reactor.metrics.ScoreScale`), when that is given; else
+``MARGIN_POINTS`` (1 point, for a sweep without a scale). A fixed point means little: holding
+the inputs scores 96 on startup and -143 on grade up, so 1 point is a fifth of startup's
+range and under 1 % of grade up's.
 
 *Choice*: among the admissible settings the best *mean* wins, the mean over seeds of each
-seed's mean score. Corrected settings within ``tie_tol`` points of the best corrected mean
-are ties; they go to the smaller step size (less intervention); as step sizes of different
-variants are in different units, a tie between variants goes to the earlier variant of the
-sweep, then to its smallest tied step. The correction is deployed only where its mean is
-strictly above the base's (by more than ``min_gain``, default 0): η = 0 wins exact ties.
+seed's mean score. Corrected settings within the tie tolerance of the best corrected mean
+are ties (:func:`tie_tolerance`: ``tie_tol`` points when given, else ``RELATIVE_TIE``
+(0.5 %) of ``score_range``, else ``TIE_POINTS``, 0.5 point); they go to the smaller step
+size (less intervention); as step sizes of different variants are in different units, a tie
+between variants goes to the earlier variant of the sweep, then to its smallest tied step.
+The correction is deployed only where its mean is strictly above the base's (by more than
+``min_gain``, default 0): η = 0 wins exact ties.
 With no admissible corrected setting the fallback η = 0 is deployed.
 
 Every :class:`Deployment` carries the exact (Clopper–Pearson) upper bound on the runaway rate
@@ -56,7 +61,9 @@ __all__ = [
     "MARGIN_POINTS",
     "NO_CORRECTION",
     "RELATIVE_MARGIN",
+    "RELATIVE_TIE",
     "TAIL_FRACTION",
+    "TIE_POINTS",
     "Deployment",
     "deploy_from_sweep",
     "deployed_policy",
@@ -64,6 +71,7 @@ __all__ = [
     "tail_margin",
     "tail_means",
     "tail_size",
+    "tie_tolerance",
     "zero_tuning_policy",
 ]
 
@@ -75,6 +83,10 @@ TAIL_FRACTION = 0.1
 RELATIVE_MARGIN = 0.01
 #: Default margin of the tail test, in points of normalised reward, when no range is given.
 MARGIN_POINTS = 1.0
+#: Default tie tolerance of the choice, as a share of the scenario's hold-to-oracle range.
+RELATIVE_TIE = 0.005
+#: Default tie tolerance of the choice, in points of normalised reward, when no range is given.
+TIE_POINTS = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,8 @@ class Deployment:
     candidates: int  # settings judged, η = 0 included
     setting: CorrectionVariant | None = None  # the deployed variant (None for η = 0)
     margin: float = MARGIN_POINTS  # points a seed's tail could lose and stay admissible
+    score_range: float | None = None  # hold-to-oracle range (points) the tolerances scale with
+    tie_tol: float = TIE_POINTS  # points within the best corrected mean that tie
 
     @property
     def corrected(self) -> bool:
@@ -167,6 +181,26 @@ def tail_margin(margin: float | None = None, score_range: float | None = None) -
             raise ValueError(f"score_range must be finite and non-zero, got {score_range}")
         return RELATIVE_MARGIN * abs(float(score_range))
     return MARGIN_POINTS
+
+
+def tie_tolerance(tie_tol: float | None = None, score_range: float | None = None) -> float:
+    """The tie tolerance of the choice, in points of normalised reward (module docstring).
+
+    Returns:
+        ``tie_tol``; else ``RELATIVE_TIE · |score_range|``; else ``TIE_POINTS``.
+
+    Raises:
+        ValueError: a negative or non-finite ``tie_tol``, or a non-finite or zero range.
+    """
+    if tie_tol is not None:
+        if not (np.isfinite(tie_tol) and tie_tol >= 0):
+            raise ValueError(f"tie_tol must be a finite number >= 0, got {tie_tol}")
+        return float(tie_tol)
+    if score_range is not None:
+        if not (np.isfinite(score_range) and score_range != 0):
+            raise ValueError(f"score_range must be finite and non-zero, got {score_range}")
+        return RELATIVE_TIE * abs(float(score_range))
+    return TIE_POINTS
 
 
 def settings_table(
@@ -248,7 +282,7 @@ def deploy_from_sweep(
     tail_fraction: float = TAIL_FRACTION,
     margin: float | None = None,
     score_range: float | None = None,
-    tie_tol: float = 0.5,
+    tie_tol: float | None = None,
     min_gain: float = 0.0,
     confidence: float = 0.95,
 ) -> dict[str, Deployment]:
@@ -263,9 +297,11 @@ def deploy_from_sweep(
         scenario: the scenario's name (recorded in each :class:`Deployment`).
         tail_fraction: share of a run's episodes in its tail (10 %).
         margin: points of normalised reward a seed's tail may lose (:func:`tail_margin`).
-        score_range: the scenario's hold-to-oracle range, for the default margin.
+        score_range: the scenario's hold-to-oracle range in points (on validation
+            episodes), for the default margin and tie tolerance.
         tie_tol: corrected settings within this many points of the best corrected mean tie
-            (→ the earlier variant, then the smaller step size).
+            (→ the earlier variant, then the smaller step size); default
+            :func:`tie_tolerance`.
         min_gain: a correction is deployed only if its mean beats the base's by more than
             this (0: η = 0 wins exact ties).
         confidence: one-sided confidence of the runaway-rate bound.
@@ -277,8 +313,9 @@ def deploy_from_sweep(
         ValueError: a sweep without base rows or per-episode scores, unpaired runs, a variant
             missing from ``variants``, or a negative ``tie_tol`` or ``min_gain``.
     """
-    if not (tie_tol >= 0 and min_gain >= 0):
-        raise ValueError(f"tie_tol and min_gain must be >= 0, got {tie_tol}, {min_gain}")
+    if not min_gain >= 0:
+        raise ValueError(f"min_gain must be >= 0, got {min_gain}")
+    ties = tie_tolerance(tie_tol, score_range)
     points = tail_margin(margin, score_range)
     table = settings_table(sweep, tail_fraction, points)
     unknown = sorted(set(table["variant"]) - {NO_CORRECTION} - set(variants))
@@ -294,7 +331,7 @@ def deploy_from_sweep(
             n = len(admissible) + 1
             reason = f"no correction: best mean among {n} admissible settings"
             pool = admissible[
-                (admissible["mean"] >= admissible["mean"].max() - tie_tol)
+                (admissible["mean"] >= admissible["mean"].max() - ties)
                 & (admissible["mean"] > base["mean"] + min_gain)
             ]
             if not pool.empty:
@@ -320,6 +357,8 @@ def deploy_from_sweep(
             candidates=len(corrected) + 1,
             setting=None if name == NO_CORRECTION else variants[name],
             margin=points,
+            score_range=None if score_range is None else float(score_range),
+            tie_tol=ties,
         )
     return out
 

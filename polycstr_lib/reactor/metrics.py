@@ -1,6 +1,9 @@
 """Per-episode metrics of closed-loop runs: pure functions over arrays, and a batched runner.
 
-The optimality score (0 = hold the inputs, 100 = the NMPC oracle) is one of them.
+The optimality score (0 = hold the inputs, 100 = the NMPC oracle) is one of them, and
+:class:`ScoreScale` (a scenario's hold-to-oracle range on given episodes,
+:func:`score_scale`) is the decision scale: tolerances of the deployment rule and of the
+claims are shares of that range, converted to data-range points by :meth:`ScoreScale.points`.
 
 Shapes: ``E`` episodes, ``T`` steps. All metrics are per episode, so tables and intervals
 are computed from them by the caller (:mod:`polycstr_lib.analysis.results`).
@@ -9,6 +12,7 @@ are computed from them by the caller (:mod:`polycstr_lib.analysis.results`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -211,4 +215,101 @@ def optimality_references(oracle: Trajectories) -> pd.DataFrame:
     return pd.DataFrame(
         {"hold": hold.returns, "oracle": oracle.returns},
         index=pd.Index(oracle.seeds, name="seed"),
+    )
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """A scenario's hold-to-oracle reference on given episodes, on the data-range scale.
+
+    ``hold`` and ``oracle`` are the mean normalised rewards (0 = worst, 100 = best data
+    episode) of holding the initial inputs and of the NMPC oracle on the same episodes;
+    ``range = oracle - hold`` is the scale of every decision tolerance: a tolerance of 1 %
+    is ``0.01 * range`` points (:meth:`points`). Holding scores 96 on startup but -143 on
+    grade up, so a fixed tolerance in points means different things per scenario.
+    """
+
+    scenario: str  # the scenario
+    split: str  # 'test' or 'validation': the episodes' split
+    seeds: tuple[int, ...]  # env seeds of the episodes
+    hold: float  # mean normalised reward of holding the initial inputs on them
+    oracle: float  # mean normalised reward of the NMPC oracle on them
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.hold) and np.isfinite(self.oracle)):
+            raise ValueError(f"hold and oracle must be finite, got {self.hold}, {self.oracle}")
+        if self.oracle <= self.hold:
+            raise ValueError(
+                f"{self.scenario}: the oracle ({self.oracle:.4g}) does not beat holding the "
+                f"inputs ({self.hold:.4g}) on these episodes"
+            )
+
+    @property
+    def range(self) -> float:
+        """The hold-to-oracle range in data-range points (``oracle - hold`` > 0)."""
+        return self.oracle - self.hold
+
+    def points(self, fraction: float) -> float:
+        """A tolerance given as a share of the range (``0.01``: 1 %), in data-range points.
+
+        Raises:
+            ValueError: a negative or non-finite share.
+        """
+        if not (np.isfinite(fraction) and fraction >= 0):
+            raise ValueError(f"a tolerance share must be a finite number >= 0, got {fraction}")
+        return float(fraction) * self.range
+
+    def optimality(self, score: float) -> float:
+        """A data-range score on this scale: ``100 (score - hold) / range`` (0 = hold, 100 =
+        oracle), for means; per episode, :func:`optimality_score` uses each episode's own
+        references."""
+        return 100.0 * (float(score) - self.hold) / self.range
+
+
+def scale_from_references(
+    references: pd.DataFrame,
+    scenario: str,
+    return_min: float,
+    return_max: float,
+    split: str = "test",
+) -> ScoreScale:
+    """The :class:`ScoreScale` of :func:`optimality_references` (hold and oracle returns per
+    env seed), on the data-range scale of ``return_min`` and ``return_max``.
+
+    Raises:
+        ValueError: no references, or the oracle not above holding on average.
+    """
+    if references.empty:
+        raise ValueError(f"{scenario}: no reference episodes to make a score scale from")
+    hold = normalised_reward(references["hold"].to_numpy(), return_min, return_max)
+    oracle = normalised_reward(references["oracle"].to_numpy(), return_min, return_max)
+    return ScoreScale(
+        scenario=scenario,
+        split=split,
+        seeds=tuple(int(s) for s in references.index),
+        hold=float(np.mean(hold)),
+        oracle=float(np.mean(oracle)),
+    )
+
+
+def score_scale(
+    scenario: str,
+    episodes: int,
+    return_min: float,
+    return_max: float,
+    horizon: int,
+    split: str = "validation",
+) -> ScoreScale:
+    """Run (or read from the cache) the NMPC oracle and holding the inputs on the first
+    ``episodes`` episodes of ``split``, and return their :class:`ScoreScale`.
+
+    The deployment rule uses the validation episodes (its tolerances may not read the test
+    episodes); the results pages' glued scale is :func:`scale_from_references` of the
+    test references of the table itself.
+    """
+    from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun, run_nmpc
+
+    oracle, _ = run_nmpc(NMPCRun(scenario, episodes, nmpc=NMPCConfig(horizon=horizon), split=split))
+    return scale_from_references(
+        optimality_references(oracle), scenario, return_min, return_max, split
     )

@@ -23,6 +23,7 @@ __all__ = [
     "improvement_probability",
     "interval_estimates",
     "iqm",
+    "mean_interval",
     "paired_difference",
     "performance_profiles",
     "probability_of_improvement",
@@ -355,6 +356,24 @@ def paired_difference(
     mean = float(diff.mean())
     # the percentile interval of a constant difference is that constant up to rounding
     return mean, float(min(low, mean)), float(max(high, mean))
+
+
+def mean_interval(
+    values: np.ndarray | list[float], reps: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of ``values`` with a percentile bootstrap interval (the values resampled).
+
+    For a deterministic policy run once (no seeds to vary), its interval over episodes: the
+    same bootstrap as :func:`paired_difference` against zero.
+
+    Returns:
+        ``(mean, low, high)``.
+
+    Raises:
+        ValueError: as :func:`paired_difference`.
+    """
+    x = np.asarray(values, dtype=float)
+    return paired_difference(x, np.zeros_like(x), reps=reps, seed=seed, confidence=confidence)
 
 
 def unpaired_difference(

@@ -50,3 +50,15 @@ def test_claims_page_names_the_closest_agents():
     if not page.exists():
         pytest.skip("book/executed/07_claims.ipynb missing: run `make book` first")
     assert "no results page" not in read_glue(page)["closest_to_oracle"]
+
+
+def test_every_results_page_has_the_hold_row_and_its_scale(results):
+    for scenario, values in results.items():
+        for col in ("iqm", "mean", "worst", "episodes"):
+            assert f"HOLD_{col}" in values, (scenario, col)
+        assert values["HOLD_optimality"] == pytest.approx(0.0, abs=1e-9), scenario
+        assert values["scale_range"] > 0, scenario
+        assert values["scale_oracle"] == pytest.approx(values["NMPC_mean"]), scenario
+        assert values["scale_range"] == pytest.approx(
+            values["scale_oracle"] - values["scale_hold"]
+        ), scenario

@@ -307,7 +307,9 @@ def test_hold_to_oracle_range_is_the_oracle_minus_holding(monkeypatch) -> None:
         pi = PIController(GainRanges().nominal())
         return rollout(pi, run.scenario, episode_seeds(run.split, run.episodes)), {}
 
-    monkeypatch.setattr(curves, "run_nmpc", fake_nmpc)
+    import polycstr_lib.reactor.nmpc as nmpc
+
+    monkeypatch.setattr(nmpc, "run_nmpc", fake_nmpc)
     span = curves.hold_to_oracle_range("startup", 2, refs)
     pi, _ = evaluate_policy(PIController(GainRanges().nominal()), "startup", 2, *refs,
                             split="validation")  # fmt: skip
@@ -319,7 +321,7 @@ def test_hold_to_oracle_range_is_the_oracle_minus_holding(monkeypatch) -> None:
     def holding(run):
         return rollout(hold_policy, run.scenario, episode_seeds(run.split, run.episodes)), {}
 
-    monkeypatch.setattr(curves, "run_nmpc", holding)
+    monkeypatch.setattr(nmpc, "run_nmpc", holding)
     with pytest.raises(ValueError, match="does not beat holding"):
         curves.hold_to_oracle_range("startup", 1, refs)
     with pytest.raises(ValueError, match="episodes"):

@@ -37,9 +37,9 @@ from polycstr_lib.analysis.style import (
     set_reward_axis,
 )
 from polycstr_lib.reactor.datasets import episode_seeds
-from polycstr_lib.reactor.metrics import episode_metrics
-from polycstr_lib.reactor.nmpc import NMPCRun, hold_policy, run_nmpc
-from polycstr_lib.reactor.rollout import rollout, rollout_side_by_side
+from polycstr_lib.reactor.metrics import episode_metrics, score_scale
+from polycstr_lib.reactor.nmpc import NMPCConfig
+from polycstr_lib.reactor.rollout import rollout_side_by_side
 from polycstr_lib.toolkit.stats import interval_estimates, probability_of_improvement
 
 __all__ = [
@@ -176,24 +176,16 @@ def hold_to_oracle_range(
 ) -> float:
     """The scenario's hold-to-oracle range in normalised-reward points, on ``split`` episodes.
 
-    The NMPC oracle's mean normalised reward minus that of holding the initial inputs (the
-    0 and 100 of the optimality score, :func:`~polycstr_lib.reactor.metrics.optimality_score`),
-    on the first ``episodes`` episodes of ``split``; the oracle's runs are cached
-    (:func:`~polycstr_lib.reactor.nmpc.run_nmpc`).
+    :attr:`~polycstr_lib.reactor.metrics.ScoreScale.range` of the first ``episodes`` episodes
+    of ``split``, with the oracle at its default horizon (its runs are cached).
 
     Raises:
         ValueError: ``episodes < 1``, or an oracle that does not beat holding on average.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}")
-    seeds = episode_seeds(split, episodes)
-    hold = episode_metrics(rollout(hold_policy, scenario, seeds), *references)
-    traj, _ = run_nmpc(NMPCRun(scenario, episodes, split=split))
-    oracle = episode_metrics(traj, *references)
-    span = float(oracle["normalised_reward"].mean() - hold["normalised_reward"].mean())
-    if not span > 0:
-        raise ValueError(f"the NMPC oracle does not beat holding the inputs on {scenario}")
-    return span
+    horizon = NMPCConfig().horizon
+    return score_scale(scenario, episodes, *references, horizon=horizon, split=split).range
 
 
 #: Columns of a curve that :func:`curve_glue` keeps (what the budget rule reads, per seed).

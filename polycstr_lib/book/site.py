@@ -345,13 +345,38 @@ def _config_inited(app: Any, config: Any) -> None:
     config.html_theme_options = theme_options(config.html_theme_options or {}, repository)
 
 
+#: What the "Verify these numbers" page says when the build exported no bundle.
+NO_BUNDLE = (
+    "This build was made without its bundle: `make html` exports it (`python -m "
+    "polycstr_lib bundle export FILE --record book/executed/bundle.md`).\n"
+)
+
+
 def _builder_inited(app: Any) -> None:
-    """``builder-inited``: write the install cell into the executed pages, collapse cells."""
+    """``builder-inited``: write the install cell into the executed pages, collapse cells,
+    and write the tables the reader pages include (parameters of both profiles, what each
+    profile trains; a note when no bundle was exported) from this checkout's profiles."""
+    from polycstr_lib.book.pipeline import write_parameters_table, write_training_table
+
     executed = Path(app.srcdir) / "book" / "executed"
     for path in sorted(executed.glob("*.ipynb")):
         if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
             continue
         prepare_page(path, app.config.polycstr_repository)
+    if executed.is_dir():
+        write_parameters_table(executed)
+        write_training_table(executed)
+        if not (executed / "bundle.md").is_file():
+            (executed / "bundle.md").write_text(NO_BUNDLE, encoding="utf-8")
+
+
+def _build_finished(app: Any, exception: Exception | None) -> None:
+    """``build-finished``: write the glued values of the executed pages into the site, as
+    ``numbers.json`` (the table a bundle holds, :func:`~polycstr_lib.book.glue.numbers_json`)."""
+    from polycstr_lib.book.glue import NUMBERS_FILE, write_numbers_json
+
+    if exception is None and app.builder.format == "html":
+        write_numbers_json(Path(app.srcdir) / "book" / "executed", Path(app.outdir) / NUMBERS_FILE)
 
 
 def _page_context(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -368,10 +393,12 @@ def _page_context(app: Any, pagename: str, templatename: str, context: dict, doc
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``): resolve the public
     address, set the repository and launch buttons from it, write the install cell into
-    the executed pages and point launch links at the source notebooks."""
+    the executed pages and point launch links at the source notebooks; write the generated
+    tables before the build and the site's ``numbers.json`` after it."""
     app.add_config_value("polycstr_repository", None, "html")
     app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _builder_inited)
+    app.connect("build-finished", _build_finished)
     # after sphinx-book-theme's add_launch_buttons (priority 501)
     app.connect("html-page-context", _page_context, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

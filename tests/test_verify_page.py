@@ -113,16 +113,27 @@ def _app(tmp_path: Path) -> types.SimpleNamespace:
 
 def test_the_extension_writes_the_tables_and_a_note_without_a_bundle(tmp_path):
     app = _app(tmp_path)
-    site._builder_inited(app)  # no executed pages: nothing written
+    site._write_tables(app, app.config)  # no executed pages: nothing written
     assert not (tmp_path / "book").exists()
     executed = tmp_path / "book" / "executed"
     executed.mkdir(parents=True)
-    site._builder_inited(app)
+    site._write_tables(app, app.config)
     assert {p.name for p in executed.iterdir()} == {"parameters.md", "profiles.md", "bundle.md"}
     assert (executed / "bundle.md").read_text() == site.NO_BUNDLE
     (executed / "bundle.md").write_text("the record")
-    site._builder_inited(app)
+    site._write_tables(app, app.config)
     assert (executed / "bundle.md").read_text() == "the record"
+
+
+def test_the_tables_are_written_before_the_toc_leaves_out_the_other_files():
+    connected = []
+    app = types.SimpleNamespace(
+        add_config_value=lambda *a, **k: None,
+        connect=lambda event, handler, priority=500: connected.append((event, handler, priority)),
+    )
+    site.setup(app)
+    (priority,) = [p for e, h, p in connected if h is site._write_tables and e == "config-inited"]
+    assert priority < 900  # sphinx-external-toc's parse_toc_to_env
 
 
 def test_the_extension_writes_the_glued_values_into_the_site(tmp_path):

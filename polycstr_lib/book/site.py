@@ -352,22 +352,28 @@ NO_BUNDLE = (
 )
 
 
-def _builder_inited(app: Any) -> None:
-    """``builder-inited``: write the install cell into the executed pages, collapse cells,
-    and write the tables the reader pages include (parameters of both profiles, what each
-    profile trains; a note when no bundle was exported) from this checkout's profiles."""
+def _write_tables(app: Any, config: Any) -> None:
+    """``config-inited``, before sphinx-external-toc lists the files outside the toc (so
+    that it leaves them out): write the tables the reader pages include (parameters of both
+    profiles, what the paper profile trains; a note when no bundle was exported) from this
+    checkout's profiles, beside the executed pages when there are any."""
     from polycstr_lib.book.pipeline import write_parameters_table, write_training_table
 
     executed = Path(app.srcdir) / "book" / "executed"
-    for path in sorted(executed.glob("*.ipynb")):
-        if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
-            continue
-        prepare_page(path, app.config.polycstr_repository)
     if executed.is_dir():
         write_parameters_table(executed)
         write_training_table(executed)
         if not (executed / "bundle.md").is_file():
             (executed / "bundle.md").write_text(NO_BUNDLE, encoding="utf-8")
+
+
+def _builder_inited(app: Any) -> None:
+    """``builder-inited``: write the install cell into the executed pages, collapse cells."""
+    executed = Path(app.srcdir) / "book" / "executed"
+    for path in sorted(executed.glob("*.ipynb")):
+        if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
+            continue
+        prepare_page(path, app.config.polycstr_repository)
 
 
 def _build_finished(app: Any, exception: Exception | None) -> None:
@@ -397,6 +403,7 @@ def setup(app: Any) -> dict[str, Any]:
     tables before the build and the site's ``numbers.json`` after it."""
     app.add_config_value("polycstr_repository", None, "html")
     app.connect("config-inited", _config_inited)
+    app.connect("config-inited", _write_tables, priority=100)  # sphinx-external-toc: 900
     app.connect("builder-inited", _builder_inited)
     app.connect("build-finished", _build_finished)
     # after sphinx-book-theme's add_launch_buttons (priority 501)

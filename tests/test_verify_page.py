@@ -56,7 +56,7 @@ def test_a_new_override_shows_in_the_training_table(monkeypatch):
 
 def test_the_training_table_names_the_budget_rule_and_the_timings(monkeypatch):
     text = summaries.training_markdown("paper")
-    assert "| Page | Parameter | quick | paper | Meaning |" in text
+    assert "| Page | Parameter | Quick | Paper | Meaning |" in text
     assert "| `05_results` | `seeds` | `[0]` | `0–9 (10)` |" in text
     assert "learning curve picks" in text and "{ref}`rerun-timings`" in text
     monkeypatch.setitem(profiles.BUDGETS_FROM_CURVES, "paper", False)
@@ -73,7 +73,7 @@ def test_shown_values():
 def test_parameters_markdown_shows_each_profile_beside_the_default(tmp_path):
     path = _notebook(tmp_path / "nb.ipynb", "steps = 2  # steps\nseeds = [0]  # seeds\nx = 1  # x")
     table = parameters_markdown([path], {"paper": {"nb": {"steps": 5, "x": 1}}})
-    assert "| Parameter | Type | quick (default) | paper | Meaning |" in table
+    assert "| Parameter | Type | Quick (default) | Paper | Meaning |" in table
     assert "| `steps` | int | `2` | **`5`** | steps |" in table
     assert "| `seeds` | list | `[0]` | same | seeds |" in table
     assert "| `x` | int | `1` | `1` | x |" in table
@@ -82,7 +82,7 @@ def test_parameters_markdown_shows_each_profile_beside_the_default(tmp_path):
 
 def test_the_books_parameters_table_lists_both_profiles(tmp_path):
     text = pipeline.write_parameters_table(tmp_path).read_text()
-    assert text.count("| Parameter | Type | quick (default) | paper | Meaning |") == len(
+    assert text.count("| Parameter | Type | Quick (default) | Paper | Meaning |") == len(
         {run.notebook for run in profiles.RUNS}
     )
     for notebook, overrides in profiles.PROFILES["paper"].items():

@@ -1,6 +1,8 @@
 """Bundles: one build's artifact store and glued numbers in one archive, for a reviewer.
 
-A reviewer checks a build without retraining in three steps (``make verify BUNDLE=FILE``):
+``make html`` exports the build's bundle (``_build/bundle/``) and its SHA-256, which the
+"Verify these numbers" page shows (:mod:`polycstr_lib.book.summaries`). A reviewer checks a
+build without retraining in three steps (``make verify BUNDLE=FILE SHA256=HEX``):
 :func:`import_bundle` puts the bundle's entries into the artifact store, the book's pages are
 executed with training off (:mod:`polycstr_lib.toolkit.offline`) into a folder of their own,
 and :func:`timing_free` values of the new pages are compared with the bundle's

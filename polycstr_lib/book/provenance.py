@@ -325,15 +325,15 @@ def parameters_markdown(
             stem: {parameter: value}}}`` as :data:`~polycstr_lib.book.profiles.PROFILES`
             holds their overrides. Each gets a column after the default: its value where it
             overrides the default (in bold when it differs), "same" elsewhere; the
-            default's column is then headed "quick (default)".
+            default's column is then headed "Quick (default)", each profile's by its name.
     """
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         paths = sorted(Path(paths).glob("*.ipynb"))
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     others = dict(profiles or {})
-    default = "quick (default)" if others else "Default"
-    head = f"| Parameter | Type | {default} | " + "".join(f"{name} | " for name in others)
+    default = "Quick (default)" if others else "Default"
+    head = f"| Parameter | Type | {default} | " + "".join(f"{n.capitalize()} | " for n in others)
     lines = []
     for p in paths:
         stem = Path(p).stem

@@ -24,6 +24,11 @@ Everything that names the repository reads that one value:
 :func:`prepare_page` also collapses every visible code cell of a page behind a toggle
 (``hide-input``: the code stays in the page, the reader opens it); a cell tagged
 ``show-input`` stays open.
+
+The extension also writes, before the build, the tables the reader pages include beside the
+executed pages (every notebook's parameters in both profiles, what the paper profile
+trains), and after it the site's ``numbers.json``: every glued value of the executed pages,
+the table a bundle holds (:func:`~polycstr_lib.book.glue.numbers_json`).
 """
 
 from __future__ import annotations

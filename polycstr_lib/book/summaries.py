@@ -103,7 +103,7 @@ def training_markdown(profile: str = "paper") -> str:
         "(every notebook's own defaults); the other parameters it changes are in the table of "
         "every notebook's parameters ({ref}`rerun-parameters`). " + budgets,
         "",
-        f"| Page | Parameter | quick | {profile} | Meaning |",
+        f"| Page | Parameter | Quick | {profile.capitalize()} | Meaning |",
         "|---|---|---|---|---|",
     ]
     for notebook, name, quick, value, meaning in training_rows(profile):

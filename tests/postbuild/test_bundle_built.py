@@ -97,7 +97,7 @@ def test_the_verify_page_links_numbers_json_and_the_command(verify_page):
 
 def test_the_parameters_table_shows_both_profiles():
     page = (SITE / "book" / "rerun.html").read_text(encoding="utf-8")
-    assert page.count("quick (default)") >= 9 and ">paper<" in page
+    assert page.count("Quick (default)") >= 9 and ">Paper<" in page
 
 
 def test_a_flipped_byte_refuses_the_real_bundle_naming_the_entry(bundle, tmp_path):

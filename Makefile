@@ -10,7 +10,7 @@ export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
 .PHONY: venv data notebooks mathjax html book test unit nbval postbuild browser bench lint lab clean \
-	verify verify-roundtrip
+	verify roundtrip checks
 
 venv: $(STAMP)
 
@@ -37,8 +37,14 @@ notebooks: venv data
 	$(BIN)/python -m polycstr_lib notebooks --profile $(PROFILE) \
 		$(if $(BUDGET_MINUTES),--budget-minutes $(BUDGET_MINUTES))
 
-# the site from the executed pages in book/executed/ (nothing is executed again)
+# The reviewer's bundle of this build (book/bundle.md: "Verify these numbers"): the store's
+# entries and the pages' glued values, its sha256 beside it and on the page.
+BUNDLE_FILE ?= _build/bundle/polycstr-$(PROFILE).tar
+
+# the bundle, then the site from the executed pages in book/executed/ (nothing is executed
+# again); the site carries the pages' glued values as _build/html/numbers.json
 html: venv mathjax
+	$(BIN)/python -m polycstr_lib bundle export $(BUNDLE_FILE) --record book/executed/bundle.md
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "book built: _build/html/index.html (profile $(PROFILE))"
 
@@ -61,31 +67,41 @@ browser: venv
 
 # Every page is executed once: one core runs the unit tests (private data and artifact
 # stores) while the other executes the book's pages with papermill (the quick profile, the
-# parameters the book is built with; a cell that raises stops the build). The site is then
-# built from those executed pages and checked. `make nbval` still runs the notebooks' own
-# defaults under nbval, as an extra check outside `make test`.
+# parameters the book is built with; a cell that raises stops the build). The site and its
+# bundle are then built from those executed pages and checked: one core runs the reviewer's
+# round trip (the bundle imported into an empty store, every page executed again without
+# training, every glued value compared), the other the checks of the built site (postbuild,
+# with the tampered and stale bundles, then the browser). `make nbval` still runs the
+# notebooks' own defaults under nbval, as an extra check outside `make test`.
 test: venv data
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit notebooks PROFILE=quick
-	$(MAKE) --no-print-directory html
+	$(MAKE) --no-print-directory html PROFILE=quick
+	$(MAKE) --no-print-directory -j2 --output-sync=target roundtrip checks PROFILE=quick
+
+# the built site's checks, one after the other (the second core runs the round trip)
+checks:
 	$(MAKE) --no-print-directory postbuild browser
 
-# A reviewer's check of a build without retraining: import BUNDLE (if given: a file from
-# `python -m polycstr_lib bundle export`), execute every page with POLYCSTR_NO_TRAINING=1 into
-# $(VERIFY_DIR) (never book/executed) and compare every glued value, timings aside, with the
-# bundle's numbers.json (without BUNDLE: with book/executed). Exit 1 on any difference; a page
-# that would train stops naming the missing entry. The profile is the bundle's.
+# A reviewer's check of a build without retraining: import BUNDLE (if given: a file or URL of
+# `python -m polycstr_lib bundle export`, checked against SHA256 when given; a URL needs it),
+# execute every page with POLYCSTR_NO_TRAINING=1 into $(VERIFY_DIR) (never book/executed) and
+# compare every glued value, timings aside, with the bundle's numbers.json (without BUNDLE:
+# with book/executed). Exit 1 on any difference; a page that would train stops naming the
+# missing entry. The profile is the bundle's.
 VERIFY_DIR ?= _build/verify
 verify: venv data
-	$(BIN)/python -m polycstr_lib verify $(if $(BUNDLE),--bundle $(BUNDLE)) --executed $(VERIFY_DIR)
+	$(BIN)/python -m polycstr_lib verify $(if $(BUNDLE),--bundle $(BUNDLE)) \
+		$(if $(SHA256),--sha256 $(SHA256)) --executed $(VERIFY_DIR)
 
-# The round trip on the book just built (run after `make book`; not part of `make test`: it
-# executes every page again): export, import into an empty store, verify.
+# The round trip on the book just built (after `make html`, which exports $(BUNDLE_FILE)): the
+# bundle, checked against its .sha256, imported into an empty store, every page executed
+# again without training, every glued value compared ("identical: N values on M pages").
 ROUNDTRIP ?= _build/roundtrip
-verify-roundtrip: venv data
+roundtrip: venv data
 	rm -rf $(ROUNDTRIP) && mkdir -p $(ROUNDTRIP)
-	$(BIN)/python -m polycstr_lib bundle export $(ROUNDTRIP)/book.tar
 	POLYCSTR_ARTIFACTS=$(abspath $(ROUNDTRIP))/artifacts $(BIN)/python -m polycstr_lib verify \
-		--bundle $(ROUNDTRIP)/book.tar --executed $(ROUNDTRIP)/executed
+		--bundle $(BUNDLE_FILE) --sha256 $$(cut -d' ' -f1 $(BUNDLE_FILE).sha256) \
+		--executed $(ROUNDTRIP)/executed
 
 bench: venv data
 	$(BIN)/python benchmarks/simulator.py

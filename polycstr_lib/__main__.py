@@ -173,14 +173,18 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
 def _cmd_bundle_export(args: argparse.Namespace) -> int:
     from polycstr_lib.book.bundle import export_bundle
+    from polycstr_lib.book.site import public_repository
+    from polycstr_lib.book.summaries import write_bundle_record
 
     report = export_bundle(args.file, args.executed)
+    checksum = write_bundle_record(report, args.record, public_repository())
     skipped = (
         f" ({report.skipped} unfinished, damaged or outdated left out)" if report.skipped else ""
     )
     print(
         f"[bundle] wrote {report.path}: {report.entries} entries{skipped}, "
-        f"{report.values} glued values of {report.pages} pages (profile {report.profile})"
+        f"{report.values} glued values of {report.pages} pages (profile {report.profile}); "
+        f"sha256 {report.sha256} (in {checksum})"
     )
     return 0
 
@@ -191,6 +195,8 @@ def _print_import(report) -> None:  # noqa: ANN001 - an ImportReport
         f"already in the store, left out {len(report.stale)} stale "
         f"(build: profile {report.profile}, commit {report.commit})"
     )
+    for difference in report.code:
+        print(f"[bundle] made by other code: {difference}")
     for label in report.differing:
         print(f"[bundle] kept the store's {label}: its files differ from the bundle's")
     for label, reason in report.stale:
@@ -266,6 +272,10 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from polycstr_lib.book.profiles import REPO_ROOT
 
     _cmd_notebooks(args)
+    # the bundle and its record for the "Verify these numbers" page, as `make html` does
+    bundle = REPO_ROOT / "_build" / "bundle" / f"polycstr-{args.profile}.tar"
+    record = REPO_ROOT / "book" / "executed" / "bundle.md"
+    _cmd_bundle_export(argparse.Namespace(file=bundle, executed=None, record=record))
     from polycstr_lib.book.rerun import JUPYTER_BOOK
 
     cmd = [
@@ -588,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", metavar="FILE", help="the archive: .tar, .tar.gz, .tgz or .zip")
     export.add_argument(
         "--executed", metavar="DIR", help="the build's executed pages (default: book/executed)"
+    )
+    export.add_argument(
+        "--record",
+        metavar="MD",
+        help="also describe the bundle (name, size, sha256) in this Markdown file, which the "
+        "'Verify these numbers' page includes (make html: book/executed/bundle.md)",
     )
     export.set_defaults(func=_cmd_bundle_export)
     imp = actions.add_parser(

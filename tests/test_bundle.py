@@ -415,3 +415,75 @@ def test_no_training_stops_a_cost_model_and_nmpc_before_computing(tmp_path, monk
 
 def test_the_bundled_kinds_are_the_stores_pages_read():
     assert bundle_module.BUNDLED_KINDS == ("agents", "cost_models", "correction_sweeps", "nmpc")
+
+
+# --- the bundle's record, its code version, the site's numbers.json ------------------------------
+def test_the_export_report_gives_the_archives_hash_and_the_record_shows_it(built, tmp_path):
+    from polycstr_lib.book.summaries import bundle_markdown, write_bundle_record
+
+    root, _, executed = built
+    archive = tmp_path / "out" / "book.tar"
+    report = export_bundle(archive, executed, root)
+    data = archive.read_bytes()
+    assert report.sha256 == hashlib.sha256(data).hexdigest() and report.size == len(data)
+    assert report.commit == "abc1234"
+    record = tmp_path / "bundle.md"
+    checksum = write_bundle_record(report, record, None)
+    assert checksum.read_text() == f"{report.sha256}  book.tar\n"
+    text = record.read_text()
+    assert f"{report.sha256}  book.tar" in text and "4 cache entries" in text
+    assert "glued values of its 1 pages (profile quick, commit abc1234)" in text
+    assert "github.com" not in text
+    linked = bundle_markdown(report, "owner/name")
+    assert "https://github.com/owner/name/actions/workflows/book.yml" in linked
+
+
+def test_cli_export_writes_the_record_and_the_checksum(built, tmp_path, capsys):
+    _, _, executed = built
+    archive, record = tmp_path / "book.tar", tmp_path / "md" / "bundle.md"
+    argv = ["bundle", "export", str(archive), "--executed", str(executed), "--record", str(record)]
+    assert main(argv) == 0
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in capsys.readouterr().out
+    assert (tmp_path / "book.tar.sha256").read_text().split() == [digest, "book.tar"]
+    assert digest in record.read_text()
+
+
+def test_a_bundle_of_other_code_says_how_it_differs(built, tmp_path, monkeypatch, capsys):
+    root, _, executed = built
+    archive, other = tmp_path / "book.tar", tmp_path / "other.tar"
+    export_bundle(archive, executed, root)
+    assert import_bundle(archive, root=tmp_path / "same").code == ()
+
+    def older(name: str, data: bytes) -> bytes:
+        if name != "bundle.json":
+            return data
+        manifest = json.loads(data)
+        manifest["code_commit"] = "0000000"
+        manifest["versions"]["torch"] = "0.0.1"
+        return json.dumps(manifest).encode()
+
+    _repack(archive, other, older)
+    report = import_bundle(other, root=tmp_path / "empty")
+    assert {d.split(" (here")[0] for d in report.code} == {"code commit 0000000", "torch 0.0.1"}
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "cli"))
+    assert main(["bundle", "import", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "[bundle] made by other code: torch 0.0.1 (here " in out
+    assert "[bundle] made by other code: code commit 0000000 (here " in out
+
+
+def test_the_bundles_numbers_are_the_file_the_site_publishes(built, tmp_path):
+    from polycstr_lib.book.glue import write_numbers_json
+
+    root, _, executed = built
+    archive = tmp_path / "book.zip"
+    export_bundle(archive, executed, root)
+    site = write_numbers_json(executed, tmp_path / "html" / "numbers.json")
+    with zipfile.ZipFile(archive) as z:
+        assert z.read("numbers.json") == site.read_bytes()
+    table = json.loads(site.read_text())
+    assert (table["profile"], table["commit"]) == ("quick", "abc1234")
+    assert table["pages"]["02_dataset"]["pair"] == "(1, 2.5)"
+    assert write_numbers_json(tmp_path / "nothing", tmp_path / "n.json") is None
+    assert not (tmp_path / "n.json").exists()

@@ -1,6 +1,8 @@
 """Bundles: one build's artifact store and glued numbers in one archive, for a reviewer.
 
-A reviewer checks a build without retraining in three steps (``make verify BUNDLE=FILE``):
+``make html`` exports the build's bundle (``_build/bundle/``) and its SHA-256, which the
+"Verify these numbers" page shows (:mod:`polycstr_lib.book.summaries`). A reviewer checks a
+build without retraining in three steps (``make verify BUNDLE=FILE SHA256=HEX``):
 :func:`import_bundle` puts the bundle's entries into the artifact store, the book's pages are
 executed with training off (:mod:`polycstr_lib.toolkit.offline`) into a folder of their own,
 and :func:`timing_free` values of the new pages are compared with the bundle's
@@ -54,7 +56,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from polycstr_lib.agents.config import AGENT_FORMAT
-from polycstr_lib.book.glue import build_provenance, glued_numbers, literal_value
+from polycstr_lib.book.glue import (
+    NUMBERS_FILE,
+    build_provenance,
+    glued_numbers,
+    literal_value,
+    numbers_json,
+)
 from polycstr_lib.book.profiles import EXECUTED_DIR
 from polycstr_lib.book.provenance import git_commit, package_versions
 from polycstr_lib.toolkit.cache import FORMAT, MANIFEST, invalidate, is_complete, read_entry
@@ -65,6 +73,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BundleEntry",
     "ExportReport",
+    "code_differences",
     "ImportReport",
     "export_bundle",
     "import_bundle",
@@ -79,7 +88,7 @@ BUNDLE_FORMAT = 1
 
 #: The archive's manifest and its table of glued numbers.
 BUNDLE_MANIFEST = "bundle.json"
-NUMBERS = "numbers.json"
+NUMBERS = NUMBERS_FILE
 #: The folder of the archive holding the store's entries, as ``<kind>/<folder>/<file>``.
 ENTRIES = "entries"
 
@@ -126,6 +135,9 @@ class ExportReport:
     pages: int
     values: int  # glued values in numbers.json
     profile: str
+    commit: str  # the build's commit(s), comma-separated
+    sha256: str  # of the archive
+    size: int  # of the archive, bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +151,9 @@ class ImportReport:
     profile: str  # the build's profile (what `verify` executes the pages with)
     commit: str  # the build's commit(s), comma-separated
     numbers: dict[str, dict[str, Any]]  # the bundle's glued values, {page: {name: value}}
+    #: how the code that made the bundle differs from this one, e.g. "torch 2.3.0 (here
+    #: 2.4.1)" (:func:`code_differences`); empty when it is the same
+    code: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,14 +204,6 @@ def _bundled_entries(root: Path) -> Iterator[tuple[str, Path]]:
                 yield kind, directory
 
 
-def _numbers_json(pages: Mapping[str, Mapping[str, Any]], profile: str, commit: str) -> bytes:
-    table = {
-        page: {name: repr(value) for name, value in values.items()}
-        for page, values in pages.items()
-    }
-    return json.dumps({"profile": profile, "commit": commit, "pages": table}, indent=1).encode()
-
-
 def export_bundle(
     path: str | os.PathLike[str],
     executed_dir: str | os.PathLike[str] | None = None,
@@ -234,7 +241,7 @@ def export_bundle(
     profile = next(iter(found["profile"]))
     commit = ", ".join(sorted(found["commit"]))
     store = Path(root) if root is not None else artifact_dir()
-    numbers = _numbers_json(pages, profile, commit)
+    numbers = numbers_json(pages, profile, commit)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -284,7 +291,17 @@ def export_bundle(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     values = sum(len(v) for v in pages.values())
-    return ExportReport(path, len(listed), skipped, len(pages), values, profile)
+    return ExportReport(
+        path,
+        len(listed),
+        skipped,
+        len(pages),
+        values,
+        profile,
+        commit,
+        _file_sha256(path),
+        path.stat().st_size,
+    )
 
 
 def _umask() -> int:
@@ -500,6 +517,33 @@ def stale_reason(kind: str, name: str, manifest: Mapping[str, Any]) -> str | Non
     return None
 
 
+def code_differences(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """How the code that exported a bundle differs from this checkout's, one text each.
+
+    Compared: the exporting checkout's commit (``code_commit``), the cache's and agents'
+    format versions and the versions of :data:`BUNDLE_PACKAGES` and Python. A difference does
+    not refuse the bundle: entries this code would not read are listed as stale
+    (:func:`stale_reason`), and ``verify`` names any entry a page misses.
+    """
+    here = {
+        "code commit": git_commit(),
+        "cache format": FORMAT,
+        "agent format": AGENT_FORMAT,
+        **package_versions(BUNDLE_PACKAGES),
+    }
+    theirs = {
+        "code commit": manifest.get("code_commit"),
+        "cache format": manifest.get("cache_format"),
+        "agent format": manifest.get("agent_format"),
+        **dict(manifest.get("versions") or {}),
+    }
+    return tuple(
+        f"{name} {theirs.get(name)} (here {value})"
+        for name, value in here.items()
+        if theirs.get(name) != value
+    )
+
+
 def _parse_numbers(data: bytes, origin: str) -> tuple[str, str, dict[str, dict[str, Any]]]:
     try:
         table = json.loads(data)
@@ -578,7 +622,14 @@ def import_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ImportReport(
-        tuple(imported), tuple(present), tuple(differing), tuple(stale), profile, commit, numbers
+        tuple(imported),
+        tuple(present),
+        tuple(differing),
+        tuple(stale),
+        profile,
+        commit,
+        numbers,
+        code_differences(manifest),
     )
 
 

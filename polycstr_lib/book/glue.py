@@ -79,6 +79,44 @@ def glued_numbers(executed_dir: Path | None = None) -> dict[str, dict]:
     return {page.stem: read_glue(page) for page in pages if page.is_file()}
 
 
+#: The file holding a build's glued values, in a bundle and in the built site.
+NUMBERS_FILE = "numbers.json"
+
+
+def numbers_json(pages: Mapping[str, Mapping[str, object]], profile: str, commit: str) -> bytes:
+    """The table of a build's glued values as :data:`NUMBERS_FILE` holds it.
+
+    ``{"profile", "commit", "pages": {page: {name: repr(value)}}}``: each value as its
+    ``repr`` (what the executed page shows), read back with :func:`literal_value`, so tuples
+    stay tuples and floats keep every bit.
+    """
+    table = {
+        page: {name: repr(value) for name, value in values.items()}
+        for page, values in pages.items()
+    }
+    return json.dumps({"profile": profile, "commit": commit, "pages": table}, indent=1).encode()
+
+
+def write_numbers_json(executed_dir: Path, path: Path) -> Path | None:
+    """Writes :func:`numbers_json` of the executed pages in ``executed_dir`` to ``path``
+    (the build's profile and commit from the pages' banners, several comma-separated).
+
+    Returns:
+        ``path``, or None when ``executed_dir`` holds no executed page (nothing written).
+    """
+    if not Path(executed_dir).is_dir():
+        return None
+    pages = glued_numbers(Path(executed_dir))
+    if not pages:
+        return None
+    found = build_provenance(executed_dir)
+    profile, commit = (", ".join(sorted(found[k])) for k in ("profile", "commit"))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(numbers_json(pages, profile, commit))
+    return path
+
+
 def _same_value(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # NaN on both sides

@@ -24,6 +24,7 @@ from polycstr_lib.book.budgets import with_curve_budgets
 from polycstr_lib.book.profiles import (
     EXECUTED_DIR,
     NOTEBOOK_DIR,
+    PROFILES,
     REPO_ROOT,
     RUNS,
     NotebookRun,
@@ -80,6 +81,7 @@ def execute_notebooks(
     deadline = build_deadline() if deadline is None else deadline
     (folder / INCOMPLETE).unlink(missing_ok=True)
     write_parameters_table(folder)
+    write_training_table(folder)
     print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")
     if deadline is not None:
         print(f"[book] deadline {format_deadline(deadline)}: training stops there, resumable")
@@ -182,14 +184,35 @@ def write_timings_table(executed_dir: Path | None = None) -> Path:
     return path
 
 
+def _write_if_changed(path: Path, text: str) -> Path:
+    """Writes ``text`` to ``path`` unless it holds it already (Sphinx then keeps its pages)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
 def write_parameters_table(executed_dir: Path | None = None) -> Path:
     """Write ``parameters.md`` beside the executed pages (default ``book/executed/``): every
-    notebook's parameters (for the book)."""
+    notebook's parameters, with a column per profile beside the defaults (for the book)."""
     from polycstr_lib.book.provenance import parameters_markdown
 
     folder = executed_dir or EXECUTED_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "parameters.md"
-    sources = [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in dict.fromkeys(r.notebook for r in RUNS)]
-    path.write_text(parameters_markdown(sources))
-    return path
+    stems = list(dict.fromkeys(r.notebook for r in RUNS))
+    others = {
+        name: {stem: {"profile": name, **overrides.get(stem, {})} for stem in stems}
+        for name, overrides in PROFILES.items()
+        if name != "quick"
+    }
+    sources = [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in stems]
+    return _write_if_changed(folder / "parameters.md", parameters_markdown(sources, others))
+
+
+def write_training_table(executed_dir: Path | None = None, profile: str = "paper") -> Path:
+    """Write ``profiles.md`` beside the executed pages (default ``book/executed/``): what
+    ``profile`` trains and evaluates beside the quick profile
+    (:func:`~polycstr_lib.book.summaries.training_markdown`), for the intro and rerun pages."""
+    from polycstr_lib.book.summaries import training_markdown
+
+    folder = executed_dir or EXECUTED_DIR
+    return _write_if_changed(folder / "profiles.md", training_markdown(profile))

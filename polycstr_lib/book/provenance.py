@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import tokenize
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -303,33 +304,57 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def parameters_markdown(paths: list[str | Path] | str | Path) -> str:
+def _default_text(row: dict) -> str:
+    default = row["default"]
+    if isinstance(default, str) and row["type"] == "expression":
+        return default
+    return repr(default)
+
+
+def parameters_markdown(
+    paths: list[str | Path] | str | Path,
+    profiles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> str:
     """Markdown of the parameters cells of ``paths`` (notebook files, or one directory whose
     ``*.ipynb`` are taken in name order): per notebook, a heading and a table (parameter,
-    type, default, meaning), narrow enough for a phone."""
+    type, default, meaning), narrow enough for a phone.
+
+    Args:
+        paths: the notebooks.
+        profiles: profiles beside the defaults (the quick profile), ``{profile: {notebook
+            stem: {parameter: value}}}`` as :data:`~polycstr_lib.book.profiles.PROFILES`
+            holds their overrides. Each gets a column after the default: its value where it
+            overrides the default (in bold when it differs), "same" elsewhere; the
+            default's column is then headed "Quick (default)", each profile's by its name.
+    """
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         paths = sorted(Path(paths).glob("*.ipynb"))
     elif isinstance(paths, (str, Path)):
         paths = [paths]
+    others = dict(profiles or {})
+    default = "Quick (default)" if others else "Default"
+    head = f"| Parameter | Type | {default} | " + "".join(f"{n.capitalize()} | " for n in others)
     lines = []
     for p in paths:
+        stem = Path(p).stem
         lines += [
-            f"### `{Path(p).stem}`",
+            f"### `{stem}`",
             "",
-            "| Parameter | Type | Default | Meaning |",
-            "|---|---|---|---|",
+            head + "Meaning |",
+            "|---|---|---|" + "---|" * len(others) + "---|",
         ]
         for row in notebook_parameters(p):
-            default = row["default"]
-            default_txt = (
-                default
-                if isinstance(default, str) and row["type"] == "expression"
-                else repr(default)
-            )
-            lines.append(
-                f"| `{row['name']}` | {_md_cell(row['type'])} | "
-                f"`{_md_cell(default_txt)}` | {_md_cell(row['comment'])} |"
-            )
+            cells = [f"`{_md_cell(row['name'])}`", _md_cell(row["type"])]
+            cells.append(f"`{_md_cell(_default_text(row))}`")
+            for overrides in others.values():
+                mine = overrides.get(stem, {})
+                if row["name"] not in mine:
+                    cells.append("same")
+                    continue
+                value = f"`{_md_cell(repr(mine[row['name']]))}`"
+                cells.append(f"**{value}**" if mine[row["name"]] != row["default"] else value)
+            cells.append(_md_cell(row["comment"]))
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -24,6 +24,11 @@ Everything that names the repository reads that one value:
 :func:`prepare_page` also collapses every visible code cell of a page behind a toggle
 (``hide-input``: the code stays in the page, the reader opens it); a cell tagged
 ``show-input`` stays open.
+
+The extension also writes, before the build, the tables the reader pages include beside the
+executed pages (every notebook's parameters in both profiles, what the paper profile
+trains), and after it the site's ``numbers.json``: every glued value of the executed pages,
+the table a bundle holds (:func:`~polycstr_lib.book.glue.numbers_json`).
 """
 
 from __future__ import annotations
@@ -345,6 +350,28 @@ def _config_inited(app: Any, config: Any) -> None:
     config.html_theme_options = theme_options(config.html_theme_options or {}, repository)
 
 
+#: What the "Verify these numbers" page says when the build exported no bundle.
+NO_BUNDLE = (
+    "This build was made without its bundle: `make html` exports it (`python -m "
+    "polycstr_lib bundle export FILE --record book/executed/bundle.md`).\n"
+)
+
+
+def _write_tables(app: Any, config: Any) -> None:
+    """``config-inited``, before sphinx-external-toc lists the files outside the toc (so
+    that it leaves them out): write the tables the reader pages include (parameters of both
+    profiles, what the paper profile trains; a note when no bundle was exported) from this
+    checkout's profiles, beside the executed pages when there are any."""
+    from polycstr_lib.book.pipeline import write_parameters_table, write_training_table
+
+    executed = Path(app.srcdir) / "book" / "executed"
+    if executed.is_dir():
+        write_parameters_table(executed)
+        write_training_table(executed)
+        if not (executed / "bundle.md").is_file():
+            (executed / "bundle.md").write_text(NO_BUNDLE, encoding="utf-8")
+
+
 def _builder_inited(app: Any) -> None:
     """``builder-inited``: write the install cell into the executed pages, collapse cells."""
     executed = Path(app.srcdir) / "book" / "executed"
@@ -352,6 +379,15 @@ def _builder_inited(app: Any) -> None:
         if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
             continue
         prepare_page(path, app.config.polycstr_repository)
+
+
+def _build_finished(app: Any, exception: Exception | None) -> None:
+    """``build-finished``: write the glued values of the executed pages into the site, as
+    ``numbers.json`` (the table a bundle holds, :func:`~polycstr_lib.book.glue.numbers_json`)."""
+    from polycstr_lib.book.glue import NUMBERS_FILE, write_numbers_json
+
+    if exception is None and app.builder.format == "html":
+        write_numbers_json(Path(app.srcdir) / "book" / "executed", Path(app.outdir) / NUMBERS_FILE)
 
 
 def _page_context(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -368,10 +404,13 @@ def _page_context(app: Any, pagename: str, templatename: str, context: dict, doc
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``_config.yml``: ``sphinx.extra_extensions``): resolve the public
     address, set the repository and launch buttons from it, write the install cell into
-    the executed pages and point launch links at the source notebooks."""
+    the executed pages and point launch links at the source notebooks; write the generated
+    tables before the build and the site's ``numbers.json`` after it."""
     app.add_config_value("polycstr_repository", None, "html")
     app.connect("config-inited", _config_inited)
+    app.connect("config-inited", _write_tables, priority=100)  # sphinx-external-toc: 900
     app.connect("builder-inited", _builder_inited)
+    app.connect("build-finished", _build_finished)
     # after sphinx-book-theme's add_launch_buttons (priority 501)
     app.connect("html-page-context", _page_context, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

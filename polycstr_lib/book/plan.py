@@ -482,6 +482,8 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
         tasks.append(_evaluate(page, p.scenario, n, f"{a.upper()}+ (test)", assumed=why))
     run = NMPCRun(p.scenario, p.nmpc_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon))
     tasks.append(_nmpc_task(page, store, run))
+    what = "inputs held, on the oracle's episodes (optimality score)"
+    tasks.append(_evaluate(page, p.scenario, p.nmpc_episodes, what))
     return tasks
 
 
@@ -789,7 +791,7 @@ def build_plan(
         rates: speeds to estimate with (default :func:`load_rates` of ``executed_dir``).
         executed_dir: the build's folder (default the book's): its curves page sets the
             results pages' budgets, its ``rates.json`` the rates.
-        only: pages to plan (default all); earlier pages still count as making what they make.
+        only: the pages the build executes (default all).
 
     Raises:
         ValueError: an unknown profile or page, or ``workers`` below 1.
@@ -807,6 +809,8 @@ def build_plan(
     tasks: list[Task] = []
     page_seconds: dict[str, float] = {}
     for run in runs:
+        if only and run.page not in only:
+            continue  # a page the build does not execute makes nothing for the others
         run = _with_budgets(run, profile, folder, context)
         params = {**effective_parameters(run.notebook, profile), **run.parameters}
         try:
@@ -818,8 +822,6 @@ def build_plan(
         builder = PAGE_TASKS.get(run.notebook)
         made = builder(run.page, checked, store, context) if builder else []
         made = [dataclasses.replace(t, seconds=task_seconds(t, rates)) for t in made]
-        if only and run.page not in only:
-            continue
         tasks += made
         train = [t for t in made if t.kind == "train" and t.status == "missing"]
         rest = sum(t.seconds for t in made if t.kind != "train")

@@ -24,6 +24,9 @@ from typing import Any
 #: Names the ledger file; unset or empty: no ledger.
 LEDGER_ENV = "POLYCSTR_TASK_LEDGER"
 
+#: The page being executed (set by the book's build): each record names it.
+PAGE_ENV = "POLYCSTR_TASK_PAGE"
+
 _STACK: list[str] = []  # kinds of the tasks running in this process, outermost first
 
 
@@ -63,6 +66,7 @@ def record_task(kind: str, seconds: float, **fields: Any) -> None:
 
 
 def _append(path: str, record: dict[str, Any]) -> None:
+    record["page"] = os.environ.get(PAGE_ENV)
     line = json.dumps(record, default=str) + "\n"
     # one write of one short line in append mode: lines of parallel workers never interleave
     with open(path, "a", encoding="utf-8") as handle:

@@ -166,10 +166,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from polycstr_lib.book.plan import build_plan, plan_text
+    from polycstr_lib.book.plan import build_plan, calibrate, plan_text
 
     executed = Path(args.executed) if args.executed else None
-    plan = build_plan(args.profile, args.workers, executed_dir=executed, only=args.only)
+    rates = calibrate() if args.calibrate else None
+    plan = build_plan(
+        args.profile, args.workers, rates=rates, executed_dir=executed, only=args.only
+    )
     print(json.dumps(plan.to_json(), indent=1, default=str) if args.json else plan_text(plan))
     return 0
 
@@ -520,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--executed", metavar="DIR", help="folder of the executed pages (default: book/executed)"
     )
     plan.add_argument("--json", action="store_true", help="the plan as JSON")
+    plan.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure the rates now (about a minute) instead of the last build's",
+    )
     plan.set_defaults(func=_cmd_plan)
     numbers = sub.add_parser(
         "numbers",

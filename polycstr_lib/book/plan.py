@@ -718,6 +718,57 @@ def rates_from_store(base: Rates = ASSUMED_RATES) -> Rates:
     return dataclasses.replace(rates, sources=sources)
 
 
+def calibrate(scenario: str = "startup") -> Rates:
+    """Rates measured now by a short run of each kind of task (about a minute on two cores),
+    in a private, temporary artifact store; the page overhead is :data:`ASSUMED_RATES`'."""
+    import os
+    import tempfile
+
+    from polycstr_lib.agents.config import TrainConfig
+    from polycstr_lib.agents.runs import train_ensemble
+    from polycstr_lib.correction.choice import results_variants
+    from polycstr_lib.correction.cost_models import CostModelConfig, train_cost_model
+    from polycstr_lib.correction.sweep import sweep_corrections
+    from polycstr_lib.correction.task import CorrectionSetup, load_task
+    from polycstr_lib.correction.variants import DEFAULT_STEP_SIZES
+    from polycstr_lib.reactor.metrics import evaluate_policy
+    from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun, run_nmpc
+    from polycstr_lib.toolkit.ledger import LEDGER_ENV, read_ledger
+    from polycstr_lib.toolkit.store import ARTIFACTS_ENV
+
+    task = load_task(scenario)
+    saved = {name: os.environ.get(name) for name in (LEDGER_ENV, ARTIFACTS_ENV)}
+    with tempfile.TemporaryDirectory(prefix="polycstr-calibrate-") as root:
+        ledger = Path(root) / LEDGER_FILE
+        os.environ[LEDGER_ENV], os.environ[ARTIFACTS_ENV] = str(ledger), str(Path(root) / "store")
+        try:
+            agents = {}
+            for algo, steps in (("bc", 100), ("iql", 50), ("cql", 10)):
+                for members in (1, 4):
+                    configs = [TrainConfig(algo, scenario, steps=steps, seed=s)
+                               for s in range(members)]  # fmt: skip
+                    trained = train_ensemble(configs, task.data, progress=False)
+                    agents[algo, 0] = trained[0][0]
+            model, _ = train_cost_model(task.data, CostModelConfig(kind="picnn", steps=100),
+                                        progress=False)  # fmt: skip
+            evaluate_policy(agents["bc", 0].act, scenario, 20, task.return_min, task.return_max)
+            setup = CorrectionSetup({("bc", 0): agents["bc", 0]}, {"picnn": model}, task)
+            variants = results_variants(["plain", "normalised"], 3)
+            grids = {name: DEFAULT_STEP_SIZES[name] for name in variants}
+            sweep_corrections(setup, 4, variants, grids, cache=False)
+            run_nmpc(NMPCRun(scenario, 1, steps=10, nmpc=NMPCConfig(), split="validation"))
+            records = read_ledger(ledger)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    rates = rates_from_ledger(records)
+    sources = {k: v.replace("ledger", "calibration") for k, v in rates.sources.items()}
+    return dataclasses.replace(rates, sources=sources)
+
+
 def load_rates(folder: Path | None = None) -> Rates:
     """The rates of the last build in ``folder`` (``rates.json``), else those of the store."""
     path = (folder or EXECUTED_DIR) / RATES_FILE

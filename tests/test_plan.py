@@ -139,3 +139,28 @@ def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(tmp_path, monkey
     after = plan.build_plan("tiny", workers=1, executed_dir=folder, only=PAGES)
     assert {t.status for t in after.tasks if t.kind != "evaluate"} == {"cached"}
     assert "Plan (min)" in (folder / "timings.md").read_text()
+
+
+def test_before_the_curves_page_the_results_pages_take_the_largest_curve_budget(
+    tmp_path, monkeypatch
+):
+    """A cold paper plan: the results pages' agents are the curves page's runs (extended to
+    their cap), said so; every page has an estimate; the breakdown sums to the tasks'."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    built = plan.build_plan("paper", workers=2, executed_dir=tmp_path / "executed",
+                            rates=plan.ASSUMED_RATES)  # fmt: skip
+    assert list(built.page_seconds) == [r.page for r in profiles.runs_for("paper")]
+    curves = profiles.effective_parameters("04b_learning_curves", "paper")
+    for page in ("05_results_startup", "05_results_grade_up"):
+        train = [t for t in built.tasks if t.page == page and t.kind == "train"]
+        assert {t.algorithm: t.steps for t in train} == {
+            "bc": curves["extend_to"]["bc"], "iql": curves["extend_to"]["iql"],
+            "cql": max(curves["checkpoints"]["cql"]),
+        }  # fmt: skip
+        assert {t.status for t in train} == {"shared"}
+        assert all(t.assumed.startswith("budgets not yet measured") for t in train)
+    assert all(t.status in ("missing", "runs", "shared") for t in built.tasks)
+    by_kind = plan.kind_seconds(built)
+    assert sum(by_kind[k] for k in plan.KINDS) == pytest.approx(sum(t.seconds for t in built.tasks))
+    text = plan.plan_text(built)
+    assert "05_results_startup" in text and "time by kind of task" in text

@@ -67,11 +67,15 @@ def test_training_rates_are_fitted_from_the_ledger(tmp_path, monkeypatch):
         record_task("train", steps * (a + b * members), algorithm="iql", scenario="startup",
                     seeds=list(range(members)), steps=steps, members=members)  # fmt: skip
     record_task("cost_model", 2.0, scenario="startup", model="picnn", steps=100, members=2)
+    for episodes in (5, 50):  # 100-step calls: 1 s per call and 0.02 s per episode, per 200 steps
+        record_task("rollout", (1.0 + 0.02 * episodes) / 2, scenario="startup",
+                    episodes=episodes, steps=100)  # fmt: skip
     rates = plan.rates_from_ledger(read_ledger(tmp_path / "tasks.jsonl"))
+    assert (rates.rollout_call, rates.rollout) == pytest.approx((1.0, 0.02))
     assert np.allclose(rates.train["iql"], (a, b))
     assert rates.train["bc"] == plan.ASSUMED_RATES.train["bc"]
     assert rates.cost_model == pytest.approx(0.01)
-    assert rates.sources["train iql"].startswith("ledger") and rates.sources["rollout"] == "assumed"
+    assert rates.sources["train iql"].startswith("ledger") and rates.sources["sweep"] == "assumed"
     assert plan.Rates.from_json(json.loads(json.dumps(rates.to_json()))) == rates
 
 

@@ -58,6 +58,7 @@ class Task:
     from_steps: int = 0  # train: steps already trained (a continued ensemble)
     members: int = 1  # cost_model: models trained as one
     episodes: int = 0  # evaluate: policy-episodes; sweep/nmpc: episodes per run
+    calls: int = 0  # evaluate: batched rollouts the episodes are run in
     agents: int = 0  # sweep: base agents
     settings: int = 0  # sweep: grid size (the uncorrected base included)
     horizon: int = 0  # nmpc: prediction horizon
@@ -79,6 +80,8 @@ class Rates:
     sweep: float  # seconds per corrected 200-step episode (agent × setting × episode)
     nmpc: float  # seconds per NMPC solve and horizon step
     page: float  # seconds of a page beyond its tasks (kernel, imports, figures)
+    rollout_call: float = 0.0  # seconds of a batched 200-step rollout beyond its episodes
+    sweep_call: float = 0.0  # seconds of a sweep beyond its corrected episodes
     sources: dict[str, str] = field(default_factory=dict)  # rate name → where it came from
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class Rates:
         try:
             train = {str(k): (float(v[0]), float(v[1])) for k, v in values["train"].items()}
             rest = {k: float(values[k]) for k in ("cost_model", "rollout", "sweep", "nmpc", "page")}
+            rest.update({k: float(values.get(k, 0.0)) for k in ("rollout_call", "sweep_call")})
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise ValueError(f"not a rates file: {error}") from None
         return cls(train, **rest, sources=dict(values.get("sources", {})))
@@ -105,10 +109,12 @@ class Rates:
 ASSUMED_RATES = Rates(
     train={"bc": (0.004, 0.0015), "iql": (0.006, 0.005), "cql": (0.02, 0.03)},
     cost_model=0.004,
-    rollout=0.15,
-    sweep=0.02,
+    rollout=0.05,
+    sweep=0.01,
     nmpc=0.004,
     page=20.0,
+    rollout_call=1.5,
+    sweep_call=3.0,
     sources=dict.fromkeys(("train", "cost_model", "rollout", "sweep", "nmpc", "page"), "assumed"),
 )
 
@@ -317,8 +323,13 @@ def _nmpc_task(page: str, store: _Store, run: Any) -> Task:
     )  # fmt: skip
 
 
-def _evaluate(page: str, scenario: str, episodes: int, what: str, assumed: str = "") -> Task:
-    return Task(page, "evaluate", scenario, what, episodes=episodes, status="runs", assumed=assumed)
+def _evaluate(
+    page: str, scenario: str, episodes: int, what: str, assumed: str = "", calls: int = 1
+) -> Task:
+    return Task(
+        page, "evaluate", scenario, what, episodes=episodes, calls=calls, status="runs",
+        assumed=assumed,
+    )  # fmt: skip
 
 
 def _sweep(
@@ -377,8 +388,8 @@ def _environment(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
         for s in p.nmpc_study_scenarios
         for h in horizons
     ]  # fmt: skip
-    tasks.append(_evaluate(page, "startup", 2, "PI under two tunings, 1 episode each"))
-    tasks.append(_evaluate(page, "all", 9, "mid-range PI, 3 episodes per scenario"))
+    tasks.append(_evaluate(page, "startup", 2, "PI under two tunings, 1 episode each", calls=2))
+    tasks.append(_evaluate(page, "all", 9, "mid-range PI, 3 episodes per scenario", calls=3))
     return tasks
 
 
@@ -390,7 +401,8 @@ def _iql_theory(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
         config = TrainConfig(algorithm=algo, scenario=p.scenario, steps=steps, seed=p.seed,
                              log_interval=100)  # fmt: skip
         tasks += _train_tasks(page, [config], store)
-    tasks.append(_evaluate(page, p.scenario, 3 * p.test_episodes, "PI, BC and IQL on test"))
+    what = "PI, BC and IQL on test"
+    tasks.append(_evaluate(page, p.scenario, 3 * p.test_episodes, what, calls=3))
     return tasks
 
 
@@ -426,7 +438,7 @@ def _learning_curves(page: str, p: Any, store: _Store, context: dict) -> list[Ta
     n = len(p.seeds) * p.validation_episodes
     for (a, s), ks in measure.items():
         what = f"{a.upper()} at {len(ks)} checkpoints × {len(p.seeds)} seeds (validation)"
-        tasks.append(_evaluate(page, s, n * len(ks), what))
+        tasks.append(_evaluate(page, s, n * len(ks), what, calls=len(ks)))
     why = "if the curve is unconfirmed at its last checkpoint"
     for (a, s), ks in measure.items():
         last = max(ks)
@@ -477,9 +489,11 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     n = len(p.seeds) * p.test_episodes
     tasks.append(_evaluate(page, p.scenario, p.test_episodes, "PI (test)"))
     for a in p.budgets:
-        tasks.append(_evaluate(page, p.scenario, 2 * n, f"{a.upper()} and its zero-tuning row"))
+        what, calls = f"{a.upper()} and its zero-tuning row", 2 * len(p.seeds)
+        tasks.append(_evaluate(page, p.scenario, 2 * n, what, calls=calls))
         why = "if validation deploys a correction (η > 0)"
-        tasks.append(_evaluate(page, p.scenario, n, f"{a.upper()}+ (test)", assumed=why))
+        what = f"{a.upper()}+ (test)"
+        tasks.append(_evaluate(page, p.scenario, n, what, assumed=why, calls=len(p.seeds)))
     run = NMPCRun(p.scenario, p.nmpc_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon))
     tasks.append(_nmpc_task(page, store, run))
     what = "inputs held, on the oracle's episodes (optimality score)"
@@ -649,8 +663,8 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
             train[algo] = _fit_train(points)
             sources[f"train {algo}"] = f"ledger ({len(points)} ensembles)"
 
-    def ratio(kind: str, units: Any, where: Any = lambda r: True) -> float | None:
-        rows = [r for r in by_kind.get(kind, []) if where(r)]
+    def ratio(kind: str, units: Any) -> float | None:
+        rows = by_kind.get(kind, [])
         total = sum(units(r) for r in rows)
         if not rows or total <= 0:
             return None
@@ -658,16 +672,44 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
         return sum(float(r["seconds"]) for r in rows) / total
 
     values = {}
-    for name, kind, units, where in (
-        ("cost_model", "cost_model", lambda r: r["steps"] * r["members"], lambda r: True),
-        ("rollout", "rollout", lambda r: r["episodes"] * r["steps"] / 200,
-         lambda r: r.get("within") is None),
-        ("sweep", "sweep", lambda r: r["agents"] * r["settings"] * r["episodes"], lambda r: True),
-        ("nmpc", "nmpc", lambda r: r["episodes"] * r["steps"] * r["horizon"], lambda r: True),
-    ):  # fmt: skip
-        value = ratio(kind, units, where)
+    for name, kind, units in (
+        ("cost_model", "cost_model", lambda r: r["steps"] * r["members"]),
+        ("nmpc", "nmpc", lambda r: r["episodes"] * r["steps"] * r["horizon"]),
+    ):
+        value = ratio(kind, units)
         values[name] = getattr(base, name) if value is None else value
+    # a batched rollout costs a fixed part per call (per step, whatever the batch) and a part
+    # per episode: both fitted from calls of different sizes (200-step calls)
+    for name, points in (
+        ("rollout", [(r["episodes"], float(r["seconds"]) * 200 / r["steps"])
+                     for r in by_kind.get("rollout", []) if r.get("within") is None]),
+        ("sweep", [(r["agents"] * r["settings"] * r["episodes"], float(r["seconds"]))
+                   for r in by_kind.get("sweep", [])]),
+    ):  # fmt: skip
+        if points:
+            values[f"{name}_call"], values[name] = _fit_calls(points)
+            sources[name] = f"ledger ({len(points)} tasks)"
+        else:
+            values[f"{name}_call"], values[name] = (
+                getattr(base, f"{name}_call"),
+                getattr(base, name),
+            )
     return Rates(train, **values, page=base.page, sources=sources)
+
+
+def _fit_calls(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(a, b) of seconds = a + b·size over calls of several sizes, least squares, both ≥ 0
+    (one size, or a fit below zero: a = 0)."""
+    sizes = {x for x, _ in points}
+    if len(sizes) > 1:
+        mx = sum(x for x, _ in points) / len(points)
+        my = sum(y for _, y in points) / len(points)
+        sxx = sum((x - mx) ** 2 for x, _ in points)
+        b = sum((x - mx) * (y - my) for x, y in points) / sxx
+        a = my - b * mx
+        if a >= 0 and b >= 0:
+            return a, b
+    return 0.0, sum(y for _, y in points) / sum(x for x, _ in points)
 
 
 def _fit_train(points: Sequence[tuple[int, int, float]]) -> tuple[float, float]:
@@ -751,11 +793,13 @@ def calibrate(scenario: str = "startup") -> Rates:
                     agents[algo, 0] = trained[0][0]
             model, _ = train_cost_model(task.data, CostModelConfig(kind="picnn", steps=100),
                                         progress=False)  # fmt: skip
-            evaluate_policy(agents["bc", 0].act, scenario, 20, task.return_min, task.return_max)
+            for episodes in (4, 40):
+                evaluate_policy(agents["bc", 0].act, scenario, episodes, *task.return_bounds)
             setup = CorrectionSetup({("bc", 0): agents["bc", 0]}, {"picnn": model}, task)
             variants = results_variants(["plain", "normalised"], 3)
             grids = {name: DEFAULT_STEP_SIZES[name] for name in variants}
-            sweep_corrections(setup, 4, variants, grids, cache=False)
+            for episodes in (1, 10):
+                sweep_corrections(setup, episodes, variants, grids, cache=False)
             run_nmpc(NMPCRun(scenario, 1, steps=10, nmpc=NMPCConfig(), split="validation"))
             records = read_ledger(ledger)
         finally:
@@ -793,9 +837,9 @@ def task_seconds(task: Task, rates: Rates) -> float:
     if task.kind == "cost_model":
         return task.steps * task.members * rates.cost_model
     if task.kind == "evaluate":
-        return task.episodes * rates.rollout
+        return task.calls * rates.rollout_call + task.episodes * rates.rollout
     if task.kind == "sweep":
-        return task.agents * task.settings * task.episodes * rates.sweep
+        return rates.sweep_call + task.agents * task.settings * task.episodes * rates.sweep
     if task.kind == "nmpc":
         return task.episodes * task.steps * task.horizon * rates.nmpc
     return 0.0

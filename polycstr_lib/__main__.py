@@ -171,6 +171,21 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from polycstr_lib.book.plan import build_plan, calibrate, plan_text
+
+    executed = Path(args.executed) if args.executed else None
+    rates = calibrate() if args.calibrate else None
+    plan = build_plan(
+        args.profile, args.workers, rates=rates, executed_dir=executed, only=args.only
+    )
+    print(json.dumps(plan.to_json(), indent=1, default=str) if args.json else plan_text(plan))
+    return 0
+
+
 def _cmd_bundle_export(args: argparse.Namespace) -> int:
     from polycstr_lib.book.bundle import export_bundle
     from polycstr_lib.book.site import public_repository
@@ -542,6 +557,30 @@ def build_parser() -> argparse.ArgumentParser:
                 help="folder of the executed pages (default: book/executed)",
             )
         p.set_defaults(func=func)
+    plan = sub.add_parser(
+        "plan",
+        help="what a build will run per page, what is cached, and how long the rest will take",
+    )
+    plan.add_argument(
+        "--profile", default="quick", choices=["quick", "paper"], help="default: quick"
+    )
+    plan.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        help="processes a page's training is spread over (default: 2, the pages' own)",
+    )
+    plan.add_argument("--only", action="append", help="page stem to plan (repeatable)")
+    plan.add_argument(
+        "--executed", metavar="DIR", help="folder of the executed pages (default: book/executed)"
+    )
+    plan.add_argument("--json", action="store_true", help="the plan as JSON")
+    plan.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure the rates now (about a minute) instead of the last build's",
+    )
+    plan.set_defaults(func=_cmd_plan)
     numbers = sub.add_parser(
         "numbers",
         help="print the values glued into the book's prose, or compare two builds' values",

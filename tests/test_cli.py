@@ -10,7 +10,18 @@ from polycstr_lib.__main__ import build_parser, main
 
 @pytest.mark.parametrize(
     "command",
-    ["data", "train", "evaluate", "notebooks", "book", "numbers", "progress", "rerun", "render"],
+    [
+        "data",
+        "train",
+        "evaluate",
+        "notebooks",
+        "book",
+        "numbers",
+        "progress",
+        "rerun",
+        "render",
+        "plan",
+    ],
 )
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -151,11 +151,11 @@ def test_timings_table_reads_papermill_durations_in_book_order(tmp_path):
     page("02_dataset", 30.0, "paper")
     page("01_environment", 90.0, "paper")
     lines = pipeline.write_timings_table(tmp_path).read_text().splitlines()
-    assert lines[2] == "| `01_environment` | paper | 1.5 | 2026-11-22 06:34 |"
-    assert lines[3] == "| `02_dataset` | paper | 0.5 | 2026-11-22 06:34 |"
-    assert lines[4] == "| `03_iql_theory` | not executed | | |"
+    assert lines[2] == "| `01_environment` | paper | 1.5 |  | 2026-11-22 06:34 |"
+    assert lines[3] == "| `02_dataset` | paper | 0.5 |  | 2026-11-22 06:34 |"
+    assert lines[4] == "| `03_iql_theory` | not executed | |  | |"
     assert len(lines) == 2 + len(profiles.RUNS) + 1
-    assert lines[-1] == "| all pages | | 2.0 | |"
+    assert lines[-1] == "| all pages | | 2.0 |  | |"
 
 
 def test_a_falling_curve_gives_its_best_checkpoint_and_the_statuses_match_the_rule():

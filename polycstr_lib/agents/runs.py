@@ -38,6 +38,7 @@ seeds it was trained with; the manifest records them anyway.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from polycstr_lib.toolkit.cache import (
     read_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.ledger import record_task
 from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.store import config_key
 
@@ -270,6 +272,7 @@ def train_ensemble(
         previous_threads = torch.get_num_threads()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
+        started = time.perf_counter()
         try:
             for step, agent, logs, seconds in train_members(
                 pending[0],
@@ -298,6 +301,15 @@ def train_ensemble(
                         )
         finally:
             torch.set_num_threads(previous_threads)
+        record_task(
+            "train",
+            time.perf_counter() - started,
+            algorithm=pending[0].algorithm,
+            scenario=pending[0].scenario,
+            seeds=seeds,
+            steps=budget,
+            members=len(seeds),
+        )
     try:
         return load_runs(
             resolved, {resolved[0].scenario: fingerprint}, {config_key(c) for c in pending}

@@ -329,13 +329,20 @@ def train_seed_ensembles(
     Returns:
         ``(algorithm, seed) → agent``, seeds outer, algorithms inner (the order of ``steps``).
     """
-    configs = [
+    configs = seed_ensemble_configs(scenario, steps, seeds, precision)
+    trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
+    return {(c.algorithm, c.seed): agent for c, (agent, _) in zip(configs, trained, strict=True)}
+
+
+def seed_ensemble_configs(
+    scenario: str, steps: Mapping[str, int], seeds: Sequence[int], precision: str = "float32"
+) -> list[TrainConfig]:
+    """The runs :func:`train_seed_ensembles` trains (also what a build's plan counts)."""
+    return [
         TrainConfig(algorithm=a, scenario=scenario, steps=s, seed=seed, precision=precision)
         for seed in seeds
         for a, s in steps.items()
     ]
-    trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
-    return {(c.algorithm, c.seed): agent for c, (agent, _) in zip(configs, trained, strict=True)}
 
 
 def train_expectile_sweep(
@@ -354,6 +361,29 @@ def train_expectile_sweep(
     Returns:
         ``(base, iql)``: ``(base_algorithm, seed) → agent`` and ``("τ = <τ>", seed) → agent``.
     """
+    base_configs, tau_configs = expectile_sweep_configs(
+        scenario, base_algorithm, expectiles, seeds, steps, precision
+    )
+    trained = train_many(
+        [*base_configs, *tau_configs], processes=processes, scheduler=scheduler, progress=progress
+    )
+    base = {(base_algorithm, c.seed): a for c, (a, _) in zip(base_configs, trained, strict=False)}
+    iql = {
+        (f"τ = {c.agent.expectile:g}", c.seed): agent
+        for c, (agent, _) in zip(tau_configs, trained[len(base_configs) :], strict=True)
+    }
+    return base, iql
+
+
+def expectile_sweep_configs(
+    scenario: str,
+    base_algorithm: str,
+    expectiles: Sequence[float],
+    seeds: Sequence[int],
+    steps: int,
+    precision: str = "float32",
+) -> tuple[list[TrainConfig], list[TrainConfig]]:
+    """The base runs and the IQL runs per expectile of :func:`train_expectile_sweep`."""
     base_configs = [
         TrainConfig(
             algorithm=base_algorithm, scenario=scenario, steps=steps, seed=s, precision=precision
@@ -372,15 +402,7 @@ def train_expectile_sweep(
         for t in expectiles
         for s in seeds
     ]
-    trained = train_many(
-        [*base_configs, *tau_configs], processes=processes, scheduler=scheduler, progress=progress
-    )
-    base = {(base_algorithm, c.seed): a for c, (a, _) in zip(base_configs, trained, strict=False)}
-    iql = {
-        (f"τ = {c.agent.expectile:g}", c.seed): agent
-        for c, (agent, _) in zip(tau_configs, trained[len(base_configs) :], strict=True)
-    }
-    return base, iql
+    return base_configs, tau_configs
 
 
 def train_per_scenario(
@@ -402,14 +424,24 @@ def train_per_scenario(
     Returns:
         scenario → ``(algorithm, seed) → agent``.
     """
-    configs = [
-        TrainConfig(algorithm=a, scenario=s, steps=steps[a][s], seed=seed, precision=precision)
-        for s in scenarios
-        for a in steps
-        for seed in seeds
-    ]
+    configs = per_scenario_configs(scenarios, steps, seeds, precision)
     trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
     agents: dict[str, dict[tuple[str, int], Agent]] = {s: {} for s in scenarios}
     for config, (agent, _) in zip(configs, trained, strict=True):
         agents[config.scenario][(config.algorithm, config.seed)] = agent
     return agents
+
+
+def per_scenario_configs(
+    scenarios: Sequence[str],
+    steps: Mapping[str, Mapping[str, int]],
+    seeds: Sequence[int],
+    precision: str = "float32",
+) -> list[TrainConfig]:
+    """The runs :func:`train_per_scenario` trains."""
+    return [
+        TrainConfig(algorithm=a, scenario=s, steps=steps[a][s], seed=seed, precision=precision)
+        for s in scenarios
+        for a in steps
+        for seed in seeds
+    ]

@@ -375,6 +375,25 @@ def learning_curve(
     )
 
 
+def curve_runs(
+    measure: Mapping[tuple[str, str], Sequence[int]], seeds: Sequence[int], precision: str
+) -> tuple[list[TrainConfig], list[int]]:
+    """What measuring curves trains: every seed to its curve's last checkpoint, and the
+    snapshot steps (the shorter checkpoints are snapshots of those runs, not runs of their own).
+
+    Args:
+        measure: (algorithm, scenario) → checkpoints.
+        seeds: Training seeds.
+        precision: Training precision.
+    """
+    longest = [
+        TrainConfig(a, sc, steps=max(ks), seed=s, precision=precision)
+        for (a, sc), ks in measure.items()
+        for s in seeds
+    ]
+    return longest, sorted({int(k) for ks in measure.values() for k in ks})
+
+
 def _measure_curves(
     measure: Mapping[tuple[str, str], Sequence[int]],
     seeds: Sequence[int],
@@ -391,8 +410,7 @@ def _measure_curves(
     def config(a: str, scenario: str, seed: int, steps: int) -> TrainConfig:
         return TrainConfig(a, scenario, steps=steps, seed=seed, precision=precision)
 
-    longest = [config(a, sc, s, max(ks)) for (a, sc), ks in measure.items() for s in seeds]
-    snapshots = sorted({int(k) for ks in measure.values() for k in ks})
+    longest, snapshots = curve_runs(measure, seeds, precision)
     train_many(
         longest,
         processes=processes,
@@ -600,13 +618,7 @@ def compare_variants(
     missing = [sc for sc in scenarios if sc not in references]
     if missing:
         raise ValueError(f"no (return_min, return_max) references for {missing}")
-    configs = {
-        (v, a, sc, s): TrainConfig(a, sc, steps=steps, seed=s, **overrides).resolved()
-        for v, overrides in variants.items()
-        for a in algorithms
-        for sc in scenarios
-        for s in seeds
-    }
+    configs = variant_runs(variants, algorithms, scenarios, seeds, steps)
     train_many(
         list(configs.values()),
         processes=processes,
@@ -632,6 +644,32 @@ def compare_variants(
                     _seed_row(m, variant=v, algorithm=a, scenario=sc, seed=int(s), steps=steps)
                 )
     return pd.DataFrame(rows)
+
+
+def variant_runs(
+    variants: Mapping[str, Mapping[str, Any]],
+    algorithms: Sequence[str],
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+) -> dict[tuple[str, str, str, int], TrainConfig]:
+    """(variant, algorithm, scenario, seed) → the run :func:`compare_variants` trains."""
+    return {
+        (v, a, sc, s): TrainConfig(a, sc, steps=steps, seed=s, **overrides).resolved()
+        for v, overrides in variants.items()
+        for a in algorithms
+        for sc in scenarios
+        for s in seeds
+    }
+
+
+#: The training choices the curves page compares (name → TrainConfig overrides).
+TRAINING_VARIANTS: dict[str, dict[str, str]] = {
+    "min-max units": {},
+    "env units": {"action_scaling": "none"},
+    "std units": {"action_scaling": "std"},
+    "reward std": {"reward_scaling": "std"},
+}
 
 
 def summarise_variants(

@@ -15,9 +15,14 @@ that file). Running the build again resumes the training where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from polycstr_lib.book.budgets import with_curve_budgets
@@ -40,6 +45,7 @@ from polycstr_lib.toolkit.deadline import (
 
 #: The file beside the executed pages that says the last build stopped at its deadline.
 INCOMPLETE = "incomplete.txt"
+from polycstr_lib.toolkit.ledger import PAGE_ENV
 
 
 def execute_notebooks(
@@ -69,9 +75,6 @@ def execute_notebooks(
         DeadlineReached: the deadline passed; the message (also in :data:`INCOMPLETE`) says
             where the build stopped.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     pages = [run.page for run in runs_for(profile)]
     unknown = sorted(set(only or ()) - set(pages))
     if unknown:
@@ -82,15 +85,31 @@ def execute_notebooks(
     (folder / INCOMPLETE).unlink(missing_ok=True)
     write_parameters_table(folder)
     write_training_table(folder)
+    announce_plan(profile, folder, only)
     print("[book] training inside a page can be followed with `python -m polycstr_lib progress`")
     if deadline is not None:
         print(f"[book] deadline {format_deadline(deadline)}: training stops there, resumable")
+    with task_ledger(folder, fresh=not only):
+        timings = _execute(profile, only, kernel_name, folder, deadline)
+    write_rates(folder)
+    write_timings_table(folder)
+    return timings
+
+
+def _execute(
+    profile: str, only: list[str] | None, kernel_name: str, folder: Path, deadline: float | None
+) -> list[tuple[str, float]]:
+    """Executes the pages (see :func:`execute_notebooks`)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     timings = []
     for run in runs_for(profile):
         if only and run.page not in only:
             continue
         if deadline_passed(deadline):
             _stop(folder, f"deadline {format_deadline(deadline)} reached before page {run.page}")
+        os.environ[PAGE_ENV] = run.page  # the ledger's records name their page
         run = with_curve_budgets(run, profile, folder)  # after the curves page ran, if it did
         source = NOTEBOOK_DIR / f"{run.notebook}.ipynb"
         if folder != EXECUTED_DIR and _reads_executed_pages(source):
@@ -119,7 +138,6 @@ def execute_notebooks(
             raise
         os.replace(partial, target)
         timings.append((run.page, time.perf_counter() - start))
-    write_timings_table(folder)
     return timings
 
 
@@ -128,6 +146,88 @@ def _stop(folder: Path, message: str) -> None:
     :class:`DeadlineReached`."""
     (folder / INCOMPLETE).write_text(message + "\n", encoding="utf-8")
     raise DeadlineReached(message)
+
+
+def announce_plan(profile: str, folder: Path, only: list[str] | None = None) -> None:
+    """Prints the build's plan (:mod:`polycstr_lib.book.plan`) and writes it beside the pages;
+    a plan that cannot be made is one line, never a reason not to build."""
+    from polycstr_lib.book.plan import build_plan, plan_text, write_plan
+
+    try:
+        plan = build_plan(profile, executed_dir=folder, only=only)
+    except Exception as error:  # noqa: BLE001 - the plan only informs; the build goes on
+        print(f"[book] no plan ({type(error).__name__}: {error})")
+        return
+    print(plan_text(plan))
+    write_plan(plan, folder)
+
+
+@contextlib.contextmanager
+def task_ledger(folder: Path, fresh: bool) -> Iterator[Path]:
+    """Records the tasks the build runs into ``tasks.jsonl`` beside the pages (unless a ledger
+    is set already); a build of every page starts it afresh, one of some pages adds to it."""
+    from polycstr_lib.book.plan import LEDGER_FILE
+    from polycstr_lib.toolkit.ledger import LEDGER_ENV
+
+    given = os.environ.get(LEDGER_ENV)
+    path = Path(given) if given else folder / LEDGER_FILE
+    if not given and fresh:
+        path.unlink(missing_ok=True)
+    previous = {name: os.environ.get(name) for name in (LEDGER_ENV, PAGE_ENV)}
+    os.environ[LEDGER_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def write_rates(folder: Path) -> Path | None:
+    """Writes ``rates.json`` beside the pages: the speeds measured by the build's ledger (the
+    store's, then assumed ones, for what it did not run), which the next plan estimates with."""
+    from polycstr_lib.book.plan import LEDGER_FILE, RATES_FILE, rates_from_ledger, rates_from_store
+    from polycstr_lib.toolkit.ledger import read_ledger
+
+    try:
+        records = read_ledger(folder / LEDGER_FILE)
+    except ValueError as error:
+        print(f"[book] rates not measured: {error}")
+        return None
+    rates = rates_from_ledger(records, rates_from_store())
+    overhead = _page_overhead(folder, records)
+    if overhead is not None:
+        sources = {**rates.sources, "page": f"build ({len(records)} tasks)"}
+        rates = dataclasses.replace(rates, page=overhead, sources=sources)
+    path = folder / RATES_FILE
+    path.write_text(json.dumps(rates.to_json(), indent=1), encoding="utf-8")
+    return path
+
+
+def _page_overhead(folder: Path, records: list[dict]) -> float | None:
+    """Median over the executed pages of their time beyond their recorded tasks (kernel start,
+    imports, loading, figures), or None without pages."""
+    spent: dict[str, float] = {}
+    for r in records:
+        if r.get("within") is None and r.get("page"):
+            spent[r["page"]] = spent.get(r["page"], 0.0) + float(r.get("seconds") or 0.0)
+    rest = []
+    for page, seconds in _durations(folder).items():
+        rest.append(max(0.0, seconds - spent.get(page, 0.0)))
+    return statistics.median(rest) if rest else None
+
+
+def _durations(folder: Path) -> dict[str, float]:
+    """Page → seconds of its execution, from papermill's metadata of the executed pages."""
+    out = {}
+    for run in RUNS:
+        page = folder / f"{run.page}.ipynb"
+        if page.is_file():
+            meta = json.loads(page.read_text(encoding="utf-8"))["metadata"].get("papermill", {})
+            out[run.page] = float(meta.get("duration") or 0.0)
+    return out
 
 
 def _reads_executed_pages(source: Path) -> bool:
@@ -158,27 +258,30 @@ def write_timings_table(executed_dir: Path | None = None) -> Path:
     Returns:
         The path of the table.
     """
-    import json
+    from polycstr_lib.book.plan import planned_seconds
 
     folder = executed_dir or EXECUTED_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    planned = planned_seconds(folder)
     lines = [
-        "| Page | Profile | Execution (min) | Finished (UTC) |",
-        "|---|---|---:|---|",
+        "| Page | Profile | Execution (min) | Plan (min) | Finished (UTC) |",
+        "|---|---|---:|---:|---|",
     ]
     total = 0.0
     for run in RUNS:
         page = folder / f"{run.page}.ipynb"
+        plan = f"{planned[run.page] / 60:.1f}" if run.page in planned else ""
         if not page.is_file():
-            lines.append(f"| `{run.page}` | not executed | | |")
+            lines.append(f"| `{run.page}` | not executed | | {plan} | |")
             continue
         meta = json.loads(page.read_text(encoding="utf-8"))["metadata"].get("papermill", {})
         seconds = float(meta.get("duration") or 0.0)
         total += seconds
         profile = meta.get("parameters", {}).get("profile", "unknown")
         finished = str(meta.get("end_time") or "")[:16].replace("T", " ")
-        lines.append(f"| `{run.page}` | {profile} | {seconds / 60:.1f} | {finished} |")
-    lines.append(f"| all pages | | {total / 60:.1f} | |")
+        lines.append(f"| `{run.page}` | {profile} | {seconds / 60:.1f} | {plan} | {finished} |")
+    estimate = f"{sum(planned.values()) / 60:.1f}" if planned else ""
+    lines.append(f"| all pages | | {total / 60:.1f} | {estimate} | |")
     path = folder / "timings.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

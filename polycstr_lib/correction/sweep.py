@@ -28,6 +28,7 @@ from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
 from polycstr_lib.toolkit.cache import entry_path, invalidate, load_entry, write_entry
+from polycstr_lib.toolkit.ledger import ledger_task
 from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.stats import iqm
 
@@ -326,9 +327,13 @@ def sweep_corrections(
         if cached is not None:
             return cached
     require_training("correction sweep", path or f"correction_sweeps/{scenario}_{split}")
-    rows = _run_sweep(
-        agents, cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale, split
-    )
+    settings = 1 + sum(len(step_sizes[name]) for name in variants)
+    fields = {"split": split, "agents": len(agents), "settings": settings, "episodes": episodes}
+    with ledger_task("sweep", scenario=scenario, **fields):
+        rows = _run_sweep(
+            agents, cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale,
+            split,
+        )  # fmt: skip
     sweep = _add_base_columns(pd.DataFrame(rows), tol)
     if path is not None:
         write_entry(path, {"sweep.csv": sweep}, key)

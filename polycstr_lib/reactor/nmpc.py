@@ -60,6 +60,7 @@ from polycstr_lib.toolkit.cache import (
     load_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.ledger import ledger_task
 from polycstr_lib.toolkit.offline import require_training
 from polycstr_lib.toolkit.store import (
     config_to_dict,
@@ -467,7 +468,9 @@ def run_nmpc(
     start = time.perf_counter()
     policy = NMPCPolicy(run.scenario, run.nmpc)
     seeds = episode_seeds(run.split, run.episodes, run.seed_offset)
-    traj = rollout(policy, run.scenario, seeds, steps=run.steps, progress=progress)
+    fields = {"episodes": run.episodes, "steps": run.steps, "horizon": run.nmpc.horizon}
+    with ledger_task("nmpc", scenario=run.scenario, split=run.split, **fields):
+        traj = rollout(policy, run.scenario, seeds, steps=run.steps, progress=progress)
     stats = {
         "solve_seconds": np.asarray(policy.solve_seconds),
         "iterations": np.asarray(policy.iterations),

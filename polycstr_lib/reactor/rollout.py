@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from polycstr_lib.reactor.env import EPISODE_STEPS, PolyCSTRVectorEnv
 from polycstr_lib.reactor.model import ReactorParams
+from polycstr_lib.toolkit.ledger import record_task
 
 #: A policy maps ``(N, 9)`` float32 observations to ``(N, 2)`` actions in [-1, 1]. It may
 #: have a ``reset(observations)`` method, called once with the first observations.
@@ -72,6 +74,7 @@ def rollout(
         raise ValueError("need at least one seed")
     if not 1 <= steps <= EPISODE_STEPS:
         raise ValueError(f"steps must be in [1, {EPISODE_STEPS}], got {steps}")
+    started = time.perf_counter()
     env = PolyCSTRVectorEnv(n, scenario, params)
     obs, info = env.reset(seed=[int(s) for s in seeds])
     observations = np.empty((n, steps + 1, 9), dtype=np.float32)
@@ -93,6 +96,8 @@ def rollout(
         observations[:, t + 1], rewards[:, t], costs[:, t] = obs, reward, info["cost"]
         violations[:, t] = info["constraint_violation"]
         states[:, t + 1], inputs[:, t + 1] = info["state"], info["inputs"]
+    seconds = time.perf_counter() - started
+    record_task("rollout", seconds, scenario=scenario, episodes=n, steps=steps)
     return Trajectories(
         scenario,
         seeds,

@@ -33,6 +33,7 @@ from polycstr_lib.toolkit.cache import (
     load_entry,
     write_entry,
 )
+from polycstr_lib.toolkit.ledger import record_task
 from polycstr_lib.toolkit.offline import require_training
 
 #: The data arrays a cost model is trained on (their fingerprint is part of the cache key).
@@ -214,5 +215,14 @@ def train_cost_model(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
+    record_task(
+        "cost_model",
+        log["seconds"],
+        scenario=log["scenario"],
+        model=config.kind,
+        target=config.target,
+        steps=config.steps,
+        members=1,
+    )
     save_cached(path, model, log)
     return model, log

@@ -1,0 +1,170 @@
+"""The build plan (polycstr_lib.book.plan) and the task ledger it is checked against."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from polycstr_lib.book import pipeline, plan, profiles
+from polycstr_lib.toolkit.ledger import LEDGER_ENV, ledger_task, read_ledger, record_task
+
+#: A results page with tiny parameters: training, cost model, sweep, NMPC and evaluation.
+TINY = {
+    "05_results": {
+        "seeds": [0],
+        "bc_steps": 4,
+        "iql_steps": 4,
+        "cql_steps": 3,
+        "cost_steps": 4,
+        "test_episodes": 2,
+        "nmpc_episodes": 1,
+        "nmpc_horizon": 2,
+        "correction_variants": ["plain"],
+        "validation_episodes": 1,
+        "processes": 1,
+    },
+}
+PAGES = ["05_results_startup"]
+
+
+def test_the_ledger_records_only_when_asked_and_nests_rollouts(tmp_path, monkeypatch):
+    from polycstr_lib.reactor.pi import GainRanges, PIController
+    from polycstr_lib.reactor.rollout import rollout
+
+    path = tmp_path / "tasks.jsonl"
+    monkeypatch.delenv(LEDGER_ENV, raising=False)
+    rollout(PIController(GainRanges().nominal()), "startup", [1], steps=3)
+    assert not path.exists()
+    monkeypatch.setenv(LEDGER_ENV, str(path))
+    rollout(PIController(GainRanges().nominal()), "startup", [1, 2], steps=3)
+    with ledger_task("sweep", scenario="startup", agents=1, settings=2, episodes=1):
+        rollout(PIController(GainRanges().nominal()), "startup", [1], steps=2)
+    first, inner, outer = read_ledger(path)
+    assert (first["kind"], first["episodes"], first["steps"], first["within"]) == (
+        "rollout", 2, 3, None,
+    )  # fmt: skip
+    assert (inner["kind"], inner["within"], outer["kind"]) == ("rollout", "sweep", "sweep")
+    assert plan.ledger_counts([first, inner, outer]) == {
+        "evaluate": 2, "sweep": 1, "sweep episodes": 2,
+    }  # fmt: skip
+
+
+def test_a_broken_ledger_line_is_named(tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"kind": "train"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"tasks.jsonl:2"):
+        read_ledger(path)
+
+
+def test_training_rates_are_fitted_from_the_ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "tasks.jsonl"))
+    a, b = 0.003, 0.002
+    for members, steps in ((1, 100), (4, 200), (8, 50)):
+        record_task("train", steps * (a + b * members), algorithm="iql", scenario="startup",
+                    seeds=list(range(members)), steps=steps, members=members)  # fmt: skip
+    record_task("cost_model", 2.0, scenario="startup", model="picnn", steps=100, members=2)
+    for episodes in (5, 50):  # 100-step calls: 1 s per call and 0.02 s per episode, per 200 steps
+        record_task("rollout", (1.0 + 0.02 * episodes) / 2, scenario="startup",
+                    episodes=episodes, steps=100)  # fmt: skip
+    rates = plan.rates_from_ledger(read_ledger(tmp_path / "tasks.jsonl"))
+    assert (rates.rollout_call, rates.rollout) == pytest.approx((1.0, 0.02))
+    assert np.allclose(rates.train["iql"], (a, b))
+    assert rates.train["bc"] == plan.ASSUMED_RATES.train["bc"]
+    assert rates.cost_model == pytest.approx(0.01)
+    assert rates.sources["train iql"].startswith("ledger") and rates.sources["sweep"] == "assumed"
+    assert plan.Rates.from_json(json.loads(json.dumps(rates.to_json()))) == rates
+
+
+def test_training_spreads_over_workers():
+    rates = plan.ASSUMED_RATES
+    one = plan.Task("p", "train", "startup", "", algorithm="bc", seeds=(0, 1, 2, 3),
+                    steps=1000, max_members=2)  # fmt: skip
+    a, b = rates.train["bc"]
+    assert plan.training_wall([one], rates, 1) == pytest.approx(2 * 1000 * (a + 2 * b))
+    assert plan.training_wall([one], rates, 2) == pytest.approx(1000 * (a + 2 * b))
+    assert plan.task_seconds(one, rates) == pytest.approx(2 * 1000 * (a + 2 * b))
+
+
+def test_bad_input_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        plan.build_plan("quick", workers=0)
+    with pytest.raises(ValueError, match="unknown profile"):
+        plan.build_plan("nope")
+    for argv in (["plan", "--workers", "0"], ["plan", "--profile", "nope"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "polycstr_lib", *argv], capture_output=True, text=True
+        )
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_timings_table_shows_the_plan_beside_the_measured_time(tmp_path):
+    meta = {"papermill": {"duration": 120.0, "end_time": "2026-11-22T06:34:51",
+                          "parameters": {"profile": "quick"}}}  # fmt: skip
+    (tmp_path / "02_dataset.ipynb").write_text(json.dumps({"cells": [], "metadata": meta}))
+    (tmp_path / plan.PLAN_FILE).write_text(
+        json.dumps({"page_seconds": {"02_dataset": 90.0, "03_iql_theory": 30.0}})
+    )
+    lines = pipeline.write_timings_table(tmp_path).read_text().splitlines()
+    assert lines[0] == "| Page | Profile | Execution (min) | Plan (min) | Finished (UTC) |"
+    assert lines[3] == "| `02_dataset` | quick | 2.0 | 1.5 | 2026-11-22 06:34 |"
+    assert lines[4] == "| `03_iql_theory` | not executed | | 0.5 | |"
+    assert lines[-1] == "| all pages | | 2.0 | 2.0 | |"
+
+
+def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(tmp_path, monkeypatch):
+    """The issue's check: before the build the plan lists exactly the runs the build then
+    records in its ledger; after it, every cacheable task is cached."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    monkeypatch.delenv(LEDGER_ENV, raising=False)
+    monkeypatch.setitem(profiles.PROFILES, "tiny", TINY)
+    folder = tmp_path / "executed"
+    before = plan.build_plan("tiny", workers=1, executed_dir=folder, only=PAGES)
+    assert {t.page for t in before.tasks} == set(PAGES)
+    assert all(t.status in ("missing", "runs") for t in before.tasks)
+    pipeline.execute_notebooks("tiny", only=PAGES, executed_dir=folder)
+    done = plan.ledger_counts(read_ledger(folder / plan.LEDGER_FILE))
+    planned = before.counts(("missing", "runs"))
+    # the "+" rows run only for an algorithm whose validation deploys a correction
+    plus = [t for t in before.tasks if t.assumed and t.kind == "evaluate"]
+    sure = planned["evaluate"] - sum(t.episodes for t in plus)
+    assert sure <= done["evaluate"] <= planned["evaluate"]
+    assert (done["evaluate"] - sure) % TINY["05_results"]["test_episodes"] == 0
+    del planned["evaluate"], done["evaluate"]
+    assert done == planned
+    assert planned["train"] == 3 and planned["cost_model"] == 1 and planned["nmpc"] == 1
+    assert planned["sweep"] == 1
+    rates = json.loads((folder / plan.RATES_FILE).read_text())
+    assert rates["sources"]["train bc"].startswith("ledger")
+    after = plan.build_plan("tiny", workers=1, executed_dir=folder, only=PAGES)
+    assert {t.status for t in after.tasks if t.kind != "evaluate"} == {"cached"}
+    assert "Plan (min)" in (folder / "timings.md").read_text()
+
+
+def test_before_the_curves_page_the_results_pages_take_the_largest_curve_budget(
+    tmp_path, monkeypatch
+):
+    """A cold paper plan: the results pages' agents are the curves page's runs (extended to
+    their cap), said so; every page has an estimate; the breakdown sums to the tasks'."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    built = plan.build_plan("paper", workers=2, executed_dir=tmp_path / "executed",
+                            rates=plan.ASSUMED_RATES)  # fmt: skip
+    assert list(built.page_seconds) == [r.page for r in profiles.runs_for("paper")]
+    curves = profiles.effective_parameters("04b_learning_curves", "paper")
+    for page in ("05_results_startup", "05_results_grade_up"):
+        train = [t for t in built.tasks if t.page == page and t.kind == "train"]
+        assert {t.algorithm: t.steps for t in train} == {
+            "bc": curves["extend_to"]["bc"], "iql": curves["extend_to"]["iql"],
+            "cql": max(curves["checkpoints"]["cql"]),
+        }  # fmt: skip
+        assert {t.status for t in train} == {"shared"}
+        assert all(t.assumed.startswith("budgets not yet measured") for t in train)
+    assert all(t.status in ("missing", "runs", "shared") for t in built.tasks)
+    by_kind = plan.kind_seconds(built)
+    assert sum(by_kind[k] for k in plan.KINDS) == pytest.approx(sum(t.seconds for t in built.tasks))
+    text = plan.plan_text(built)
+    assert "05_results_startup" in text and "time by kind of task" in text

@@ -91,8 +91,16 @@ def _synthetic_support(
     monkeypatch.setattr(cc, "sweep_corrections", lambda *args, **kwargs: sweep)
     agents = {("bc", 0): AGENTS["hold", 0], ("bc", 1): AGENTS["hold", 1],
               ("iql", 0): AGENTS["hold", 1], ("iql", 1): AGENTS["hold", 0]}  # fmt: skip
+    monkeypatch.setattr(correction_support, "score_scale", _unit_scale)
     return correction_support.deploy_scenarios({"startup": agents}, {"startup": TASK}, names, 3,
-                                               10, EPISODES)  # fmt: skip
+                                               10, EPISODES, 2)  # fmt: skip
+
+
+def _unit_scale(scenario, episodes, return_min, return_max, horizon, split="validation"):
+    """A hold-to-oracle scale of 100 points (no NMPC run): 1 % is 1 point."""
+    from polycstr_lib.reactor.metrics import ScoreScale
+
+    return ScoreScale(scenario, split, tuple(range(episodes)), hold=0.0, oracle=100.0)
 
 
 def test_support_falls_back_to_no_correction_when_every_step_hurts(monkeypatch) -> None:
@@ -172,14 +180,25 @@ def test_support_ranges_count_the_admissible_steps_per_pair(monkeypatch) -> None
 def test_support_deploys_as_the_results_page_does(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
     monkeypatch.setattr(cc, "results_cost_models", lambda *args: (MODELS, {"heldout_r2": 1.0}))
+    seen = []
+
+    def scale(*args, **kwargs):
+        seen.append(args)
+        return _unit_scale(*args, **kwargs)
+
+    monkeypatch.setattr(correction_support, "score_scale", scale)
     support = correction_support.deploy_scenarios(
-        {"startup": AGENTS}, {"startup": TASK}, ["plain", "normalised"], 2, 10, 1
+        {"startup": AGENTS}, {"startup": TASK}, ["plain", "normalised"], 2, 10, 1, 7
     )
+    # the scale is the results page's: its validation episodes, the oracle's horizon
+    assert seen == [("startup", 1, *TASK.return_bounds, 7)]
     variants = cc.results_variants(["plain", "normalised"], 2)
     grids = {n: DEFAULT_STEP_SIZES[n] for n in variants}
     sweep = sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, variants, grids)
     pd.testing.assert_frame_equal(support.sweeps["startup"], sweep)
-    assert support.deployments["startup"] == deploy_from_sweep(sweep, variants, "startup")
+    assert support.deployments["startup"] == deploy_from_sweep(
+        sweep, variants, "startup", score_range=100.0
+    )
     with pytest.raises(ValueError, match="unknown variants"):
         correction_support.variant_names_text(["adam"])
     assert correction_support.variant_names_text(["plain", "normalised"]) == (

@@ -136,7 +136,8 @@ def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(tmp_path, monkey
     assert (done["evaluate"] - sure) % TINY["05_results"]["test_episodes"] == 0
     del planned["evaluate"], done["evaluate"]
     assert done == planned
-    assert planned["train"] == 3 and planned["cost_model"] == 1 and planned["nmpc"] == 1
+    # NMPC: the oracle row (test) and the decision scale (validation)
+    assert planned["train"] == 3 and planned["cost_model"] == 1 and planned["nmpc"] == 2
     assert planned["sweep"] == 1
     rates = json.loads((folder / plan.RATES_FILE).read_text())
     assert rates["sources"]["train bc"].startswith("ledger")

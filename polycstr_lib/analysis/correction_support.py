@@ -30,7 +30,7 @@ from polycstr_lib.correction.deployment import (
 )
 from polycstr_lib.correction.task import ScenarioTask
 from polycstr_lib.correction.variants import DEFAULT_VARIANTS
-from polycstr_lib.reactor.metrics import evaluate_policy
+from polycstr_lib.reactor.metrics import evaluate_policy, score_scale
 from polycstr_lib.toolkit.stats import iqm
 
 __all__ = [
@@ -89,14 +89,16 @@ def deploy_scenarios(
     correction_steps: int,
     cost_steps: int,
     validation_episodes: int,
+    nmpc_horizon: int,
 ) -> SupportDeployments:
     """Every scenario's correction, chosen as its results page chooses it.
 
     Args:
         agents: scenario → ``(algorithm, seed) → agent``.
         tasks: scenario → its task (the order of the pages' tables).
-        variant_names, correction_steps, cost_steps, validation_episodes: as the results
-            pages' parameters of the same names.
+        variant_names, correction_steps, cost_steps, validation_episodes, nmpc_horizon: as
+            the results pages' parameters of the same names (the tolerances are shares of
+            the hold-to-oracle range on the validation episodes, as there).
 
     Returns:
         The :class:`SupportDeployments` of
@@ -104,6 +106,7 @@ def deploy_scenarios(
     """
     deployments, models, sweeps = {}, {}, {}
     for scenario, task in tasks.items():
+        scale = score_scale(scenario, validation_episodes, *task.return_bounds, nmpc_horizon)
         deployments[scenario], models[scenario], sweeps[scenario] = deploy_results_correction(
             agents[scenario],
             task,
@@ -111,6 +114,7 @@ def deploy_scenarios(
             correction_steps,
             cost_steps,
             validation_episodes,
+            scale,
         )
     return SupportDeployments(deployments, models, sweeps)
 

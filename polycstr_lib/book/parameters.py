@@ -408,7 +408,7 @@ class ResultsPage(CorrectionPage):
     budget_sources: dict[str, str]
     correction_variants: list[str]
     nmpc_episodes: int
-    nmpc_horizon: int
+    nmpc_horizon: int  # the oracle's horizon: its row and the decision scale
 
     BANNER: ClassVar[tuple[str, ...]] = (
         "scenario", "seeds", "bc_steps", "iql_steps", "cql_steps", "budget_sources",
@@ -519,6 +519,7 @@ class CorrectionSupportPage(CorrectionPage):
     budget_sources: dict[str, str]
     correction_variants: list[str]
     path_states: int
+    nmpc_horizon: int  # the oracle's horizon, for the decision scale (the results pages')
 
     BANNER: ClassVar[tuple[str, ...]] = (
         "scenarios", "algorithms", "seeds", "agent_steps", "cost_steps", "correction_steps",
@@ -544,7 +545,7 @@ class CorrectionSupportPage(CorrectionPage):
                 f"parameter 'budget_sources' must map every algorithm to a text, "
                 f"got {self.budget_sources!r}",
             )
-        _at_least(1, path_states=self.path_states)
+        _at_least(1, path_states=self.path_states, nmpc_horizon=self.nmpc_horizon)
         super().check()
 
     @property

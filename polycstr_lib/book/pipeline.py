@@ -42,10 +42,10 @@ from polycstr_lib.toolkit.deadline import (
     deadline_passed,
     format_deadline,
 )
+from polycstr_lib.toolkit.ledger import PAGE_ENV
 
 #: The file beside the executed pages that says the last build stopped at its deadline.
 INCOMPLETE = "incomplete.txt"
-from polycstr_lib.toolkit.ledger import PAGE_ENV
 
 
 def execute_notebooks(

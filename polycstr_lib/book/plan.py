@@ -477,6 +477,12 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     if "uncertainty" in p.correction_variants:
         models.append(_cost_task(page, p.scenario, store, config, (0, 1, 2)))
     tasks += models
+    # the decision scale: the oracle and holding the inputs on the validation episodes
+    scale = NMPCRun(p.scenario, p.validation_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon),
+                    split="validation")  # fmt: skip
+    tasks.append(_nmpc_task(page, store, scale))
+    what = "inputs held, on the validation episodes (the decision scale)"
+    tasks.append(_evaluate(page, p.scenario, p.validation_episodes, what))
     variants = results_variants(p.correction_variants, p.correction_steps)
     settings = 1 + sum(len(DEFAULT_STEP_SIZES[name]) for name in variants)
     agents = [(a, s) for s in p.seeds for a in p.budgets]
@@ -498,6 +504,7 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     tasks.append(_nmpc_task(page, store, run))
     what = "inputs held, on the oracle's episodes (optimality score)"
     tasks.append(_evaluate(page, p.scenario, p.nmpc_episodes, what))
+    tasks.append(_evaluate(page, p.scenario, p.test_episodes, "inputs held (the table's row)"))
     return tasks
 
 
@@ -543,41 +550,47 @@ def _ablations(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
 
 
 def _correction_support(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
+    """Chapter 08 chooses as the results pages do (their cost models, sweep and scale, from
+    the cache when those pages made them) and runs each deployed setting once on test."""
     from polycstr_lib.agents.sweeps import per_scenario_configs
-    from polycstr_lib.correction.choice import support_grids, support_variants
+    from polycstr_lib.correction.choice import results_variants
     from polycstr_lib.correction.cost_models import CostModelConfig
+    from polycstr_lib.correction.variants import DEFAULT_STEP_SIZES
+    from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun
 
-    tasks = []
-    models = {}
+    tasks: list[Task] = []
+    models: dict[str, list[Task]] = {}
+    config = CostModelConfig(kind="picnn", steps=p.cost_steps)
     for s in p.scenarios:
-        base = CostModelConfig(kind="picnn", steps=p.cost_steps)
-        ctg = CostModelConfig(kind="picnn", steps=p.cost_steps, seed=p.ensemble_seeds[0],
-                              target="cost_to_go")  # fmt: skip
-        models[s] = [
-            _cost_task(page, s, store, base, tuple(p.ensemble_seeds)),
-            _cost_task(page, s, store, ctg),
-        ]
+        models[s] = [_cost_task(page, s, store, config)]
+        if "uncertainty" in p.correction_variants:
+            models[s].append(_cost_task(page, s, store, config, (0, 1, 2)))
         tasks += models[s]
     assumed = context.get("budget_assumption", {}).get(page, "")
     configs = per_scenario_configs(p.scenarios, p.steps_of, p.seeds, p.precision)
     trained = _train_tasks(page, configs, store, assumed=assumed)
     tasks += trained
-    variants = support_variants(p.correction_steps, p.trust_radius, p.pessimism)
-    grids = support_grids(variants, p.raw_step_sizes, p.normalised_step_sizes)
-    settings = 1 + sum(len(g) for g in grids.values())
+    variants = results_variants(p.correction_variants, p.correction_steps)
+    settings = 1 + sum(len(DEFAULT_STEP_SIZES[name]) for name in variants)
     agents = [(a, seed) for a in p.algorithms for seed in p.seeds]
+    n = len(p.seeds) * p.test_episodes
     for s in p.scenarios:
+        scale = NMPCRun(s, p.validation_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon),
+                        split="validation")  # fmt: skip
+        tasks.append(_nmpc_task(page, store, scale))
+        what = "inputs held, on the validation episodes (the decision scale)"
+        tasks.append(_evaluate(page, s, p.validation_episodes, what))
         inputs = models[s] + [t for t in trained if t.scenario == s]
         tasks.append(
             _sweep(page, s, "validation", agents, settings, p.validation_episodes, inputs,
                    f"{len(variants)} variants, {settings} settings (validation)")
         )  # fmt: skip
-    for s in p.scenarios:
-        inputs = models[s] + [t for t in trained if t.scenario == s]
-        tasks.append(
-            _sweep(page, s, "test", agents, 1 + len(variants), p.test_episodes, inputs,
-                   "each variant's choice on test")
-        )  # fmt: skip
+        for a in p.algorithms:
+            tasks.append(_evaluate(page, s, n, f"{a.upper()} (test)", calls=len(p.seeds)))
+            why = "if validation deploys a correction (η > 0)"
+            tasks.append(
+                _evaluate(page, s, n, f"{a.upper()}+ (test)", assumed=why, calls=len(p.seeds))
+            )
     return tasks
 
 

@@ -40,7 +40,8 @@ RUNS: tuple[NotebookRun, ...] = (
 
 #: The parameters the results pages (05) and the correction-support chapter (08) share, so
 #: that the chapter studies the correction the results pages deploy: the training seeds, the
-#: variant set, K, the validation episodes and the cost models' steps. Both pages take the
+#: variant set, K, the validation episodes, the cost models' steps and the oracle's horizon
+#: (the deployment rule's tolerances are shares of the hold-to-oracle range). Both pages take the
 #: step-size grids (``DEFAULT_STEP_SIZES``) and the ensemble (``ENSEMBLE_SEEDS`` of
 #: ``polycstr_lib.correction.choice``) from the library, not from their parameters.
 SHARED_CORRECTION_KEYS = (
@@ -49,6 +50,7 @@ SHARED_CORRECTION_KEYS = (
     "correction_steps",
     "validation_episodes",
     "cost_steps",
+    "nmpc_horizon",
 )
 #: Their values in the paper profile; the quick profile is both notebooks' own defaults.
 PAPER_CORRECTION: dict = {
@@ -57,6 +59,7 @@ PAPER_CORRECTION: dict = {
     "correction_steps": 3,
     "validation_episodes": 20,
     "cost_steps": 10_000,
+    "nmpc_horizon": 10,
 }
 
 #: Overrides per profile and notebook. "quick" is every notebook's own defaults.

@@ -169,3 +169,37 @@ def test_before_the_curves_page_the_results_pages_take_the_largest_curve_budget(
     assert sum(by_kind[k] for k in plan.KINDS) == pytest.approx(sum(t.seconds for t in built.tasks))
     text = plan.plan_text(built)
     assert "05_results_startup" in text and "time by kind of task" in text
+
+
+#: Chapter 08 with tiny parameters: it chooses as a results page does and tests once.
+TINY_SUPPORT = {
+    "08_correction_support": {
+        "scenarios": ["startup"],
+        "algorithms": ["bc"],
+        "seeds": [0],
+        "agent_steps": {"bc": 4, "iql": 4, "cql": 3},
+        "cost_steps": 4,
+        "correction_variants": ["plain"],
+        "validation_episodes": 1,
+        "test_episodes": 2,
+        "nmpc_horizon": 2,
+        "path_states": 2,
+        "processes": 1,
+    },
+}
+
+
+def test_the_plan_counts_what_chapter_08_trains_and_evaluates(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    monkeypatch.delenv(LEDGER_ENV, raising=False)
+    monkeypatch.setitem(profiles.PROFILES, "tiny08", TINY_SUPPORT)
+    folder, pages = tmp_path / "executed", ["08_correction_support"]
+    before = plan.build_plan("tiny08", workers=1, executed_dir=folder, only=pages)
+    pipeline.execute_notebooks("tiny08", only=pages, executed_dir=folder)
+    done = plan.ledger_counts(read_ledger(folder / plan.LEDGER_FILE))
+    planned = before.counts(("missing", "runs"))
+    plus = sum(t.episodes for t in before.tasks if t.assumed and t.kind == "evaluate")
+    assert planned["evaluate"] - plus <= done["evaluate"] <= planned["evaluate"]
+    del planned["evaluate"], done["evaluate"]
+    assert done == planned
+    assert planned["train"] == 1 and planned["nmpc"] == 1 and planned["sweep"] == 1

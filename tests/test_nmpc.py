@@ -361,3 +361,26 @@ def test_profile_overrides_name_real_parameters():
         PROFILES["paper"]["05_results"]["nmpc_episodes"]
         <= (PROFILES["paper"]["05_results"]["test_episodes"])
     )
+
+
+def test_episodes_split_over_processes_give_the_same_trajectories(tmp_path, monkeypatch):
+    """Each episode has its own warm start and integrator: two processes, the same bits."""
+    from polycstr_lib.reactor.nmpc import nmpc_processes
+    from polycstr_lib.toolkit.ledger import LEDGER_ENV, read_ledger
+
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "tasks.jsonl"))
+    run = NMPCRun("grade_up", 2, steps=200, nmpc=NMPCConfig(horizon=2), split="validation")
+    assert nmpc_processes(run, 2) == 2 and nmpc_processes(run, 1) == 1
+    assert nmpc_processes(NMPCRun("grade_up", 3, steps=150), 4) == 3
+    assert nmpc_processes(NMPCRun("grade_up", 1), 4) == 1  # one episode: no process started
+    assert nmpc_processes(NMPCRun("grade_up", 3, steps=60), 4) == 1  # under two episodes' work
+    with pytest.raises(ValueError, match="processes"):
+        nmpc_processes(run, 0)
+    alone, _ = run_nmpc(run, processes=1)
+    split, stats = run_nmpc(run, force=True, processes=2)
+    for name in ("seeds", "states", "actions", "rewards", "inputs", "observations"):
+        np.testing.assert_array_equal(getattr(split, name), getattr(alone, name), err_msg=name)
+    assert len(stats["solve_seconds"]) == len(stats["iterations"]) == 2 * 200
+    records = read_ledger(tmp_path / "tasks.jsonl")
+    assert [r["kind"] for r in records if r["within"] is None] == ["nmpc", "nmpc"]

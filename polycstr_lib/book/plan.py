@@ -687,7 +687,12 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
     values = {}
     for name, kind, units in (
         ("cost_model", "cost_model", lambda r: r["steps"] * r["members"]),
-        ("nmpc", "nmpc", lambda r: r["episodes"] * r["steps"] * r["horizon"]),
+        # an NMPC run's seconds are wall time over its processes: work per process-second
+        (
+            "nmpc",
+            "nmpc",
+            lambda r: r["episodes"] * r["steps"] * r["horizon"] / r.get("processes", 1),
+        ),
     ):
         value = ratio(kind, units)
         values[name] = getattr(base, name) if value is None else value
@@ -858,6 +863,16 @@ def task_seconds(task: Task, rates: Rates) -> float:
     return 0.0
 
 
+def _nmpc_processes(task: Task, workers: int) -> int:
+    """The processes an NMPC task's episodes are solved in (1 for any other task): its wall
+    time is its work over them (:func:`~polycstr_lib.reactor.nmpc.nmpc_processes`)."""
+    if task.kind != "nmpc":
+        return 1
+    from polycstr_lib.reactor.nmpc import NMPCRun, nmpc_processes
+
+    return nmpc_processes(NMPCRun(task.scenario, task.episodes, steps=task.steps), workers)
+
+
 def training_wall(tasks: Sequence[Task], rates: Rates, workers: int) -> float:
     """Wall time of one page's training: its ensembles (at most ``max_members`` seeds each,
     the costliest split while there are fewer than ``workers``) spread greedily over workers."""
@@ -929,7 +944,10 @@ def build_plan(
             raise ValueError(f"page {run.page}: {error}") from None
         builder = PAGE_TASKS.get(run.notebook)
         made = builder(run.page, checked, store, context) if builder else []
-        made = [dataclasses.replace(t, seconds=task_seconds(t, rates)) for t in made]
+        made = [
+            dataclasses.replace(t, seconds=task_seconds(t, rates) / _nmpc_processes(t, workers))
+            for t in made
+        ]
         tasks += made
         train = [t for t in made if t.kind == "train" and t.status == "missing"]
         rest = sum(t.seconds for t in made if t.kind != "train")
@@ -972,7 +990,12 @@ def plan_text(plan: Plan) -> str:
                 f"  {mark} {t.kind:<10} {t.scenario:<10} {t.status + where:<34} "
                 f"{_duration(t.seconds):>9}  {t.what}"
             )
-    lines += ["", f"all pages: {_duration(plan.total_seconds)}", "", "time by kind of task:"]
+    lines += [
+        "",
+        f"all pages: {_duration(plan.total_seconds)}",
+        "",
+        "time by kind of task (training one ensemble at a time; NMPC wall time):",
+    ]
     for kind, seconds in kind_seconds(plan).items():
         lines.append(f"  {kind:<10} {_duration(seconds):>9}")
     if plan.notes:

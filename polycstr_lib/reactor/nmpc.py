@@ -28,6 +28,7 @@ next initial guess.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -443,15 +444,76 @@ def _load(directory: Path, run: NMPCRun) -> tuple[Trajectories, dict] | None:
     return load_entry(directory, decode, run)
 
 
+def nmpc_processes(run: NMPCRun, processes: int | None = None) -> int:
+    """How many processes :func:`run_nmpc` solves ``run``'s episodes in.
+
+    Episodes are independent (each its own warm start, the integrator per episode), so they
+    split over processes with the same trajectories to the bit. A run of less than two full
+    episodes stays in this process: starting a process costs seconds.
+
+    Args:
+        run: the run.
+        processes: the most processes (default: the machine's CPUs).
+    """
+    most = (os.cpu_count() or 1) if processes is None else processes
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    if run.episodes * run.steps < 2 * EPISODE_STEPS:
+        return 1
+    return min(most, run.episodes)
+
+
+def _solve_episodes(
+    scenario: str, config: NMPCConfig, seeds: list[int], steps: int
+) -> tuple[Trajectories, list[float], list[int], int]:
+    """One process's share of an NMPC run: its episodes, solve times, iterations, failures."""
+    from polycstr_lib.toolkit import ledger
+
+    ledger._STACK.append("nmpc")  # its rollouts are part of the parent's NMPC task
+    policy = NMPCPolicy(scenario, config)
+    traj = rollout(policy, scenario, seeds, steps=steps)
+    return traj, policy.solve_seconds, policy.iterations, policy.failures
+
+
+def _rollout_in_processes(
+    run: NMPCRun, seeds: np.ndarray, processes: int
+) -> tuple[Trajectories, list[float], list[int], int]:
+    """The episodes of ``run`` split into ``processes`` contiguous parts, solved at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = [list(map(int, part)) for part in np.array_split(np.asarray(seeds), processes)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        done = list(
+            pool.map(
+                _solve_episodes,
+                [run.scenario] * processes,
+                [run.nmpc] * processes,
+                parts,
+                [run.steps] * processes,
+            )
+        )
+    trajectories = [part[0] for part in done]
+    joined = Trajectories(
+        run.scenario,
+        **{name: np.concatenate([getattr(t, name) for t in trajectories]) for name in _TRAJ_FIELDS},
+    )
+    solve_seconds = [x for part in done for x in part[1]]
+    iterations = [x for part in done for x in part[2]]
+    return joined, solve_seconds, iterations, sum(part[3] for part in done)
+
+
 def run_nmpc(
-    run: NMPCRun, progress: bool = False, force: bool = False
+    run: NMPCRun, progress: bool = False, force: bool = False, processes: int | None = None
 ) -> tuple[Trajectories, dict]:
     """NMPC closed-loop episodes, from the artifact cache when this exact run was made.
 
     Args:
         run: what to run (scenario, episodes, controller settings).
-        progress: show a progress bar over steps.
+        progress: show a progress bar over steps (in this process only).
         force: recompute even if cached.
+        processes: the most processes to solve the episodes in (:func:`nmpc_processes`).
 
     Returns:
         ``(trajectories, stats)``; ``stats`` has ``solve_seconds`` and ``iterations`` (one
@@ -466,15 +528,22 @@ def run_nmpc(
         return loaded
     require_training("NMPC run", directory)
     start = time.perf_counter()
-    policy = NMPCPolicy(run.scenario, run.nmpc)
     seeds = episode_seeds(run.split, run.episodes, run.seed_offset)
-    fields = {"episodes": run.episodes, "steps": run.steps, "horizon": run.nmpc.horizon}
+    workers = nmpc_processes(run, processes)
+    fields = {"episodes": run.episodes, "steps": run.steps, "horizon": run.nmpc.horizon,
+              "processes": workers}  # fmt: skip
     with ledger_task("nmpc", scenario=run.scenario, split=run.split, **fields):
-        traj = rollout(policy, run.scenario, seeds, steps=run.steps, progress=progress)
+        if workers > 1:
+            traj, solve_seconds, iterations, failures = _rollout_in_processes(run, seeds, workers)
+        else:
+            policy = NMPCPolicy(run.scenario, run.nmpc)
+            traj = rollout(policy, run.scenario, seeds, steps=run.steps, progress=progress)
+            solve_seconds, iterations = policy.solve_seconds, policy.iterations
+            failures = policy.failures
     stats = {
-        "solve_seconds": np.asarray(policy.solve_seconds),
-        "iterations": np.asarray(policy.iterations),
-        "failures": policy.failures,
+        "solve_seconds": np.asarray(solve_seconds),
+        "iterations": np.asarray(iterations),
+        "failures": failures,
         "wall_seconds": time.perf_counter() - start,
         "cached": False,
     }

@@ -14,10 +14,10 @@ export MKL_NUM_THREADS := 1
 
 venv: $(STAMP)
 
+# pip takes the pinned torch (the machine's local CPU wheel, which only pip looks for) and uv;
+# uv installs the rest, the same versions as pip resolves, in a fraction of its time
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# pip takes the pinned torch (the machine's local CPU wheel, which only pip looks for) and
-	# uv; uv installs the rest, the same versions as pip resolves, in a fraction of its time
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv 'torch==2.13.0' 2>&1 \
 		| grep -v "^WARNING: Location" || true
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[book,test]'

@@ -61,7 +61,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                 "iql": [1000, 2500, 5000, 10_000, 20_000],
                 "cql": [250, 500, 1000, 2000],
             },
-            "extend_to": {"bc": 40_000, "iql": 40_000},
+            "extend_to": {"bc": 40_000, "iql": 40_000, "cql": 8000},
             "validation_episodes": 20,
             "variant_scenarios": ["startup", "grade_up"],
             "variant_seeds": list(range(5)),

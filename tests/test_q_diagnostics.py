@@ -57,8 +57,9 @@ def test_summary_and_figure(table) -> None:
     last = table[table["step"] == 4]
     assert summary["step"] == 4
     assert summary["q_data_mean"] == pytest.approx(last["q_data_mean"].mean())
-    ratio = 5.0 * last["conservative_penalty"] / last["td_loss"]
+    ratio = (5.0 * last["conservative_penalty"]).abs() / last["td_loss"]
     assert summary["penalty_to_td"] == pytest.approx(ratio.mean())
+    assert summary["td_loss"] == pytest.approx(last["td_loss"].mean())
     fig = plot_q_diagnostics(table)
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="no CQL runs"):
@@ -75,5 +76,5 @@ def test_finding_states_the_numbers_or_why_there_is_no_figure(table) -> None:
     s = diagnostics_summary(table)
     text = diagnostics_finding(table, "paper")
     assert f"{s['q_data_mean']:.2f}" in text and f"{s['true_value']:.2f}" in text
-    assert f"{s['penalty_to_td']:.1f} times the TD loss" in text
+    assert f"against a TD loss of {s['td_loss']:.2f} ({s['penalty_to_td']:.1f} times" in text
     assert "not trained in the quick profile" in diagnostics_finding(table.iloc[:0], "quick")

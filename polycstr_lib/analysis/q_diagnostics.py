@@ -92,7 +92,8 @@ def cql_diagnostics(
 def plot_q_diagnostics(table: pd.DataFrame):
     """Two panels per scenario (one row each): mean Q at the dataset actions per seed with the
     data's true discounted value dashed; and the TD loss against the weighted penalty
-    (``weight · penalty``) per seed, on a log axis.
+    (``weight · penalty``) per seed, on a symmetric log axis (the penalty's sampled
+    logsumexp can fall below Q at the data's actions, so the term can be negative).
 
     Returns:
         The matplotlib figure.
@@ -122,7 +123,8 @@ def plot_q_diagnostics(table: pd.DataFrame):
                 ax_loss.plot(run["step"], weighted, color="C3", lw=1, marker="s", ms=3)
             ax_q.axhline(part["true_value"].iloc[0], color="0.3", ls="--", lw=1.2)
             ax_q.set_ylabel("mean Q at data actions")
-            ax_loss.set_yscale("log")
+            ax_loss.set_yscale("symlog", linthresh=0.1)
+            ax_loss.axhline(0.0, color="0.6", lw=0.8)
             ax_loss.set_ylabel("loss term")
             ax_q.set_title(f"{scenario}: Q against the true value")
             ax_loss.set_title(f"{scenario}: TD against weighted penalty")
@@ -142,14 +144,18 @@ def plot_q_diagnostics(table: pd.DataFrame):
 
 
 def diagnostics_summary(table: pd.DataFrame) -> dict[str, float]:
-    """The last logged step's mean Q, true value and penalty-to-TD ratio (over seeds and
-    scenarios), for the page's prose."""
+    """At each run's last logged step, means over seeds and scenarios: Q at the data's
+    actions, the true value, the TD loss, the weighted penalty and the ratio of the weighted
+    penalty's size to the TD loss (NaN where the log has no TD loss), for the page's prose."""
     last = table[table["step"] == table.groupby(["scenario", "seed"])["step"].transform("max")]
-    ratio = last["conservative_weight"] * last["conservative_penalty"] / last["td_loss"]
+    weighted = last["conservative_weight"] * last["conservative_penalty"]
+    ratio = weighted.abs() / last["td_loss"]
     return {
         "step": int(last["step"].max()),
         "q_data_mean": float(last["q_data_mean"].mean()),
         "true_value": float(last["true_value"].mean()),
+        "td_loss": float(last["td_loss"].mean()),
+        "weighted_penalty": float(weighted.mean()),
         "penalty_to_td": float(np.nanmean(ratio)) if ratio.notna().any() else float("nan"),
     }
 
@@ -162,7 +168,8 @@ def diagnostics_finding(table: pd.DataFrame, profile: str) -> str:
     s = diagnostics_summary(table)
     ratio = (
         "" if np.isnan(s["penalty_to_td"])
-        else f", and the weighted penalty is {s['penalty_to_td']:.1f} times the TD loss"
+        else f"; the weighted penalty is {s['weighted_penalty']:.2f} against a TD loss of "
+        f"{s['td_loss']:.2f} ({s['penalty_to_td']:.1f} times its size)"
     )  # fmt: skip
     return (
         f"At {s['step']:,} steps the critics' mean Q at the data's own actions is "

@@ -568,8 +568,9 @@ def test_lagrangian_option_changes_the_run_key_and_the_default_does_not() -> Non
     same = TrainConfig("cql", agent=CQLConfig(alpha_threshold=None)).resolved()
     on = TrainConfig("cql", agent=CQLConfig(alpha_threshold=10.0)).resolved()
     faster = TrainConfig("cql", agent=CQLConfig(alpha_threshold=10.0, conservative_alpha_lr=1e-3))
-    keys = {config_key(c) for c in (base, on, faster.resolved())}
-    assert config_key(base) == config_key(same) and len(keys) == 3
+    backup = TrainConfig("cql", agent=CQLConfig(deterministic_backup=True)).resolved()
+    keys = {config_key(c) for c in (base, on, faster.resolved(), backup)}
+    assert config_key(base) == config_key(same) and len(keys) == 4
     assert "alpha_threshold" not in config_to_dict(base)["agent"]
     assert config_to_dict(on)["agent"]["alpha_threshold"] == 10.0
 
@@ -604,3 +605,30 @@ def test_discounted_returns_reject_bad_input() -> None:
     cut = dataclasses.replace(data, timeouts=torch.zeros(4))
     with pytest.raises(ValueError, match="ends no episode"):
         discounted_returns(cut, gamma=0.9)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_cql_td_target_at_the_deterministic_next_action_when_chosen(
+    deterministic: bool, data: TinyData
+) -> None:
+    """With the actor frozen (lr 0), the reported TD loss is the hand-built one at
+    tanh(μ(s')) exactly when ``deterministic_backup`` is on (d3rlpy's target)."""
+    config = dataclasses.replace(
+        small_config("cql"), actor_lr=0.0, deterministic_backup=deterministic
+    )
+    agent = make_agent("cql", OBS_DIM, ACT_DIM, config, Scalers.from_data(data), 0)
+    batch = sample_batch(data, 32, torch.Generator().manual_seed(0))
+    sc = agent.scalers
+    obs, nxt = (
+        sc.normalize_obs(batch.observations)[None],
+        sc.normalize_obs(batch.next_observations)[None],
+    )
+    act = sc.to_agent_actions(batch.actions)[None]
+    with torch.no_grad():
+        next_a = agent.actor.deterministic(nxt)
+        target = sc.scale_reward(batch.rewards)[None] + config.gamma * torch.minimum(
+            agent.q1_target(nxt, next_a), agent.q2_target(nxt, next_a)
+        )
+        expected = 0.5 * sum(((q(obs, act) - target) ** 2).mean() for q in (agent.q1, agent.q2))
+    got = agent.update(batch)["td_loss"][0]
+    assert (got == pytest.approx(expected.item(), rel=1e-5)) == deterministic

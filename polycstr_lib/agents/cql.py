@@ -4,7 +4,8 @@ A SAC agent (tanh-Gaussian actor, twin critics with Polyak targets, automatic en
 whose critic loss adds ``conservative_weight · (logsumexp_a Q(s, a) − Q(s, a_data))`` for each
 critic. The logsumexp is estimated with importance sampling over uniform random actions and
 actions of the current policy at s and s' (the CQL(H) estimator of CORL/d3rlpy). No entropy
-term in the TD backup (CORL default).
+term in the TD backup (CORL default), whose next action is sampled from the policy (CORL) or,
+with ``deterministic_backup``, its mean tanh(μ(s')) (d3rlpy 2.8.1).
 
 The conservative weight is fixed by default. With ``alpha_threshold`` τ set it is
 ``α · conservative_weight`` with a learnable Lagrange multiplier α as in d3rlpy 2.8.1: α takes
@@ -86,6 +87,9 @@ class CQLConfig:
         1e-4
     )  # Adam rate of log α (d3rlpy alpha_learning_rate)
     initial_conservative_alpha: float = key_field(1.0)  # α at step 0 (d3rlpy initial_alpha)
+    # TD target at the deterministic action tanh(μ(s')) (d3rlpy 2.8.1) instead of a sampled
+    # one (CORL, our default). Left out of cache keys at False.
+    deterministic_backup: bool = key_field(False)
 
     def __post_init__(self) -> None:
         if self.alpha_threshold is not None and not math.isfinite(self.alpha_threshold):
@@ -244,9 +248,12 @@ class CQL:
         # Critics: TD target and the samples of the conservative penalty.
         with torch.no_grad():
             next_mean, next_log_std = self.actor.mean_log_std(next_obs)
-            next_pi, _ = self.actor.sample_from(
-                next_mean, next_log_std, self._noise("normal", b, a)
-            )
+            if cfg.deterministic_backup:
+                next_pi = torch.tanh(next_mean)
+            else:
+                next_pi, _ = self.actor.sample_from(
+                    next_mean, next_log_std, self._noise("normal", b, a)
+                )
             target_q = torch.minimum(
                 self.q1_target(next_obs, next_pi), self.q2_target(next_obs, next_pi)
             )

@@ -16,6 +16,9 @@ and episodes), runaway episodes, and the mean Q of each library's critics at the
 actions of 2,048 fixed transitions, beside the data's true discounted return there
 (Monte-Carlo, same γ and reward scale).
 
+Our TD target samples the next action (CORL); d3rlpy's is at tanh(μ(s')).
+``--deterministic-backup`` trains ours with d3rlpy's target, to tell that difference apart.
+
 Run (ours is cached in the artifact directory; about 12 minutes on one core):
 
     python studies/cql_vs_d3rlpy.py [--scenario startup] [--seeds 0] [--budgets 250 500 1000]
@@ -140,8 +143,10 @@ def settings(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return out
 
 
-def our_config(name: str, setting: dict, scenario: str, seed: int, steps: int) -> TrainConfig:
-    agent = CQLConfig()
+def our_config(
+    name: str, setting: dict, scenario: str, seed: int, steps: int, backup: bool = False
+) -> TrainConfig:
+    agent = CQLConfig(deterministic_backup=backup)
     if setting["threshold"] is not None:
         agent = dataclasses.replace(
             agent, alpha_threshold=setting["threshold"], conservative_alpha_lr=setting["alpha_lr"]
@@ -196,6 +201,11 @@ def main() -> None:
     parser.add_argument("--alpha-lr", type=float, default=1e-3, help="Adam rate of log α")
     parser.add_argument("--csv", default=None, help="also write the per-run table here")
     parser.add_argument("--d3rlpy-python", type=Path, default=D3RLPY_PYTHON)
+    parser.add_argument(
+        "--deterministic-backup",
+        action="store_true",
+        help="ours with d3rlpy's TD target at tanh(μ(s')) instead of a sampled next action",
+    )
     args = parser.parse_args()
     if min(args.budgets) < 1 or args.episodes < 1 or not args.seeds:
         parser.error("budgets and episodes must be positive, with at least one seed")
@@ -232,7 +242,10 @@ def main() -> None:
                 out = Path(tmp) / f"{name}-{seed}"
                 out.mkdir()
                 procs[seed] = start_d3rlpy(args.d3rlpy_python, arrays, out, setting, seed, budgets)
-            configs = [our_config(name, setting, args.scenario, s, budgets[-1]) for s in args.seeds]
+            configs = [
+                our_config(name, setting, args.scenario, s, budgets[-1], args.deterministic_backup)
+                for s in args.seeds
+            ]
             train_many(configs, processes=1, snapshot_steps=budgets, progress=False)
             for seed in args.seeds:
                 out = Path(tmp) / f"{name}-{seed}"
@@ -240,7 +253,10 @@ def main() -> None:
                 d3_log = {row["step"]: row for row in d3["log"]}
                 for k in budgets:
                     ours, log = train_agent(
-                        our_config(name, setting, args.scenario, seed, k), progress=False
+                        our_config(
+                            name, setting, args.scenario, seed, k, args.deterministic_backup
+                        ),
+                        progress=False,
                     )
                     w = dict(np.load(out / f"policy_{k}.npz"))
                     theirs = D3rlpyPolicy(w, scalers)

@@ -19,9 +19,11 @@ from polycstr_lib.agents import (
     agent_from_state,
     cql_penalty,
     expectile_loss,
+    lagrange_loss,
     make_agent,
     sample_batch,
 )
+from polycstr_lib.agents.data import discounted_returns
 from polycstr_lib.agents.layers import EnsembleMLP, EnsembleTanhGaussianActor, mlp
 
 torch.set_num_threads(1)
@@ -475,3 +477,158 @@ def test_agents_act_in_env_units_with_scaled_actions(name: str, data: TinyData) 
     np.testing.assert_array_equal(
         restored.act(narrow.observations.numpy()), agent.act(narrow.observations.numpy())
     )
+
+
+# --- CQL diagnostics and the Lagrangian conservative weight ----------------------------------
+
+
+def lagrangian_agent(data: TinyData, threshold: float, seed=0, **fields):
+    config = dataclasses.replace(small_config("cql"), alpha_threshold=threshold, **fields)
+    return make_agent("cql", OBS_DIM, ACT_DIM, config, Scalers.from_data(data), seed)
+
+
+def test_cql_penalty_hand_computed() -> None:
+    """One state, one random and one policy action: T·log(e^{(q_r−log p_r)/T} + ...) − q_d."""
+    q_random, q_policy, q_data = torch.tensor([[1.0]]), torch.tensor([[2.0]]), torch.tensor([0.5])
+    log_p_random, log_p_policy = math.log(0.25), torch.tensor([[0.0]])
+    # logits 1 − log 0.25 = 1 + 1.386..., 2 − 0 = 2; logsumexp by hand
+    a, b = 1.0 - math.log(0.25), 2.0
+    expected = math.log(math.exp(a) + math.exp(b)) - 0.5
+    got = cql_penalty(q_random, q_policy, log_p_random, log_p_policy, q_data, 1.0)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_lagrange_loss_gradient_sign() -> None:
+    log_alpha = torch.zeros(2, requires_grad=True)
+    loss = lagrange_loss(log_alpha, torch.tensor([12.0, 8.0]), 5.0, 10.0)
+    loss.sum().backward()
+    # d/dlogα of −α·w·(p − τ) at α = 1: −5·2 = −10 (descent raises α) and −5·(−2) = +10
+    torch.testing.assert_close(log_alpha.grad, torch.tensor([-10.0, 10.0]))
+
+
+@pytest.mark.parametrize("threshold, rises", [(-1e3, True), (1e3, False)])
+def test_lagrangian_alpha_rises_above_threshold_and_falls_below(
+    threshold: float, rises: bool, data: TinyData
+) -> None:
+    agent = lagrangian_agent(data, threshold, conservative_alpha_lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    weights = [agent.update(sample_batch(data, 32, g))["conservative_weight"][0] for _ in range(3)]
+    penalty = agent.update(sample_batch(data, 32, g))["conservative_penalty"][0]
+    assert (penalty > threshold) == rises
+    steps = np.diff(weights)
+    assert np.all(steps > 0) if rises else np.all(steps < 0)
+
+
+def test_lagrangian_weight_is_alpha_times_weight(data: TinyData) -> None:
+    agent = lagrangian_agent(data, 10.0, initial_conservative_alpha=2.0, conservative_weight=3.0)
+    losses = agent.update(sample_batch(data, 32, torch.Generator().manual_seed(0)))
+    alpha = agent.lagrange.log_alpha.exp().item()  # after its one step, as the critics used
+    assert losses["conservative_weight"][0] == pytest.approx(3.0 * alpha, rel=1e-6)
+    assert alpha != 2.0 and alpha == pytest.approx(2.0, rel=1e-3)
+
+
+def test_fixed_weight_reports_diagnostics_that_reproduce_the_critic_loss(data: TinyData) -> None:
+    agent = new_agent("cql", data)
+    losses = agent.update(sample_batch(data, 32, torch.Generator().manual_seed(0)))
+    assert losses["conservative_weight"][0] == 5.0
+    # critic loss = Σ over both critics of td + w · penalty = 2 · (mean td + w · mean penalty)
+    expected = 2.0 * (losses["td_loss"][0] + 5.0 * losses["conservative_penalty"][0])
+    assert losses["critic_loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert {"q_data_mean", "td_loss", "conservative_penalty"} <= set(losses)
+
+
+def test_lagrangian_runs_are_bit_identical_and_members_match_single_runs(data: TinyData) -> None:
+    def run(seeds) -> dict[str, torch.Tensor]:
+        agent = lagrangian_agent(data, 1.0, seed=list(seeds), conservative_alpha_lr=1e-2)
+        train_steps(agent, data, seeds, 5)
+        return all_tensors(agent)
+
+    a, b = run(SEEDS), run(SEEDS)
+    assert any(k.startswith("conservative_alpha.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    single = run((SEEDS[1],))
+    assert all(torch.equal(a[k][1], single[k][0]) for k in single)
+
+
+def test_lagrangian_state_round_trip(data: TinyData) -> None:
+    agent = lagrangian_agent(data, 1.0, conservative_alpha_lr=1e-2)
+    train_steps(agent, data, (0,), 3)
+    restored = agent_from_state(agent.state_dict())
+    assert restored.config.alpha_threshold == 1.0
+    torch.testing.assert_close(restored.lagrange.log_alpha, agent.lagrange.log_alpha)
+    obs = data.observations.numpy()
+    np.testing.assert_array_equal(restored.act(obs), agent.act(obs))
+
+
+def test_lagrangian_option_changes_the_run_key_and_the_default_does_not() -> None:
+    from polycstr_lib.agents.config import TrainConfig
+    from polycstr_lib.toolkit.store import config_key, config_to_dict
+
+    base = TrainConfig("cql").resolved()
+    same = TrainConfig("cql", agent=CQLConfig(alpha_threshold=None)).resolved()
+    on = TrainConfig("cql", agent=CQLConfig(alpha_threshold=10.0)).resolved()
+    faster = TrainConfig("cql", agent=CQLConfig(alpha_threshold=10.0, conservative_alpha_lr=1e-3))
+    backup = TrainConfig("cql", agent=CQLConfig(deterministic_backup=True)).resolved()
+    keys = {config_key(c) for c in (base, on, faster.resolved(), backup)}
+    assert config_key(base) == config_key(same) and len(keys) == 4
+    assert "alpha_threshold" not in config_to_dict(base)["agent"]
+    assert config_to_dict(on)["agent"]["alpha_threshold"] == 10.0
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"alpha_threshold": float("nan")}, "alpha_threshold must be finite"),
+        ({"conservative_alpha_lr": 0.0}, "must be positive"),
+        ({"initial_conservative_alpha": -1.0}, "must be positive"),
+    ],
+)
+def test_cql_config_rejects_bad_lagrangian_settings(fields, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        CQLConfig(**fields)
+
+
+def test_discounted_returns_match_a_hand_computed_episode_pair() -> None:
+    data = dataclasses.replace(
+        make_tiny_data(n_episodes=2, length=3),
+        rewards=torch.tensor([1.0, 2.0, 4.0, -1.0, 0.0, 3.0]),
+    )
+    got = discounted_returns(data, gamma=0.5, reward_scale=2.0)
+    # episode 1: 4, 2 + 0.5·4, 1 + 0.5·(2 + 2); episode 2: 3, 0 + 1.5, −1 + 0.75; times 2
+    np.testing.assert_allclose(got, 2.0 * np.array([3.0, 4.0, 4.0, -0.25, 1.5, 3.0]))
+
+
+def test_discounted_returns_reject_bad_input() -> None:
+    data = make_tiny_data(n_episodes=1, length=4)
+    with pytest.raises(ValueError, match="gamma must lie"):
+        discounted_returns(data, gamma=1.5)
+    cut = dataclasses.replace(data, timeouts=torch.zeros(4))
+    with pytest.raises(ValueError, match="ends no episode"):
+        discounted_returns(cut, gamma=0.9)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_cql_td_target_at_the_deterministic_next_action_when_chosen(
+    deterministic: bool, data: TinyData
+) -> None:
+    """With the actor frozen (lr 0), the reported TD loss is the hand-built one at
+    tanh(μ(s')) exactly when ``deterministic_backup`` is on (d3rlpy's target)."""
+    config = dataclasses.replace(
+        small_config("cql"), actor_lr=0.0, deterministic_backup=deterministic
+    )
+    agent = make_agent("cql", OBS_DIM, ACT_DIM, config, Scalers.from_data(data), 0)
+    batch = sample_batch(data, 32, torch.Generator().manual_seed(0))
+    sc = agent.scalers
+    obs, nxt = (
+        sc.normalize_obs(batch.observations)[None],
+        sc.normalize_obs(batch.next_observations)[None],
+    )
+    act = sc.to_agent_actions(batch.actions)[None]
+    with torch.no_grad():
+        next_a = agent.actor.deterministic(nxt)
+        target = sc.scale_reward(batch.rewards)[None] + config.gamma * torch.minimum(
+            agent.q1_target(nxt, next_a), agent.q2_target(nxt, next_a)
+        )
+        expected = 0.5 * sum(((q(obs, act) - target) ** 2).mean() for q in (agent.q1, agent.q2))
+    got = agent.update(batch)["td_loss"][0]
+    assert (got == pytest.approx(expected.item(), rel=1e-5)) == deterministic

@@ -73,3 +73,65 @@ def test_multistep_study_rejects_bad_arguments(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [str(MULTISTEP), "--scenarios", "shutdown"])
     with pytest.raises(ValueError, match="shutdown"):
         runpy.run_path(str(MULTISTEP), run_name="__main__")
+
+
+D3RLPY_STUDY = STUDY.parent / "cql_vs_d3rlpy.py"
+
+
+def test_d3rlpy_policy_is_rebuilt_from_its_weights() -> None:
+    """The rebuilt policy is tanh(μ(relu encoder)) of d3rlpy's NormalPolicy, mapped to env
+    actions through our scalers."""
+    import numpy as np
+    import torch
+
+    from polycstr_lib.agents import Scalers
+
+    study = runpy.run_path(str(D3RLPY_STUDY))
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(
+        torch.nn.Linear(9, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU()
+    )
+    mu = torch.nn.Linear(8, 2)
+    arrays = {f"w:_encoder._layers.{k}": v.numpy() for k, v in encoder.state_dict().items()}
+    arrays |= {f"w:_mu.{k}": v.numpy() for k, v in mu.state_dict().items()}
+    arrays["w:_logstd.weight"] = np.zeros((2, 8), np.float32)  # present in d3rlpy, unused
+    scalers = Scalers(
+        torch.full((9,), 2.0), torch.full((9,), 4.0), 1.0, torch.tensor([0.1, -0.2]),
+        torch.tensor([0.5, 0.25]),
+    )  # fmt: skip
+    policy = study["D3rlpyPolicy"](arrays, scalers)
+    obs = torch.randn(5, 9) * 10
+    with torch.no_grad():
+        units = torch.tanh(mu(encoder((obs - 2.0) / 4.0)))
+    expected = (torch.tensor([0.1, -0.2]) + torch.tensor([0.5, 0.25]) * units).clamp(-1, 1)
+    np.testing.assert_allclose(policy(obs.numpy()), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_d3rlpy_table_has_one_row_per_setting_and_budget() -> None:
+    study = runpy.run_path(str(D3RLPY_STUDY))
+    rows = [
+        {"setting": s, "steps": k, "seed": 0, "library": lib, "score": 50.0 + k, "runaways": 1,
+         "episodes": 2, "q_data": -1.0, "true_return": -1.5, "weight": 5.0}
+        for s in ("fixed", "lagrangian") for k in (2, 4) for lib in ("ours", "d3rlpy")
+    ]  # fmt: skip
+    text = study["markdown_table"](pd.DataFrame(rows))
+    assert text.count("\n") == 1 + 4 and "| lagrangian | 4 | 54.0 | 1/2 |" in text
+
+
+@pytest.mark.skipif(
+    not (D3RLPY_STUDY.parent.parent / ".venv-d3rlpy" / "bin" / "python").exists(),
+    reason="needs .venv-d3rlpy (benchmarks/training.py --install-d3rlpy)",
+)
+def test_cql_vs_d3rlpy_study_runs_both_libraries(
+    minari_store, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path))
+    csv = tmp_path / "runs.csv"
+    argv = [str(D3RLPY_STUDY), "--scenario", "grade_up", "--budgets", "2", "3", "4",
+            "--episodes", "1", "--csv", str(csv)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(D3RLPY_STUDY), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "| fixed | 2 |" in out and "| lagrangian | 4 |" in out and "d3rlpy 2.8.1" in out
+    runs = pd.read_csv(csv)
+    assert len(runs) == 2 * 3 * 2 and set(runs["library"]) == {"ours", "d3rlpy"}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from polycstr_lib.agents.bc import BC, BCConfig
-from polycstr_lib.agents.cql import CQL, CQLConfig, cql_penalty
+from polycstr_lib.agents.cql import CQL, CQLConfig, cql_penalty, lagrange_loss
 from polycstr_lib.agents.data import (
     ACTION_SCALINGS,
     REWARD_SCALINGS,
@@ -41,6 +41,7 @@ __all__ = [
     "advantage_weights",
     "agent_from_state",
     "cql_penalty",
+    "lagrange_loss",
     "default_config",
     "expectile_loss",
     "make_agent",

@@ -3,8 +3,19 @@
 A SAC agent (tanh-Gaussian actor, twin critics with Polyak targets, automatic entropy tuning)
 whose critic loss adds ``conservative_weight · (logsumexp_a Q(s, a) − Q(s, a_data))`` for each
 critic. The logsumexp is estimated with importance sampling over uniform random actions and
-actions of the current policy at s and s' (the CQL(H) estimator of CORL/d3rlpy). No
-Lagrangian tuning of the conservative weight, no entropy term in the TD backup (CORL default).
+actions of the current policy at s and s' (the CQL(H) estimator of CORL/d3rlpy). No entropy
+term in the TD backup (CORL default), whose next action is sampled from the policy (CORL) or,
+with ``deterministic_backup``, its mean tanh(μ(s')) (d3rlpy 2.8.1).
+
+The conservative weight is fixed by default. With ``alpha_threshold`` τ set it is
+``α · conservative_weight`` with a learnable Lagrange multiplier α as in d3rlpy 2.8.1: α takes
+one Adam step on ``−α · w · (penalty − τ)`` before each critic step, so it rises while the
+(unweighted) penalty exceeds τ and falls while it is below.
+
+Every update reports the diagnostics of the critics: ``q_data_mean`` (mean Q at the dataset
+actions; compare with :func:`~polycstr_lib.agents.data.discounted_returns`), ``td_loss``,
+``conservative_penalty`` (logsumexp − data Q, unweighted) and ``conservative_weight``, each
+the mean over the two critics.
 
 The policy's sampled actions at s and s' share one actor forward pass per state (the N
 samples differ only in their noise), instead of N passes over repeated states as in CORL:
@@ -48,8 +59,9 @@ from polycstr_lib.agents.members import (
     losses_to_numpy,
     member_agent,
 )
+from polycstr_lib.toolkit.store import key_field
 
-__all__ = ["CQL", "CQLConfig", "cql_penalty"]
+__all__ = ["CQL", "CQLConfig", "cql_penalty", "lagrange_loss"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,26 @@ class CQLConfig:
     conservative_weight: float = 5.0  # weight of the CQL penalty (d3rlpy 5, CORL 10)
     n_action_samples: int = 10  # samples per state for each of random / π(s) / π(s') actions
     cql_temperature: float = 1.0  # temperature of the logsumexp
+    # Lagrangian weight (d3rlpy's alpha_threshold τ): None keeps the weight fixed at
+    # conservative_weight; a number makes it α · conservative_weight with α learned so that the
+    # unweighted penalty stays near τ (d3rlpy 2.8.1 default 10). Left out of cache keys at None.
+    alpha_threshold: float | None = key_field(None)
+    conservative_alpha_lr: float = key_field(
+        1e-4
+    )  # Adam rate of log α (d3rlpy alpha_learning_rate)
+    initial_conservative_alpha: float = key_field(1.0)  # α at step 0 (d3rlpy initial_alpha)
+    # TD target at the deterministic action tanh(μ(s')) (d3rlpy 2.8.1) instead of a sampled
+    # one (CORL, our default). Left out of cache keys at False.
+    deterministic_backup: bool = key_field(False)
+
+    def __post_init__(self) -> None:
+        if self.alpha_threshold is not None and not math.isfinite(self.alpha_threshold):
+            raise ValueError(f"alpha_threshold must be finite or None; got {self.alpha_threshold}")
+        if not self.conservative_alpha_lr > 0 or not self.initial_conservative_alpha > 0:
+            raise ValueError(
+                "conservative_alpha_lr and initial_conservative_alpha must be positive; got "
+                f"{self.conservative_alpha_lr} and {self.initial_conservative_alpha}"
+            )
 
 
 def cql_penalty(
@@ -93,6 +125,31 @@ def cql_penalty(
     logits = torch.cat([q_random - log_prob_random, q_policy - log_prob_policy], dim=-1)
     lse = temperature * torch.logsumexp(logits / temperature, dim=-1)
     return (lse - q_data).mean(-1)
+
+
+#: Upper clip of the Lagrange multiplier α (d3rlpy's, for stability).
+MAX_CONSERVATIVE_ALPHA = 1e6
+
+
+def lagrange_loss(
+    log_alpha: torch.Tensor, penalty: torch.Tensor, weight: float, threshold: float
+) -> torch.Tensor:
+    """Loss of the Lagrange multiplier: ``−clip(α) · weight · (penalty − τ)`` per member.
+
+    Its gradient descent raises α while the penalty exceeds τ and lowers it while it is below
+    (d3rlpy 2.8.1's ``update_alpha``).
+
+    Args:
+        log_alpha: ``(S,)`` log α, with gradient.
+        penalty: ``(S,)`` unweighted conservative penalty (detached).
+        weight: The constant ``conservative_weight``.
+        threshold: τ.
+
+    Returns:
+        ``(S,)``.
+    """
+    alpha = log_alpha.exp().clamp(0.0, MAX_CONSERVATIVE_ALPHA)
+    return -(alpha * weight * (penalty - threshold))
 
 
 class CQL:
@@ -144,6 +201,13 @@ class CQL:
         self.actor_optimizer = adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optimizer = adam(self._critic_params, lr=config.critic_lr)
         self.alpha_optimizer = adam(self.temperature.parameters(), lr=config.alpha_lr)
+        # Only with the option on: a state saved without it loads and resumes unchanged.
+        self.lagrange: Temperature | None = None
+        if config.alpha_threshold is not None:
+            self.lagrange = Temperature(self.n_members, config.initial_conservative_alpha)
+            self.lagrange_optimizer = adam(
+                self.lagrange.parameters(), lr=config.conservative_alpha_lr
+            )
 
     @property
     def n_members(self) -> int:
@@ -184,9 +248,12 @@ class CQL:
         # Critics: TD target and the samples of the conservative penalty.
         with torch.no_grad():
             next_mean, next_log_std = self.actor.mean_log_std(next_obs)
-            next_pi, _ = self.actor.sample_from(
-                next_mean, next_log_std, self._noise("normal", b, a)
-            )
+            if cfg.deterministic_backup:
+                next_pi = torch.tanh(next_mean)
+            else:
+                next_pi, _ = self.actor.sample_from(
+                    next_mean, next_log_std, self._noise("normal", b, a)
+                )
             target_q = torch.minimum(
                 self.q1_target(next_obs, next_pi), self.q2_target(next_obs, next_pi)
             )
@@ -205,23 +272,37 @@ class CQL:
             log_prob_policy = torch.cat([cur_logp, nxt_logp], dim=-1)
         log_prob_random = a * math.log(0.5)
 
-        critic_loss = torch.zeros(())
-        penalties, q_data_means = [], []
+        tds, penalties, q_data_means = [], [], []
         for q_net in (self.q1, self.q2):
             q_all = q_net(all_obs, all_actions)  # (S, B, 1 + 3N)
             q_data = q_all[..., 0]
-            penalty = cql_penalty(
-                q_all[..., 1 : 1 + n],
-                q_all[..., 1 + n :],
-                log_prob_random,
-                log_prob_policy,
-                q_data,
-                cfg.cql_temperature,
+            penalties.append(
+                cql_penalty(
+                    q_all[..., 1 : 1 + n],
+                    q_all[..., 1 + n :],
+                    log_prob_random,
+                    log_prob_policy,
+                    q_data,
+                    cfg.cql_temperature,
+                )
             )
-            td = (q_data - td_target).pow(2).mean(-1)
-            critic_loss = critic_loss + td + cfg.conservative_weight * penalty
-            penalties.append(penalty.detach())
+            tds.append((q_data - td_target).pow(2).mean(-1))
             q_data_means.append(q_data.detach().mean(-1))
+        penalty_mean = 0.5 * (penalties[0].detach() + penalties[1].detach())
+        weight: torch.Tensor | float = cfg.conservative_weight
+        if self.lagrange is not None:
+            # α steps first and the critics use the new α, as in d3rlpy.
+            loss = lagrange_loss(
+                self.lagrange.log_alpha, penalty_mean, cfg.conservative_weight, cfg.alpha_threshold
+            )
+            self.lagrange_optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.lagrange_optimizer.step()
+            alpha_c = self.lagrange.log_alpha.detach().exp().clamp(0.0, MAX_CONSERVATIVE_ALPHA)
+            weight = alpha_c * cfg.conservative_weight
+        critic_loss = torch.zeros(())
+        for td, penalty in zip(tds, penalties, strict=True):
+            critic_loss = critic_loss + td + weight * penalty
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.sum().backward()
         self.critic_optimizer.step()
@@ -234,8 +315,10 @@ class CQL:
                 "actor_loss": actor_loss,
                 "alpha_loss": alpha_loss,
                 "alpha": alpha.squeeze(-1),
-                "cql_penalty": 0.5 * (penalties[0] + penalties[1]),
-                "mean_q": 0.5 * (q_data_means[0] + q_data_means[1]),
+                "q_data_mean": 0.5 * (q_data_means[0] + q_data_means[1]),
+                "td_loss": 0.5 * (tds[0].detach() + tds[1].detach()),
+                "conservative_penalty": penalty_mean,
+                "conservative_weight": torch.as_tensor(weight).expand(self.n_members),
             }
         )
 
@@ -256,8 +339,9 @@ class CQL:
         return member_agent(self, index)
 
     def modules(self) -> dict[str, nn.Module]:
-        """The networks by name (targets and the entropy temperature included)."""
-        return {
+        """The networks by name (targets, the entropy temperature and, with the Lagrangian
+        weight, its multiplier included)."""
+        nets: dict[str, nn.Module] = {
             "actor": self.actor,
             "q1": self.q1,
             "q2": self.q2,
@@ -265,6 +349,9 @@ class CQL:
             "q2_target": self.q2_target,
             "temperature": self.temperature,
         }
+        if self.lagrange is not None:
+            nets["conservative_alpha"] = self.lagrange
+        return nets
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, α, seeds, scalers and configuration (optimiser state is not included)."""

@@ -356,6 +356,42 @@ def validate_offline_data(data: Any, obs_dim: int = OBS_DIM, act_dim: int = ACT_
             raise ValueError(f"{k} is not finite")
 
 
+def discounted_returns(data: TransitionData, gamma: float, reward_scale: float = 1.0) -> np.ndarray:
+    """The data's true discounted return from every transition to the end of its episode.
+
+    Monte-Carlo over each episode, ``G_t = scale · Σ_k γ^k r_{t+k}`` up to the episode's last
+    transition (a timeout or a terminal), with nothing bootstrapped after it: the target a
+    critic's Q on the dataset actions should approach (a truncated episode's last steps are
+    lower than an infinite-horizon value by at most ``γ^(T−t)`` of it).
+
+    Args:
+        data: Transitions in episode order (each episode's last one flagged in ``timeouts``
+            or ``terminals``).
+        gamma: The agent's discount factor, in [0, 1].
+        reward_scale: The agent's reward scale (``Scalers.reward_scale``), so that the
+            returns are in the units the critic learns.
+
+    Returns:
+        ``(N,)`` float64.
+
+    Raises:
+        ValueError: ``gamma`` outside [0, 1], or a last transition that ends no episode.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1]; got {gamma}")
+    rewards = torch.as_tensor(data.rewards).double().numpy() * float(reward_scale)
+    ends = (torch.as_tensor(data.timeouts) > 0) | (torch.as_tensor(data.terminals) > 0)
+    ends = ends.numpy()
+    if len(rewards) and not ends[-1]:
+        raise ValueError("the last transition ends no episode (no timeout or terminal flag)")
+    out = np.empty_like(rewards)
+    running = 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        running = rewards[i] + (0.0 if ends[i] else gamma * running)
+        out[i] = running
+    return out
+
+
 def data_fingerprint(data: Any) -> str:
     """Short SHA-256 of the training tensors (as float32), to detect a changed dataset."""
     return array_fingerprint(

@@ -18,7 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["artifact_dir", "atomic_torch_save", "atomic_write_bytes", "config_key"]
+__all__ = [
+    "artifact_dir",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "config_key",
+    "key_field",
+]
 
 #: Environment variable that overrides the artifact directory.
 ARTIFACTS_ENV = "POLYCSTR_ARTIFACTS"
@@ -34,10 +40,25 @@ class ReportedError(Exception):
     """
 
 
+#: Metadata flag of a dataclass field that is left out of :func:`config_to_dict` (and so of
+#: :func:`config_key`) while it holds its default: an option added later keeps the keys of
+#: every configuration that does not choose it, and changes them when it is chosen.
+OMIT_DEFAULT = "omit_default_from_key"
+
+
+def key_field(default: Any) -> Any:
+    """A dataclass field with ``default`` that no cache key sees while it holds the default."""
+    return dataclasses.field(default=default, metadata={OMIT_DEFAULT: True})
+
+
 def _jsonable(value: Any) -> Any:
     """Converts dataclasses, tuples, paths and numpy scalars into plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get(OMIT_DEFAULT) and getattr(value, f.name) == f.default)
+        }
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

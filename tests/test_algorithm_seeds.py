@@ -221,3 +221,19 @@ def test_the_profiles_train_cql_on_the_same_first_seeds_everywhere() -> None:
         paper["05_results"]["seeds"]
     )
     assert paper["04b_learning_curves"]["seeds"] == paper["05_results"]["seeds"]
+
+
+def test_claims_read_cql_across_its_own_seeds() -> None:
+    from test_claims import COST, scenario_values, seeded
+
+    from polycstr_lib.analysis.claims import assess_claims, seed_halves
+
+    results = {}
+    for scenario in ("startup", "grade_down", "grade_up"):
+        page = seeded(scenario_values(), "BC", [40.0, 41.0, 42.0, 43.0])
+        results[scenario] = seeded(page, "CQL", [60.0, 61.0])  # CQL: the first two seeds
+    c8 = assess_claims(results, COST).loc["C8"]
+    assert c8["verdict"] == "holds" and c8["this build"].endswith("; seeds: CQL 2, BC 4")
+    first, second = seed_halves(results)
+    assert first["startup"]["CQL_seeds"] == [0] and second["startup"]["CQL_seeds"] == [1]
+    assert first["startup"]["BC_seeds"] == [0, 1] and second["startup"]["BC_seeds"] == [2, 3]

@@ -202,10 +202,20 @@ TINY_SUPPORT = {
 }
 
 
-def test_the_plan_counts_what_chapter_08_trains_and_evaluates(tmp_path, monkeypatch):
+#: Chapter 08 with BC on two seeds and CQL on the first only.
+TINY_SUPPORT_FEWER_CQL = {
+    "08_correction_support": {**TINY_SUPPORT["08_correction_support"], "seeds": [0, 1],
+                              "algorithms": ["bc", "cql"], "algorithm_seeds": {"cql": 1}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("profile", "trained"), [(TINY_SUPPORT, 1), (TINY_SUPPORT_FEWER_CQL, 3)])
+def test_the_plan_counts_what_chapter_08_trains_and_evaluates(
+    tmp_path, monkeypatch, profile, trained
+):
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
     monkeypatch.delenv(LEDGER_ENV, raising=False)
-    monkeypatch.setitem(profiles.PROFILES, "tiny08", TINY_SUPPORT)
+    monkeypatch.setitem(profiles.PROFILES, "tiny08", profile)
     folder, pages = tmp_path / "executed", ["08_correction_support"]
     before = plan.build_plan("tiny08", workers=1, executed_dir=folder, only=pages)
     pipeline.execute_notebooks("tiny08", only=pages, executed_dir=folder)
@@ -215,4 +225,4 @@ def test_the_plan_counts_what_chapter_08_trains_and_evaluates(tmp_path, monkeypa
     assert planned["evaluate"] - plus <= done["evaluate"] <= planned["evaluate"]
     del planned["evaluate"], done["evaluate"]
     assert done == planned
-    assert planned["train"] == 1 and planned["nmpc"] == 1 and planned["sweep"] == 1
+    assert planned["train"] == trained and planned["nmpc"] == 1 and planned["sweep"] == 1

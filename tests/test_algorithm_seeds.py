@@ -172,7 +172,9 @@ def test_seeds_glue_states_fewer_seeds_and_why() -> None:
     assert seeds_glue(["bc"], [0], {})["seeds_note"] == "Every agent has this one training seed."
     fewer = seeds_glue(["bc", "iql", "cql"], list(range(10)), {"cql": 3})
     assert (fewer["n_seeds_bc"], fewer["n_seeds_cql"]) == (10, 3)
-    assert fewer["seeds_note"].startswith("CQL trains fewer of the 10 seeds (CQL the first 3)")
+    assert fewer["seeds_note"].startswith("CQL trains only the first 3 of the 10 seeds")
+    both = seeds_glue(["bc", "iql", "cql"], [0, 1, 2], {"iql": 2, "cql": 1})["seeds_note"]
+    assert both.startswith("IQL and CQL train fewer of the 3 seeds (IQL the first 2, CQL the")
     assert "costs far more" in fewer["seeds_note"]
     # a count for an algorithm the page does not train says nothing
     assert seeds_glue(["bc"], [0, 1], {"cql": 1})["seeds_note"].startswith("Every agent")

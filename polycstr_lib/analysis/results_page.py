@@ -432,9 +432,12 @@ def seeds_glue(
         if "cql" in fewer
         else "to fit the build's time"
     )
+    if len(fewer) == 1:
+        (k,) = fewer.values()
+        trains = f"{names} trains only the first {k} of the {n} seeds, and its rows are"
+    else:
+        trains = f"{names} train fewer of the {n} seeds ({counts}), and their rows are"
     values["seeds_note"] = (
-        f"{names} train{'s' if len(fewer) == 1 else ''} fewer of the {n} seeds ({counts}), "
-        f"and {'its' if len(fewer) == 1 else 'their'} rows are across those seeds only: {why}; "
-        "the other agents have all of them."
+        f"{trains} across those seeds only: {why}; the other agents have all of them."
     )
     return values

@@ -116,12 +116,24 @@ def test_the_timings_table_shows_the_plan_beside_the_measured_time(tmp_path):
     assert lines[-1] == "| all pages | | 2.0 | 2.0 | |"
 
 
-def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(tmp_path, monkeypatch):
+#: The tiny results page with two seeds, CQL on the first only (``algorithm_seeds``).
+TINY_FEWER_CQL = {"05_results": {**TINY["05_results"], "seeds": [0, 1],
+                                 "algorithm_seeds": {"cql": 1}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("profile", "trained", "seeds"),
+    [(TINY, 3, {"bc": 1, "iql": 1, "cql": 1}), (TINY_FEWER_CQL, 5, {"bc": 2, "iql": 2, "cql": 1})],
+)
+def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(
+    tmp_path, monkeypatch, profile, trained, seeds
+):
     """The issue's check: before the build the plan lists exactly the runs the build then
-    records in its ledger; after it, every cacheable task is cached."""
+    records in its ledger; after it, every cacheable task is cached. With CQL on fewer seeds
+    the plan counts CQL's own seeds (BC and IQL 2 each, CQL 1)."""
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
     monkeypatch.delenv(LEDGER_ENV, raising=False)
-    monkeypatch.setitem(profiles.PROFILES, "tiny", TINY)
+    monkeypatch.setitem(profiles.PROFILES, "tiny", profile)
     folder = tmp_path / "executed"
     before = plan.build_plan("tiny", workers=1, executed_dir=folder, only=PAGES)
     assert {t.page for t in before.tasks} == set(PAGES)
@@ -137,7 +149,8 @@ def test_the_plan_counts_what_a_tiny_build_trains_and_evaluates(tmp_path, monkey
     del planned["evaluate"], done["evaluate"]
     assert done == planned
     # NMPC: the oracle row (test) and the decision scale (validation)
-    assert planned["train"] == 3 and planned["cost_model"] == 1 and planned["nmpc"] == 2
+    assert planned["train"] == trained and planned["cost_model"] == 1 and planned["nmpc"] == 2
+    assert {t.algorithm: len(t.seeds) for t in before.tasks if t.kind == "train"} == seeds
     assert planned["sweep"] == 1
     rates = json.loads((folder / plan.RATES_FILE).read_text())
     assert rates["sources"]["train bc"].startswith("ledger")
@@ -189,10 +202,20 @@ TINY_SUPPORT = {
 }
 
 
-def test_the_plan_counts_what_chapter_08_trains_and_evaluates(tmp_path, monkeypatch):
+#: Chapter 08 with BC on two seeds and CQL on the first only.
+TINY_SUPPORT_FEWER_CQL = {
+    "08_correction_support": {**TINY_SUPPORT["08_correction_support"], "seeds": [0, 1],
+                              "algorithms": ["bc", "cql"], "algorithm_seeds": {"cql": 1}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("profile", "trained"), [(TINY_SUPPORT, 1), (TINY_SUPPORT_FEWER_CQL, 3)])
+def test_the_plan_counts_what_chapter_08_trains_and_evaluates(
+    tmp_path, monkeypatch, profile, trained
+):
     monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
     monkeypatch.delenv(LEDGER_ENV, raising=False)
-    monkeypatch.setitem(profiles.PROFILES, "tiny08", TINY_SUPPORT)
+    monkeypatch.setitem(profiles.PROFILES, "tiny08", profile)
     folder, pages = tmp_path / "executed", ["08_correction_support"]
     before = plan.build_plan("tiny08", workers=1, executed_dir=folder, only=pages)
     pipeline.execute_notebooks("tiny08", only=pages, executed_dir=folder)
@@ -202,4 +225,4 @@ def test_the_plan_counts_what_chapter_08_trains_and_evaluates(tmp_path, monkeypa
     assert planned["evaluate"] - plus <= done["evaluate"] <= planned["evaluate"]
     del planned["evaluate"], done["evaluate"]
     assert done == planned
-    assert planned["train"] == 1 and planned["nmpc"] == 1 and planned["sweep"] == 1
+    assert planned["train"] == trained and planned["nmpc"] == 1 and planned["sweep"] == 1

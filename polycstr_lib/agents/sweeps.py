@@ -308,6 +308,29 @@ def _run_on_dask(
                 raise stopped
 
 
+def seeds_of(
+    algorithm: str, seeds: Sequence[int], algorithm_seeds: Mapping[str, int] | None = None
+) -> list[int]:
+    """The training seeds of ``algorithm``: the first ``algorithm_seeds[algorithm]`` of
+    ``seeds``, or all of them when the algorithm is not in ``algorithm_seeds``.
+
+    A costly algorithm (CQL) can so train fewer seeds than the others; its seeds are always a
+    prefix of the others', so its runs are the same runs (and cache entries) on every page.
+
+    Raises:
+        ValueError: a count below 1 or above ``len(seeds)``.
+    """
+    n = (algorithm_seeds or {}).get(algorithm)
+    if n is None:
+        return list(seeds)
+    if not 1 <= n <= len(seeds):
+        raise ValueError(
+            f"algorithm_seeds[{algorithm!r}] must lie in [1, {len(seeds)}] (the seeds given), "
+            f"got {n}"
+        )
+    return list(seeds)[:n]
+
+
 def train_seed_ensembles(
     scenario: str,
     steps: Mapping[str, int],
@@ -316,8 +339,9 @@ def train_seed_ensembles(
     processes: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> dict[tuple[str, int], Agent]:
-    """Every algorithm of ``steps`` trained on ``scenario`` at every seed (:func:`train_many`).
+    """Every algorithm of ``steps`` trained on ``scenario`` at its seeds (:func:`train_many`).
 
     Args:
         scenario: the scenario whose dataset the agents learn from.
@@ -325,23 +349,32 @@ def train_seed_ensembles(
         seeds: training seeds of every algorithm.
         precision: ``'float32'`` or ``'bfloat16'``.
         processes, scheduler, progress: as :func:`train_many`.
+        algorithm_seeds: algorithm → train only the first N of ``seeds`` (:func:`seeds_of`;
+            absent: all).
 
     Returns:
-        ``(algorithm, seed) → agent``, seeds outer, algorithms inner (the order of ``steps``).
+        ``(algorithm, seed) → agent``, seeds outer, algorithms inner (the order of ``steps``);
+        an algorithm with fewer seeds has no key for the others.
     """
-    configs = seed_ensemble_configs(scenario, steps, seeds, precision)
+    configs = seed_ensemble_configs(scenario, steps, seeds, precision, algorithm_seeds)
     trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
     return {(c.algorithm, c.seed): agent for c, (agent, _) in zip(configs, trained, strict=True)}
 
 
 def seed_ensemble_configs(
-    scenario: str, steps: Mapping[str, int], seeds: Sequence[int], precision: str = "float32"
+    scenario: str,
+    steps: Mapping[str, int],
+    seeds: Sequence[int],
+    precision: str = "float32",
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> list[TrainConfig]:
     """The runs :func:`train_seed_ensembles` trains (also what a build's plan counts)."""
+    own = {a: set(seeds_of(a, seeds, algorithm_seeds)) for a in steps}
     return [
         TrainConfig(algorithm=a, scenario=scenario, steps=s, seed=seed, precision=precision)
         for seed in seeds
         for a, s in steps.items()
+        if seed in own[a]
     ]
 
 
@@ -413,18 +446,20 @@ def train_per_scenario(
     processes: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> dict[str, dict[tuple[str, int], Agent]]:
-    """Every algorithm at every seed on every scenario, in one :func:`train_many`.
+    """Every algorithm at its seeds on every scenario, in one :func:`train_many`.
 
     Args:
         scenarios: the scenarios.
         steps: algorithm → scenario → gradient steps (the algorithms trained).
-        seeds, precision, processes, scheduler, progress: as :func:`train_seed_ensembles`.
+        seeds, precision, processes, scheduler, progress, algorithm_seeds: as
+            :func:`train_seed_ensembles`.
 
     Returns:
         scenario → ``(algorithm, seed) → agent``.
     """
-    configs = per_scenario_configs(scenarios, steps, seeds, precision)
+    configs = per_scenario_configs(scenarios, steps, seeds, precision, algorithm_seeds)
     trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
     agents: dict[str, dict[tuple[str, int], Agent]] = {s: {} for s in scenarios}
     for config, (agent, _) in zip(configs, trained, strict=True):
@@ -437,11 +472,12 @@ def per_scenario_configs(
     steps: Mapping[str, Mapping[str, int]],
     seeds: Sequence[int],
     precision: str = "float32",
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> list[TrainConfig]:
     """The runs :func:`train_per_scenario` trains."""
     return [
         TrainConfig(algorithm=a, scenario=s, steps=steps[a][s], seed=seed, precision=precision)
         for s in scenarios
         for a in steps
-        for seed in seeds
+        for seed in seeds_of(a, seeds, algorithm_seeds)
     ]

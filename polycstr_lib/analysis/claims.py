@@ -522,6 +522,10 @@ def assess_claims(
         else:
             probabilities = ", ".join(f"{s} {c.p:.2f}" for s, c in cql.items())
             text = f"CQL beats BC in {wins} of {n} scenarios (P(CQL > BC): {probabilities})"
+        own = {m: {len(seed_values(v, m)) for v in results.values()} for m in ("CQL", "BC")}
+        if own["CQL"] != own["BC"]:  # CQL may train fewer seeds (its cost): each side's own
+            counts = {m: "/".join(str(k) for k in sorted(c)) for m, c in own.items()}
+            text += f"; seeds: CQL {counts['CQL']}, BC {counts['BC']}"
         gaps = "; ".join(f"{s} {_gap_text(v, 'CQL', 'BC')}" for s, v in results.items())
         rows["C8"] = (
             text,
@@ -625,12 +629,25 @@ def _split(seeds: list) -> tuple[list, list]:
     return order[:cut], order[cut:]
 
 
+def _half_rows(runs: pd.DataFrame) -> list[pd.DataFrame]:
+    """The rows of ``runs`` (columns ``algorithm`` and ``seed``) on each half of the seeds,
+    split per algorithm over its own seeds (an algorithm may train fewer, e.g. CQL); an
+    algorithm with a single seed has no halves and is left out; empty when none has two."""
+    halves = {a: _split(list(part["seed"].unique())) for a, part in runs.groupby("algorithm")}
+    halves = {a: h for a, h in halves.items() if all(h)}
+    if not halves:
+        return []
+    pairs = list(zip(runs["algorithm"], runs["seed"], strict=True))
+    return [runs[[a in halves and seed in halves[a][half] for a, seed in pairs]] for half in (0, 1)]
+
+
 def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFrame:
     """The budget and correction choices made again on each half of the seeds.
 
     Budgets: the budget rule of the curves page
     (:class:`~polycstr_lib.analysis.curves.BudgetRule`, with its tolerance and ranges) on the
-    learning curve's seeds of each half (sorted, first ``n // 2`` and the rest), compared
+    learning curve's seeds of each half (each algorithm's own seeds, sorted, first ``n // 2``
+    and the rest), compared
     with the budget the results page trained (glued ``budgets``; else the curve's all-seed
     budget). Corrections: the deployment rule
     (:func:`~polycstr_lib.correction.deployment.deploy_from_sweep`, with the page's margin)
@@ -660,9 +677,8 @@ def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFra
     if measured is not None:
         curve, rule = measured
         table = (curves or {}).get("curve_budgets", {})
-        halves = _split(list(curve["seed"].unique()))
-        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
-            chosen = rule.choose(aggregate_curve(curve[curve["seed"].isin(seeds)], reps=100))
+        for half, part in enumerate(_half_rows(curve)):  # one seed: no halves
+            chosen = rule.choose(aggregate_curve(part, reps=100))
             for (algorithm, scenario), row in chosen.iterrows():
                 if scenario not in results:
                     continue
@@ -679,9 +695,7 @@ def half_choices(results: dict[str, dict], curves: Mapping | None) -> pd.DataFra
             continue
         sweep = sweep_from_glue(glued)
         variants: dict[str, Any] = dict.fromkeys(glued["variants"])  # names: settings unused
-        halves = _split(list(sweep["seed"].unique()))
-        for half, seeds in enumerate(halves if all(halves) else ()):  # one seed: no halves
-            part = sweep[sweep["seed"].isin(seeds)]
+        for half, part in enumerate(_half_rows(sweep)):  # one seed: no halves
             chosen = deploy_from_sweep(
                 part, variants, scenario, margin=glued["margin"],
                 score_range=glued.get("score_range"),

@@ -23,7 +23,7 @@ import pandas as pd
 
 from polycstr_lib.agents.config import TrainConfig
 from polycstr_lib.agents.runs import train_agent
-from polycstr_lib.agents.sweeps import train_many
+from polycstr_lib.agents.sweeps import seeds_of, train_many
 from polycstr_lib.analysis.report import with_interval
 from polycstr_lib.analysis.style import (
     FULL_WIDTH,
@@ -289,6 +289,7 @@ def learning_curve(
     progress: bool = True,
     extend_to: Mapping[str, int] | None = None,
     rule: BudgetRule | None = None,
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Trains every seed once to its last checkpoint and scores every snapshot on validation.
 
@@ -319,6 +320,9 @@ def learning_curve(
             (None or a missing algorithm: no extension).
         rule: The budget rule that decides which curves are unconfirmed (default
             :class:`BudgetRule`).
+        algorithm_seeds: Algorithm → measure only the first N of ``seeds``
+            (:func:`~polycstr_lib.agents.sweeps.seeds_of`; absent: all). The budget rule
+            reads each curve over its own seeds.
 
     Returns:
         One row per (algorithm, scenario, seed, checkpoint): ``algorithm``, ``scenario``,
@@ -328,7 +332,7 @@ def learning_curve(
 
     Raises:
         ValueError: Empty or non-positive checkpoints, no seeds, no episodes, a scenario
-            without references, or a non-positive cap.
+            without references, a non-positive cap, or a seed count out of range.
     """
     algorithms = [algorithms] if isinstance(algorithms, str) else list(algorithms)
     scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios)
@@ -346,11 +350,12 @@ def learning_curve(
     caps = {a: int(k) for a, k in (extend_to or {}).items() if a in algorithms}
     if any(k < 1 for k in caps.values()):
         raise ValueError(f"extend_to caps must be positive; got {dict(extend_to or {})}")
+    for a in algorithms:
+        seeds_of(a, seeds, algorithm_seeds)  # a count out of range fails before any training
     rule = rule or BudgetRule()
     measure = {(a, sc): per_algorithm[a] for a in algorithms for sc in scenarios}
-    rows = _measure_curves(
-        measure, seeds, episodes, references, processes, scheduler, precision, data, progress
-    )
+    train = (seeds, episodes, references, processes, scheduler, precision, data, progress)
+    rows = _measure_curves(measure, *train, algorithm_seeds=algorithm_seeds)
     curve = pd.DataFrame(rows).assign(extension=False)
     while caps:
         budgets = rule.choose(aggregate_curve(curve))
@@ -361,9 +366,7 @@ def learning_curve(
                 grow[(a, sc)] = [2 * last]
         if not grow:
             break
-        rows = _measure_curves(
-            grow, seeds, episodes, references, processes, scheduler, precision, data, progress
-        )
+        rows = _measure_curves(grow, *train, algorithm_seeds=algorithm_seeds)
         curve = pd.concat([curve, pd.DataFrame(rows).assign(extension=True)], ignore_index=True)
     order = {a: i for i, a in enumerate(algorithms)}, {sc: i for i, sc in enumerate(scenarios)}
     rank = curve["algorithm"].map(order[0]) * len(scenarios) + curve["scenario"].map(order[1])
@@ -376,7 +379,10 @@ def learning_curve(
 
 
 def curve_runs(
-    measure: Mapping[tuple[str, str], Sequence[int]], seeds: Sequence[int], precision: str
+    measure: Mapping[tuple[str, str], Sequence[int]],
+    seeds: Sequence[int],
+    precision: str,
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> tuple[list[TrainConfig], list[int]]:
     """What measuring curves trains: every seed to its curve's last checkpoint, and the
     snapshot steps (the shorter checkpoints are snapshots of those runs, not runs of their own).
@@ -385,11 +391,12 @@ def curve_runs(
         measure: (algorithm, scenario) → checkpoints.
         seeds: Training seeds.
         precision: Training precision.
+        algorithm_seeds: Algorithm → only the first N of ``seeds`` (absent: all).
     """
     longest = [
         TrainConfig(a, sc, steps=max(ks), seed=s, precision=precision)
         for (a, sc), ks in measure.items()
-        for s in seeds
+        for s in seeds_of(a, seeds, algorithm_seeds)
     ]
     return longest, sorted({int(k) for ks in measure.values() for k in ks})
 
@@ -404,13 +411,14 @@ def _measure_curves(
     precision: str,
     data: Mapping[str, Any] | None,
     progress: bool,
+    algorithm_seeds: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Trains (algorithm, scenario) → checkpoints in one sweep and scores every snapshot."""
 
     def config(a: str, scenario: str, seed: int, steps: int) -> TrainConfig:
         return TrainConfig(a, scenario, steps=steps, seed=seed, precision=precision)
 
-    longest, snapshots = curve_runs(measure, seeds, precision)
+    longest, snapshots = curve_runs(measure, seeds, precision, algorithm_seeds)
     train_many(
         longest,
         processes=processes,
@@ -422,15 +430,16 @@ def _measure_curves(
     rows = []
     for (a, scenario), ks in measure.items():
         scenario_data = None if data is None else data.get(scenario)
+        own = seeds_of(a, seeds, algorithm_seeds)
         for k in sorted(ks):
             agents = [
                 train_agent(config(a, scenario, s, k), data=scenario_data, progress=False)[0]
-                for s in seeds
+                for s in own
             ]
             metrics = evaluate_agents(
                 [x.act for x in agents], scenario, episodes, *references[scenario]
             )
-            for s, m in zip(seeds, metrics, strict=True):
+            for s, m in zip(own, metrics, strict=True):
                 rows.append(_seed_row(m, algorithm=a, scenario=scenario, seed=int(s), steps=k))
     return rows
 

@@ -171,6 +171,8 @@ def with_interval(
     return out
 
 
+#: Rows of a results table that are one run each whatever the seeds (the dataset, PI).
+SINGLE_RUNS = ("Data", "PI")
 #: Columns of :func:`results_page_table`, in order (optimality only where measured), by
 #: their names in :func:`~polycstr_lib.analysis.results.results_table`.
 RESULTS_COLUMNS = ("iqm", "median", "worst", "violating", "runaways", "offset", "optimality")
@@ -205,7 +207,8 @@ def results_page_table(table: pd.DataFrame, digits: int = 1) -> ReaderTable:
         (:data:`RESULTS_COLUMNS`): the IQM with its 95 % interval (the value alone for a row
         of one seed or one run), the median, the worst episode, the episodes over 370 K and
         the runaways as ``'k of n'`` episodes, the offset and the optimality (left out where
-        the table has none; ``—`` with a footnote where a row has none).
+        the table has none; ``—`` with a footnote where a row has none). Where the agents'
+        rows have different numbers of training seeds, a footnote gives each row's.
     """
     episodes = table["episodes"].astype(int)
     notes = []
@@ -222,6 +225,12 @@ def results_page_table(table: pd.DataFrame, digits: int = 1) -> ReaderTable:
         notes.append(
             f"{rows}: deterministic, one run each; the score is the mean over the row's "
             "episodes and its interval a 95 % bootstrap over those episodes, not over seeds."
+        )
+    seeded = table["seeds"][~over_episodes & ~table.index.isin(SINGLE_RUNS)].astype(int)
+    if seeded.nunique() > 1:
+        notes.append(
+            "Training seeds per row (its IQM and interval are across them): "
+            f"{_denominators(seeded)}."
         )
     # an interval over episodes is shown wherever the row has 2 episodes to resample
     table = table.assign(_runs=table["seeds"].where(~over_episodes, table["episodes"]))

@@ -62,6 +62,7 @@ __all__ = [
     "evaluate_methods",
     "glue_prefix",
     "header_glue",
+    "seeds_glue",
     "sweep_from_glue",
     "sweep_glue",
     "tolerance_text",
@@ -127,7 +128,9 @@ def evaluate_methods(
             the "+" row is the base row itself, bit for bit (the same runs, not rerun).
         algorithms: algorithms in the table's order (``NAME``, ``NAME+``, then
             ``NAME+ (no tuning)``).
-        seeds: training seeds; the first seed's trajectories are kept for the figures.
+        seeds: training seeds; an algorithm is run at those of its seeds that ``agents``
+            holds (an algorithm may have fewer, :func:`~polycstr_lib.agents.sweeps.seeds_of`),
+            and its first seed's trajectories are kept for the figures.
         episodes: test episodes per method and seed.
         zero_tuning: add the rows of :data:`~polycstr_lib.correction.variants.ZERO_TUNING`.
 
@@ -138,6 +141,7 @@ def evaluate_methods(
 
     Raises:
         KeyError: an algorithm without a deployment.
+        ValueError: an algorithm with no agent at any of ``seeds``.
     """
     bounds = task.return_bounds
     per_seed: dict[str, dict[int, pd.DataFrame]] = {}
@@ -153,7 +157,10 @@ def evaluate_methods(
         per_seed[base], per_seed[plus] = {}, {}
         if zero_tuning:
             per_seed[fixed] = {}
-        for seed in seeds:
+        own = [seed for seed in seeds if (algo, seed) in agents]
+        if not own:
+            raise ValueError(f"no {algo} agent at any of the seeds {list(seeds)}")
+        for seed in own:
             agent = agents[algo, seed]
             policies = {base: agent}
             if deployment.corrected:
@@ -163,11 +170,11 @@ def evaluate_methods(
             for name, policy in policies.items():
                 metrics, traj = evaluate_policy(policy.act, task.scenario, episodes, *bounds)
                 per_seed[name][seed] = metrics
-                if seed == seeds[0] and name != fixed:
+                if seed == own[0] and name != fixed:
                     trajs[name] = traj
             if not deployment.corrected:  # η = 0: the base's own runs, bit for bit
                 per_seed[plus][seed] = per_seed[base][seed].copy()
-                if seed == seeds[0]:
+                if seed == own[0]:
                     trajs[plus] = trajs[base]
     trajs["PI"] = pi_traj
     return ResultsRuns(per_seed, trajs)
@@ -391,4 +398,46 @@ def header_glue(
         values[f"steps_source_{algo}"] = sources[algo]
     values["budgets"] = {str(algo): int(steps) for algo, steps in budgets.items()}
     values["runaway_temperature"] = f"{RUNAWAY_TEMPERATURE:.0f}"
+    return values
+
+
+def seeds_glue(
+    algorithms: Sequence[str], seeds: Sequence[int], algorithm_seeds: Mapping[str, int]
+) -> dict[str, Any]:
+    """How many training seeds each agent has, for a page's prose.
+
+    Returns:
+        ``n_seeds`` (the page's seeds), ``n_seeds_<algo>`` per algorithm (its own count,
+        :func:`~polycstr_lib.agents.sweeps.seeds_of`) and ``seeds_note``: one sentence, that
+        every agent has every seed, or which algorithms train only the first N of them and
+        why (CQL's cost).
+    """
+    from polycstr_lib.agents.sweeps import seeds_of
+
+    n = len(seeds)
+    own = {a: len(seeds_of(a, seeds, algorithm_seeds)) for a in algorithms}
+    values: dict[str, Any] = {"n_seeds": n, **{f"n_seeds_{a}": k for a, k in own.items()}}
+    fewer = {a: k for a, k in own.items() if k < n}
+    if not fewer:
+        values["seeds_note"] = (
+            "Every agent has this one training seed." if n == 1
+            else f"Every agent has all {n} training seeds."
+        )  # fmt: skip
+        return values
+    names = " and ".join(a.upper() for a in fewer)
+    counts = ", ".join(f"{a.upper()} the first {k}" for a, k in fewer.items())
+    why = (
+        "a CQL gradient step costs far more than a BC or IQL step (its critics score sampled "
+        "actions at every step), and every seed on every scenario would not fit the build's time"
+        if "cql" in fewer
+        else "to fit the build's time"
+    )
+    if len(fewer) == 1:
+        (k,) = fewer.values()
+        trains = f"{names} trains only the first {k} of the {n} seeds, and its rows are"
+    else:
+        trains = f"{names} train fewer of the {n} seeds ({counts}), and their rows are"
+    values["seeds_note"] = (
+        f"{trains} across those seeds only: {why}; the other agents have all of them."
+    )
     return values

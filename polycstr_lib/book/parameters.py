@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional, Union
 
+from polycstr_lib.agents.sweeps import seeds_of
 from polycstr_lib.correction.ablations import AblationGrid
 from polycstr_lib.correction.variants import DEFAULT_VARIANTS
 from polycstr_lib.reactor.scenarios import get_scenario
@@ -173,6 +174,29 @@ def _among(name: str, values: Any, allowed: tuple[str, ...] | list[str]) -> None
 
 def _distinct(name: str, values: list) -> None:
     _need(len(set(values)) == len(values), f"parameter {name!r} must be distinct, got {values!r}")
+
+
+def _algorithm_seeds(counts: dict[str, int], seeds: list[int]) -> None:
+    """``algorithm_seeds``: known algorithms, each to a count in [1, len(seeds)]."""
+    _among("algorithm_seeds", list(counts), ALGORITHMS)
+    for algorithm, n in counts.items():
+        _need(
+            1 <= n <= len(seeds),
+            f"parameter 'algorithm_seeds' must map {algorithm!r} to a count in "
+            f"[1, {len(seeds)}] (the number of seeds), got {n}",
+        )
+
+
+class SeedCounts:
+    """Pages with ``seeds`` and ``algorithm_seeds``: each algorithm's own training seeds."""
+
+    seeds: list[int]
+    algorithm_seeds: dict[str, int]
+
+    def seeds_for(self, algorithm: str) -> list[int]:
+        """The training seeds of ``algorithm``: the first ``algorithm_seeds[algorithm]`` of
+        ``seeds``, or all of them."""
+        return seeds_of(algorithm, self.seeds, self.algorithm_seeds)
 
 
 @dataclass(frozen=True)
@@ -346,13 +370,14 @@ class CorrectionPage(TrainingPage):
 
 
 @dataclass(frozen=True)
-class LearningCurvesPage(TrainingPage):
+class LearningCurvesPage(SeedCounts, TrainingPage):
     """Parameters of ``04b_learning_curves``."""
 
     profile: str
     scenarios: list[str]
     algorithms: list[str]
     seeds: list[int]
+    algorithm_seeds: dict[str, int]
     checkpoints: dict[str, list[int]]
     extend_to: dict[str, int]
     validation_episodes: int
@@ -364,7 +389,8 @@ class LearningCurvesPage(TrainingPage):
     variant_steps: int
 
     BANNER: ClassVar[tuple[str, ...]] = (
-        "scenarios", "algorithms", "seeds", "checkpoints", "extend_to", "validation_episodes",
+        "scenarios", "algorithms", "seeds", "algorithm_seeds", "checkpoints", "extend_to",
+        "validation_episodes",
         "relative_tolerance", "range_episodes", "precision", "variant_algorithms",
         "variant_scenarios", "variant_seeds", "variant_steps",
     )  # fmt: skip
@@ -393,15 +419,17 @@ class LearningCurvesPage(TrainingPage):
             range_episodes=self.range_episodes,
         )
         _at_least(0, relative_tolerance=self.relative_tolerance)
+        _algorithm_seeds(self.algorithm_seeds, self.seeds)
         super().check()
 
 
 @dataclass(frozen=True)
-class ResultsPage(CorrectionPage):
+class ResultsPage(SeedCounts, CorrectionPage):
     """Parameters of ``05_results`` (one scenario)."""
 
     profile: str
     scenario: str
+    algorithm_seeds: dict[str, int]  # algorithm → train only the first N of seeds
     bc_steps: int
     iql_steps: int
     cql_steps: int
@@ -411,7 +439,8 @@ class ResultsPage(CorrectionPage):
     nmpc_horizon: int  # the oracle's horizon: its row and the decision scale
 
     BANNER: ClassVar[tuple[str, ...]] = (
-        "scenario", "seeds", "bc_steps", "iql_steps", "cql_steps", "budget_sources",
+        "scenario", "seeds", "algorithm_seeds", "bc_steps", "iql_steps", "cql_steps",
+        "budget_sources",
         "cost_steps", "test_episodes", "correction_steps", "correction_variants",
         "validation_episodes", "precision",
     )  # fmt: skip
@@ -433,6 +462,7 @@ class ResultsPage(CorrectionPage):
             f"got {self.nmpc_episodes}",
         )
         super().check()
+        _algorithm_seeds(self.algorithm_seeds, self.seeds)
 
     @property
     def budgets(self) -> dict[str, int]:
@@ -509,12 +539,13 @@ class ClaimsPage(PageParameters):
 
 
 @dataclass(frozen=True)
-class CorrectionSupportPage(CorrectionPage):
+class CorrectionSupportPage(SeedCounts, CorrectionPage):
     """Parameters of ``08_correction_support``."""
 
     profile: str
     scenarios: list[str]
     algorithms: list[str]
+    algorithm_seeds: dict[str, int]  # algorithm → train only the first N of seeds
     agent_steps: dict[str, Union[int, dict[str, int]]]  # noqa: UP007
     budget_sources: dict[str, str]
     correction_variants: list[str]
@@ -522,7 +553,8 @@ class CorrectionSupportPage(CorrectionPage):
     nmpc_horizon: int  # the oracle's horizon, for the decision scale (the results pages')
 
     BANNER: ClassVar[tuple[str, ...]] = (
-        "scenarios", "algorithms", "seeds", "agent_steps", "cost_steps", "correction_steps",
+        "scenarios", "algorithms", "seeds", "algorithm_seeds", "agent_steps", "cost_steps",
+        "correction_steps",
         "correction_variants", "validation_episodes", "test_episodes", "precision",
     )  # fmt: skip
 
@@ -547,6 +579,7 @@ class CorrectionSupportPage(CorrectionPage):
             )
         _at_least(1, path_states=self.path_states, nmpc_horizon=self.nmpc_horizon)
         super().check()
+        _algorithm_seeds(self.algorithm_seeds, self.seeds)
 
     @property
     def steps_of(self) -> dict[str, dict[str, int]]:

@@ -433,19 +433,20 @@ def _learning_curves(page: str, p: Any, store: _Store, context: dict) -> list[Ta
     from polycstr_lib.analysis.curves import TRAINING_VARIANTS, curve_runs, variant_runs
 
     measure = {(a, s): sorted(set(p.checkpoints[a])) for a in p.algorithms for s in p.scenarios}
-    configs, snapshots = curve_runs(measure, p.seeds, p.precision)
+    configs, snapshots = curve_runs(measure, p.seeds, p.precision, p.algorithm_seeds)
     tasks = _train_tasks(page, configs, store, snapshots)
-    n = len(p.seeds) * p.validation_episodes
     for (a, s), ks in measure.items():
-        what = f"{a.upper()} at {len(ks)} checkpoints × {len(p.seeds)} seeds (validation)"
+        n = len(p.seeds_for(a)) * p.validation_episodes
+        what = f"{a.upper()} at {len(ks)} checkpoints × {len(p.seeds_for(a))} seeds (validation)"
         tasks.append(_evaluate(page, s, n * len(ks), what, calls=len(ks)))
     why = "if the curve is unconfirmed at its last checkpoint"
     for (a, s), ks in measure.items():
         last = max(ks)
         for k in _extensions(ks, p.extend_to.get(a)):
-            ext, _ = curve_runs({(a, s): [k]}, p.seeds, p.precision)
+            ext, _ = curve_runs({(a, s): [k]}, p.seeds, p.precision, p.algorithm_seeds)
             tasks += _train_tasks(page, ext, store, [k], assumed=why, from_steps=last)
             what = f"{a.upper()} extension to {k:,} steps (validation)"
+            n = len(p.seeds_for(a)) * p.validation_episodes
             tasks.append(_evaluate(page, s, n, what, assumed=why))
             last = k
     variants = {k: dict(v, precision=p.precision) for k, v in TRAINING_VARIANTS.items()}
@@ -470,7 +471,7 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun
 
     assumed = context.get("budget_assumption", {}).get(page, "")
-    configs = seed_ensemble_configs(p.scenario, p.budgets, p.seeds, p.precision)
+    configs = seed_ensemble_configs(p.scenario, p.budgets, p.seeds, p.precision, p.algorithm_seeds)
     tasks = _train_tasks(page, configs, store, assumed=assumed)
     config = CostModelConfig(kind="picnn", steps=p.cost_steps)
     models = [_cost_task(page, p.scenario, store, config)]
@@ -485,21 +486,22 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     tasks.append(_evaluate(page, p.scenario, p.validation_episodes, what))
     variants = results_variants(p.correction_variants, p.correction_steps)
     settings = 1 + sum(len(DEFAULT_STEP_SIZES[name]) for name in variants)
-    agents = [(a, s) for s in p.seeds for a in p.budgets]
+    agents = [(a, s) for s in p.seeds for a in p.budgets if s in p.seeds_for(a)]
     what = f"{len(variants)} variants, {settings} settings (validation)"
     inputs = [t for t in tasks if t.kind in ("train", "cost_model")]
     tasks.append(
         _sweep(page, p.scenario, "validation", agents, settings, p.validation_episodes, inputs,
                what)
     )  # fmt: skip
-    n = len(p.seeds) * p.test_episodes
     tasks.append(_evaluate(page, p.scenario, p.test_episodes, "PI (test)"))
     for a in p.budgets:
-        what, calls = f"{a.upper()} and its zero-tuning row", 2 * len(p.seeds)
+        seeds = len(p.seeds_for(a))
+        n = seeds * p.test_episodes
+        what, calls = f"{a.upper()} and its zero-tuning row", 2 * seeds
         tasks.append(_evaluate(page, p.scenario, 2 * n, what, calls=calls))
         why = "if validation deploys a correction (η > 0)"
         what = f"{a.upper()}+ (test)"
-        tasks.append(_evaluate(page, p.scenario, n, what, assumed=why, calls=len(p.seeds)))
+        tasks.append(_evaluate(page, p.scenario, n, what, assumed=why, calls=seeds))
     run = NMPCRun(p.scenario, p.nmpc_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon))
     tasks.append(_nmpc_task(page, store, run))
     what = "inputs held, on the oracle's episodes (optimality score)"
@@ -567,13 +569,12 @@ def _correction_support(page: str, p: Any, store: _Store, context: dict) -> list
             models[s].append(_cost_task(page, s, store, config, (0, 1, 2)))
         tasks += models[s]
     assumed = context.get("budget_assumption", {}).get(page, "")
-    configs = per_scenario_configs(p.scenarios, p.steps_of, p.seeds, p.precision)
+    configs = per_scenario_configs(p.scenarios, p.steps_of, p.seeds, p.precision, p.algorithm_seeds)
     trained = _train_tasks(page, configs, store, assumed=assumed)
     tasks += trained
     variants = results_variants(p.correction_variants, p.correction_steps)
     settings = 1 + sum(len(DEFAULT_STEP_SIZES[name]) for name in variants)
-    agents = [(a, seed) for a in p.algorithms for seed in p.seeds]
-    n = len(p.seeds) * p.test_episodes
+    agents = [(a, seed) for a in p.algorithms for seed in p.seeds_for(a)]
     for s in p.scenarios:
         scale = NMPCRun(s, p.validation_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon),
                         split="validation")  # fmt: skip
@@ -586,11 +587,11 @@ def _correction_support(page: str, p: Any, store: _Store, context: dict) -> list
                    f"{len(variants)} variants, {settings} settings (validation)")
         )  # fmt: skip
         for a in p.algorithms:
-            tasks.append(_evaluate(page, s, n, f"{a.upper()} (test)", calls=len(p.seeds)))
+            seeds = len(p.seeds_for(a))
+            n = seeds * p.test_episodes
+            tasks.append(_evaluate(page, s, n, f"{a.upper()} (test)", calls=seeds))
             why = "if validation deploys a correction (η > 0)"
-            tasks.append(
-                _evaluate(page, s, n, f"{a.upper()}+ (test)", assumed=why, calls=len(p.seeds))
-            )
+            tasks.append(_evaluate(page, s, n, f"{a.upper()}+ (test)", assumed=why, calls=seeds))
     return tasks
 
 

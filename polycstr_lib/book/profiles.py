@@ -39,22 +39,30 @@ RUNS: tuple[NotebookRun, ...] = (
 
 
 #: The parameters the results pages (05) and the correction-support chapter (08) share, so
-#: that the chapter studies the correction the results pages deploy: the training seeds, the
-#: variant set, K, the validation episodes, the cost models' steps and the oracle's horizon
-#: (the deployment rule's tolerances are shares of the hold-to-oracle range). Both pages take the
+#: that the chapter studies the correction the results pages deploy: the training seeds (and
+#: each algorithm's share of them, ``algorithm_seeds``), the variant set, K, the validation
+#: episodes, the cost models' steps and the oracle's horizon (the deployment rule's
+#: tolerances are shares of the hold-to-oracle range). Both pages take the
 #: step-size grids (``DEFAULT_STEP_SIZES``) and the ensemble (``ENSEMBLE_SEEDS`` of
 #: ``polycstr_lib.correction.choice``) from the library, not from their parameters.
 SHARED_CORRECTION_KEYS = (
     "seeds",
+    "algorithm_seeds",
     "correction_variants",
     "correction_steps",
     "validation_episodes",
     "cost_steps",
     "nmpc_horizon",
 )
+#: CQL's training seeds in the paper profile (the first of ``seeds``), on the curves page, the
+#: results pages and chapter 08 alike, so that the results pages' CQL runs are the curves'
+#: snapshots: a CQL step costs about 20 IQL steps, and ten CQL seeds on three scenarios would
+#: take most of the paper build's two hours (``python -m polycstr_lib plan --profile paper``).
+CQL_SEEDS = 3
 #: Their values in the paper profile; the quick profile is both notebooks' own defaults.
 PAPER_CORRECTION: dict = {
     "seeds": list(range(10)),
+    "algorithm_seeds": {"cql": CQL_SEEDS},
     "correction_variants": ["plain", "normalised", "trust region", "uncertainty"],
     "correction_steps": 3,
     "validation_episodes": 20,
@@ -80,6 +88,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "scenarios": ["startup", "grade_down", "grade_up"],
             "algorithms": ["bc", "iql", "cql"],
             "seeds": list(range(10)),
+            "algorithm_seeds": {"cql": CQL_SEEDS},
             "checkpoints": {
                 "bc": [1000, 2500, 5000, 10_000],
                 "iql": [1000, 2500, 5000, 10_000],

@@ -277,9 +277,7 @@ def test_uploads_site_and_failure_reports(workflow):
     make = next(i for i, s in enumerate(build) if s.get("run", "").startswith("make book"))
     assert build.index(pages[0]) > make, "the site is uploaded before it is built"
     failed = [
-        s
-        for s in build
-        if uses(s) == "actions/upload-artifact" and "failure()" in s.get("if", "")
+        s for s in build if uses(s) == "actions/upload-artifact" and "failure()" in s.get("if", "")
     ]
     assert failed, "no actions/upload-artifact step for failures"
     paths = failed[0]["with"]["path"]

@@ -143,16 +143,18 @@ def deployment_page_table(deployments: Mapping[str, Mapping[str, Deployment]]) -
     ).set_index(["scenario", "algorithm"])
     return reader_table(
         table,
+        # short headers: with the scenario column, the longer ones overflowed a 1280-px page
         headers={
-            "deployed": "Correction deployed",
-            "validation_mean": "Validation mean",
-            "base_mean": "Base's validation mean",
-            "admissible": "Admissible settings",
-            "runaways": "Validation runaways",
-            "bound": "Runaway rate at most (95 %)",
+            "deployed": "Deployed",
+            "validation_mean": "Mean",
+            "base_mean": "Base mean",
+            "admissible": "Admissible",
+            "runaways": "Runaways",
+            "bound": "Runaway rate ≤ (95 %)",
             "why": "Why",
         },
         digits={"validation_mean": 1, "base_mean": 1, "bound": 3},
+        caption="Chosen on validation episodes: every mean, count and bound here is validation's",
     )
 
 

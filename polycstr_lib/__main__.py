@@ -578,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--calibrate",
         action="store_true",
-        help="measure the rates now (about a minute) instead of the last build's",
+        help="measure the rates now (about two minutes) instead of the last build's",
     )
     plan.set_defaults(func=_cmd_plan)
     numbers = sub.add_parser(

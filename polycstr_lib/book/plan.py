@@ -780,7 +780,7 @@ def rates_from_store(base: Rates = ASSUMED_RATES) -> Rates:
 
 
 def calibrate(scenario: str = "startup") -> Rates:
-    """Rates measured now by a short run of each kind of task (about a minute on two cores),
+    """Rates measured now by a short run of each kind of task (about two minutes on two cores),
     in a private, temporary artifact store; the page overhead is :data:`ASSUMED_RATES`'."""
     import os
     import tempfile
@@ -804,7 +804,9 @@ def calibrate(scenario: str = "startup") -> Rates:
         os.environ[LEDGER_ENV], os.environ[ARTIFACTS_ENV] = str(ledger), str(Path(root) / "store")
         try:
             agents = {}
-            for algo, steps in (("bc", 100), ("iql", 50), ("cql", 10)):
+            # long enough that a run's start (networks, data on the device) is a small part:
+            # 50 IQL steps measured half the rate of a real ensemble
+            for algo, steps in (("bc", 400), ("iql", 150), ("cql", 15)):
                 for members in (1, 4):
                     configs = [TrainConfig(algo, scenario, steps=steps, seed=s)
                                for s in range(members)]  # fmt: skip
@@ -819,7 +821,8 @@ def calibrate(scenario: str = "startup") -> Rates:
             grids = {name: DEFAULT_STEP_SIZES[name] for name in variants}
             for episodes in (1, 10):
                 sweep_corrections(setup, episodes, variants, grids, cache=False)
-            run_nmpc(NMPCRun(scenario, 1, steps=10, nmpc=NMPCConfig(), split="validation"))
+            # 60 steps: building the controller takes about as long as 20 solves
+            run_nmpc(NMPCRun(scenario, 1, steps=60, nmpc=NMPCConfig(), split="validation"))
             records = read_ledger(ledger)
         finally:
             for name, value in saved.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -226,3 +227,25 @@ def test_the_plan_counts_what_chapter_08_trains_and_evaluates(
     del planned["evaluate"], done["evaluate"]
     assert done == planned
     assert planned["train"] == trained and planned["nmpc"] == 1 and planned["sweep"] == 1
+
+
+def test_calibration_measures_every_rate_in_a_private_store(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(store))
+    monkeypatch.delenv(LEDGER_ENV, raising=False)
+    rates = plan.calibrate(scale=0.02)
+    for name in ("train bc", "train iql", "train cql", "cost_model", "nmpc", "rollout", "sweep"):
+        assert rates.sources[name].startswith("calibration"), (name, rates.sources[name])
+    assert all(b > 0 for _, b in (rates.train[a] for a in ("bc", "iql", "cql")))
+    assert min(rates.cost_model, rates.nmpc, rates.rollout, rates.sweep) > 0
+    # CQL samples actions for its conservative term: dearer per step than IQL, IQL than BC
+    per_member = {a: sum(rates.train[a]) for a in ("bc", "iql", "cql")}
+    assert per_member["bc"] < per_member["cql"] and per_member["iql"] < per_member["cql"]
+    # the caller's store and ledger are untouched and restored
+    assert not store.exists()
+    assert LEDGER_ENV not in os.environ
+
+
+def test_calibration_refuses_a_scale_that_is_not_positive():
+    with pytest.raises(ValueError, match="scale must be positive"):
+        plan.calibrate(scale=0)

@@ -779,9 +779,24 @@ def rates_from_store(base: Rates = ASSUMED_RATES) -> Rates:
     return dataclasses.replace(rates, sources=sources)
 
 
-def calibrate(scenario: str = "startup") -> Rates:
+def calibrate(scenario: str = "startup", scale: float = 1.0) -> Rates:
     """Rates measured now by a short run of each kind of task (about two minutes on two cores),
-    in a private, temporary artifact store; the page overhead is :data:`ASSUMED_RATES`'."""
+    in a private, temporary artifact store; the page overhead is :data:`ASSUMED_RATES`'.
+
+    Args:
+        scenario: The scenario whose data and episodes the tasks use.
+        scale: Multiplies every task's steps (at least one each); below 1 only for tests,
+            where a run's start then dominates and the rates are too slow.
+
+    Raises:
+        ValueError: ``scale`` not positive.
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+
+    def sized(steps: int) -> int:
+        return max(1, round(steps * scale))
+
     import os
     import tempfile
 
@@ -808,11 +823,11 @@ def calibrate(scenario: str = "startup") -> Rates:
             # 50 IQL steps measured half the rate of a real ensemble
             for algo, steps in (("bc", 400), ("iql", 150), ("cql", 15)):
                 for members in (1, 4):
-                    configs = [TrainConfig(algo, scenario, steps=steps, seed=s)
+                    configs = [TrainConfig(algo, scenario, steps=sized(steps), seed=s)
                                for s in range(members)]  # fmt: skip
                     trained = train_ensemble(configs, task.data, progress=False)
                     agents[algo, 0] = trained[0][0]
-            model, _ = train_cost_model(task.data, CostModelConfig(kind="picnn", steps=100),
+            model, _ = train_cost_model(task.data, CostModelConfig(kind="picnn", steps=sized(100)),
                                         progress=False)  # fmt: skip
             for episodes in (4, 40):
                 evaluate_policy(agents["bc", 0].act, scenario, episodes, *task.return_bounds)
@@ -822,7 +837,7 @@ def calibrate(scenario: str = "startup") -> Rates:
             for episodes in (1, 10):
                 sweep_corrections(setup, episodes, variants, grids, cache=False)
             # 60 steps: building the controller takes about as long as 20 solves
-            run_nmpc(NMPCRun(scenario, 1, steps=60, nmpc=NMPCConfig(), split="validation"))
+            run_nmpc(NMPCRun(scenario, 1, steps=sized(60), nmpc=NMPCConfig(), split="validation"))
             records = read_ledger(ledger)
         finally:
             for name, value in saved.items():

@@ -50,8 +50,11 @@ from polycstr_lib.correction.cost_models.config import CostModelConfig
 from polycstr_lib.correction.cost_models.diagnostics import _predict, r2_score
 from polycstr_lib.correction.cost_models.networks import PICNN, _CostModel, build_cost_model
 from polycstr_lib.correction.cost_models.targets import _rows, cost_targets, split_episodes
-from polycstr_lib.correction.cost_models.training import cost_model_entry, load_cached, save_cached
-from polycstr_lib.toolkit.ledger import record_task
+from polycstr_lib.correction.cost_models.training import (
+    cost_model_entry,
+    finish_training,
+    load_cached,
+)
 from polycstr_lib.toolkit.offline import require_training
 
 __all__ = ["CostEnsemble", "PessimisticActionCost", "is_picnn_ensemble", "train_cost_ensemble"]
@@ -311,16 +314,7 @@ def train_cost_ensemble(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
-    record_task(
-        "cost_model",
-        log["seconds"],
-        scenario=log["scenario"],
-        model=config.kind,
-        target=config.target,
-        steps=config.steps,
-        members=len(seeds),
-    )
-    save_cached(path, ensemble, log)
+    finish_training(path, ensemble, log, config, members=len(seeds))
     return ensemble, log
 
 

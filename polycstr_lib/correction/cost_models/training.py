@@ -101,6 +101,26 @@ def save_cached(path: Path | None, model: torch.nn.Module, log: dict[str, Any]) 
     log["cache_path"] = str(path)
 
 
+def finish_training(
+    path: Path | None,
+    model: torch.nn.Module,
+    log: dict[str, Any],
+    config: CostModelConfig,
+    members: int,
+) -> None:
+    """Records a trained model (or ensemble of ``members``) in the task ledger, then caches it."""
+    record_task(
+        "cost_model",
+        log["seconds"],
+        scenario=log["scenario"],
+        model=config.kind,
+        target=config.target,
+        steps=config.steps,
+        members=members,
+    )
+    save_cached(path, model, log)
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -215,14 +235,5 @@ def train_cost_model(
         "seconds": time.perf_counter() - t0,
         "cached": False,
     }
-    record_task(
-        "cost_model",
-        log["seconds"],
-        scenario=log["scenario"],
-        model=config.kind,
-        target=config.target,
-        steps=config.steps,
-        members=1,
-    )
-    save_cached(path, model, log)
+    finish_training(path, model, log, config, members=1)
     return model, log

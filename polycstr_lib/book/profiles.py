@@ -89,8 +89,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "algorithms": ["bc", "iql", "cql"],
             "seeds": list(range(10)),
             "algorithm_seeds": {"cql": CQL_SEEDS},
-            # sized by the plan to the two-hour build at this machine's measured rates (IQL
-            # 55 agent-steps/s per core, CQL 5): ``python -m polycstr_lib plan --profile paper``
+            # sized with ``python -m polycstr_lib plan --profile paper --calibrate`` at this
+            # machine's measured rates (IQL 55 agent-steps/s per core, CQL 5) toward two hours
             "checkpoints": {
                 "bc": [500, 1000, 2500],
                 "iql": [500, 1000, 2500],

@@ -277,3 +277,20 @@ def test_summarise_runs_aggregates_over_seeds() -> None:
     row = out.iloc[0]
     assert row["iqm"] == pytest.approx(15.0) and row["worst"] == -5.0
     assert row["runaways"] == 3 and row["not_worse"] == 3 and row["runs"] == 4
+
+
+def test_sweep_in_two_processes_equals_one_process_to_the_bit(monkeypatch) -> None:
+    from polycstr_lib.toolkit import ledger
+
+    setup = CorrectionSetup(AGENTS, MODELS, TASK)
+    alone = sweep_corrections(setup, 2, cache=False, processes=1, **KW)
+    monkeypatch.setattr(ct, "MIN_PARALLEL_EPISODES", 1)  # spread even this tiny sweep
+    assert ct.sweep_processes(len(AGENTS), 32, None) >= 1
+    assert ct.sweep_processes(2, 32, 8) == 2 and ct.sweep_processes(2, 32, 1) == 1
+    spread = sweep_corrections(setup, 2, cache=False, processes=2, **KW)
+    pd.testing.assert_frame_equal(alone, spread, check_exact=True)
+    assert ledger._STACK == []  # the workers' bookkeeping stays in the workers
+    with pytest.raises(ValueError, match="processes"):
+        ct.sweep_processes(2, 32, 0)
+    monkeypatch.setattr(ct, "MIN_PARALLEL_EPISODES", 10_000)
+    assert ct.sweep_processes(2, 32, 8) == 1  # a small sweep stays in this process

@@ -151,3 +151,34 @@ def test_stacked_members_equal_each_members_own_closed_form(dtype) -> None:
         looped._stacked = None
         for got, want in zip(fn.value_grad_hess(a), looped.value_grad_hess(a), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_members_trained_in_two_processes_equal_one_process_and_reuse_a_single_model(
+    tmp_path, monkeypatch
+) -> None:
+    from polycstr_lib.correction.cost_models import ensemble as ens
+    from polycstr_lib.toolkit import ledger
+
+    data = synthetic_data(n_episodes=12, steps=20)
+    alone, _ = train_cost_ensemble(data, CONFIG, (0, 1), progress=False, cache=False)
+    # member 0 trained alone first (as a results page trains its PICNN): loaded, not retrained
+    single, _ = train_cost_model(data, CONFIG, progress=False, cache_dir=tmp_path)
+    monkeypatch.setattr(ens, "MIN_PARALLEL_STEPS", 1)
+    path = tmp_path / "tasks.jsonl"
+    monkeypatch.setenv(ledger.LEDGER_ENV, str(path))
+    spread, log = train_cost_ensemble(
+        data, CONFIG, (0, 1, 2), progress=False, cache_dir=tmp_path, processes=2
+    )
+    for k in (0, 1):
+        for name, tensor in alone.member(k).state_dict().items():
+            assert torch.equal(spread.member(k).state_dict()[name], tensor), name
+    for name, tensor in single.state_dict().items():
+        assert torch.equal(spread.member(0).state_dict()[name], tensor), name
+    records = ledger.read_ledger(path)
+    top = [r for r in records if r["within"] is None]
+    assert [(r["kind"], r["members"], r["processes"]) for r in top] == [("cost_model", 2, 2)]
+    assert len([r for r in records if r["within"] == "cost_model"]) == 2  # the two trained
+    assert not log["cached"] and len(log["heldout_r2"]) == 3 and ledger._STACK == []
+    with pytest.raises(ValueError, match="processes"):
+        ens.ensemble_processes(CONFIG, 2, 0)
+    assert ens.ensemble_processes(CONFIG, 3, 2) == 2 and ens.ensemble_processes(CONFIG, 0, 2) == 1

@@ -470,6 +470,11 @@ def test_trainers_build_the_pages_configs(monkeypatch) -> None:
                                     [0])  # fmt: skip
     assert per["grade_up"]["bc", 0] == "bc-grade_up-0"
     assert [c.steps for c in seen[-1][0]] == [1, 2]
+    # chapter 08 hands its sweep the agents in a results page's order, so the sweep is shared
+    steps = {"bc": {"startup": 1}, "iql": {"startup": 2}}
+    per = sweeps.train_per_scenario(["startup"], steps, [0, 1], progress=False)
+    ours = sweeps.train_seed_ensembles("startup", {"bc": 1, "iql": 2}, [0, 1], progress=False)
+    assert list(per["startup"]) == list(ours) == [("bc", 0), ("iql", 0), ("bc", 1), ("iql", 1)]
 
 
 def test_glue_all_glues_every_value(monkeypatch) -> None:

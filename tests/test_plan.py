@@ -179,6 +179,13 @@ def test_before_the_curves_page_the_results_pages_take_the_largest_curve_budget(
         assert {t.status for t in train} == {"shared"}
         assert all(t.assumed.startswith("budgets not yet measured") for t in train)
     assert all(t.status in ("missing", "runs", "shared") for t in built.tasks)
+    # chapter 08 sweeps the results pages' agents in their order: their sweeps, not new ones
+    support = [t for t in built.tasks if t.page == "08_correction_support" and t.kind == "sweep"]
+    assert [(t.status, t.shared_with) for t in support] == [
+        ("shared", f"05_results_{s}") for s in ("startup", "grade_down", "grade_up")
+    ]
+    ensembles = [t for t in built.tasks if t.kind == "cost_model" and "ensemble" in t.what]
+    assert {t.members for t in ensembles if t.status == "missing"} == {2}  # member 0: the PICNN
     by_kind = plan.kind_seconds(built)
     assert sum(by_kind[k] for k in plan.KINDS) == pytest.approx(sum(t.seconds for t in built.tasks))
     text = plan.plan_text(built)

@@ -457,14 +457,25 @@ def train_per_scenario(
             :func:`train_seed_ensembles`.
 
     Returns:
-        scenario → ``(algorithm, seed) → agent``.
+        scenario → ``(algorithm, seed) → agent``, in :func:`train_seed_ensembles`' order (seeds
+        outer, algorithms inner), so that a results page and this function hand the same
+        agents to a sweep in the same order and the sweep's cache entry is shared.
     """
     configs = per_scenario_configs(scenarios, steps, seeds, precision, algorithm_seeds)
     trained = train_many(configs, processes=processes, scheduler=scheduler, progress=progress)
-    agents: dict[str, dict[tuple[str, int], Agent]] = {s: {} for s in scenarios}
-    for config, (agent, _) in zip(configs, trained, strict=True):
-        agents[config.scenario][(config.algorithm, config.seed)] = agent
-    return agents
+    by_key = {
+        (c.scenario, c.algorithm, c.seed): agent
+        for c, (agent, _) in zip(configs, trained, strict=True)
+    }
+    return {
+        s: {
+            (a, seed): by_key[(s, a, seed)]
+            for seed in seeds
+            for a in steps
+            if (s, a, seed) in by_key
+        }
+        for s in scenarios
+    }
 
 
 def per_scenario_configs(

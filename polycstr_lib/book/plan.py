@@ -104,17 +104,19 @@ class Rates:
         return cls(train, **rest, sources=dict(values.get("sources", {})))
 
 
-#: Used where nothing was measured: the speeds of the 2-core development machine (quick
-#: profile builds), stated so that a plan says which of its numbers are guesses.
+#: Used where nothing was measured: the speeds this 2-core machine measured in the paper
+#: build of 2026-12-03 (commit 4570178, its ``rates.json``; BC's and IQL's from 10-seed
+#: ensembles, two at once), stated so that a plan says which of its numbers are not measured
+#: on the machine it runs on.
 ASSUMED_RATES = Rates(
-    train={"bc": (0.004, 0.0015), "iql": (0.006, 0.005), "cql": (0.02, 0.03)},
-    cost_model=0.004,
-    rollout=0.05,
-    sweep=0.01,
-    nmpc=0.004,
-    page=20.0,
-    rollout_call=1.5,
-    sweep_call=3.0,
+    train={"bc": (0.001, 0.0051), "iql": (0.0226, 0.0169), "cql": (0.0, 0.175)},
+    cost_model=0.0045,
+    rollout=0.0067,
+    sweep=0.0175,
+    nmpc=0.0077,
+    page=18.7,
+    rollout_call=0.43,
+    sweep_call=1.25,
     sources=dict.fromkeys(("train", "cost_model", "rollout", "sweep", "nmpc", "page"), "assumed"),
 )
 
@@ -186,7 +188,7 @@ def ledger_counts(records: Iterable[Mapping[str, Any]]) -> Counter:
         elif kind == "sweep":
             out["sweep"] += 1
             out["sweep episodes"] += int(r["agents"]) * int(r["settings"]) * int(r["episodes"])
-        else:
+        elif r.get("within") is None:  # a member trained inside an ensemble belongs to it
             out[kind] += 1
     return out
 
@@ -300,9 +302,16 @@ def _cost_task(
     data = load_offline_data(scenario)
     path = cost_model_entry(data, config, None, seeds)
     status, shared = store.status(f"cost_models/{path.name}", is_complete(path), page)
-    members = len(seeds) if seeds is not None else 1
+    members = 1
+    if seeds is not None:  # the members to train: one trained alone already is loaded
+        members = 0
+        for seed in seeds:
+            single = cost_model_entry(data, dataclasses.replace(config, seed=seed), None)
+            known = f"cost_models/{single.name}" in store.made
+            member, _ = store.status(f"cost_models/{single.name}", is_complete(single), page)
+            members += member == "missing" and not known
     name = {"picnn": "PICNN", "mlp": "NN"}.get(config.kind, config.kind)
-    what = f"{name}{' ensemble of ' + str(members) if seeds is not None else ''}"
+    what = f"{name}{' ensemble of ' + str(len(seeds)) if seeds is not None else ''}"
     what += f" ({config.target}) {config.steps:,} steps"
     return Task(
         page, "cost_model", scenario, what, algorithm=config.kind, steps=config.steps,
@@ -334,6 +343,7 @@ def _evaluate(
 
 def _sweep(
     page: str,
+    store: _Store,
     scenario: str,
     split: str,
     agents: Sequence[tuple[str, int]],
@@ -342,12 +352,18 @@ def _sweep(
     inputs: Sequence[Task],
     what: str,
 ) -> Task:
-    """A correction sweep: cached when its inputs are and the store has one of its shape."""
+    """A correction sweep: cached when its inputs are and the store has one of its shape;
+    shared when an earlier page sweeps the same agents (in the same order, at the same
+    budgets) with the same cost models, grid and episodes (the sweep's cache key)."""
     ready = all(t.status == "cached" for t in inputs)
     cached = ready and _sweep_cached(scenario, split, agents, settings, episodes)
+    budgets = sorted({(t.algorithm, t.steps) for t in inputs if t.kind == "train"})
+    models = sorted({t.what for t in inputs if t.kind == "cost_model"})
+    identity = f"sweep {scenario} {split} {list(agents)} {settings} {episodes} {budgets} {models}"
+    status, shared = store.status(identity, cached, page)
     return Task(
         page, "sweep", scenario, what, agents=len(agents), settings=settings, episodes=episodes,
-        status="cached" if cached else "missing",
+        status=status, shared_with=shared,
     )  # fmt: skip
 
 
@@ -490,8 +506,8 @@ def _results(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     what = f"{len(variants)} variants, {settings} settings (validation)"
     inputs = [t for t in tasks if t.kind in ("train", "cost_model")]
     tasks.append(
-        _sweep(page, p.scenario, "validation", agents, settings, p.validation_episodes, inputs,
-               what)
+        _sweep(page, store, p.scenario, "validation", agents, settings, p.validation_episodes,
+               inputs, what)
     )  # fmt: skip
     tasks.append(_evaluate(page, p.scenario, p.test_episodes, "PI (test)"))
     for a in p.budgets:
@@ -539,13 +555,13 @@ def _ablations(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     v = p.validation_episodes
     tau_agents = [(f"τ = {t:g}", s) for t in p.expectiles for s in p.seeds]
     tasks += [
-        _sweep(page, p.scenario, "validation", agents, first_grid, v, inputs,
+        _sweep(page, store, p.scenario, "validation", agents, first_grid, v, inputs,
                "stage one: η per cost model and Newton's α"),
-        _sweep(page, p.scenario, "validation", agents, second_grid, v, inputs,
+        _sweep(page, store, p.scenario, "validation", agents, second_grid, v, inputs,
                "stage two: K and trust radius at the chosen η"),
-        _sweep(page, p.scenario, "validation", tau_agents, 2, v, inputs,
+        _sweep(page, store, p.scenario, "validation", tau_agents, 2, v, inputs,
                "IQL per expectile, with the chosen correction"),
-        _sweep(page, p.scenario, "test", agents, 1 + labels, p.test_episodes, inputs,
+        _sweep(page, store, p.scenario, "test", agents, 1 + labels, p.test_episodes, inputs,
                "each sweep's choice on test"),
     ]  # fmt: skip
     return tasks
@@ -574,7 +590,8 @@ def _correction_support(page: str, p: Any, store: _Store, context: dict) -> list
     tasks += trained
     variants = results_variants(p.correction_variants, p.correction_steps)
     settings = 1 + sum(len(DEFAULT_STEP_SIZES[name]) for name in variants)
-    agents = [(a, seed) for a in p.algorithms for seed in p.seeds_for(a)]
+    # train_per_scenario's order (seeds outer), the results pages' order: their sweeps shared
+    agents = [(a, seed) for seed in p.seeds for a in p.algorithms if seed in p.seeds_for(a)]
     for s in p.scenarios:
         scale = NMPCRun(s, p.validation_episodes, nmpc=NMPCConfig(horizon=p.nmpc_horizon),
                         split="validation")  # fmt: skip
@@ -583,7 +600,7 @@ def _correction_support(page: str, p: Any, store: _Store, context: dict) -> list
         tasks.append(_evaluate(page, s, p.validation_episodes, what))
         inputs = models[s] + [t for t in trained if t.scenario == s]
         tasks.append(
-            _sweep(page, s, "validation", agents, settings, p.validation_episodes, inputs,
+            _sweep(page, store, s, "validation", agents, settings, p.validation_episodes, inputs,
                    f"{len(variants)} variants, {settings} settings (validation)")
         )  # fmt: skip
         for a in p.algorithms:
@@ -664,7 +681,8 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
     sources = dict(base.sources)
     by_kind: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
-        if r.get("seconds") is not None and float(r["seconds"]) > 0:
+        inside = r["kind"] == "cost_model" and r.get("within") is not None  # an ensemble's member
+        if r.get("seconds") is not None and float(r["seconds"]) > 0 and not inside:
             by_kind.setdefault(r["kind"], []).append(r)
     train = dict(base.train)
     for algo in {r["algorithm"] for r in by_kind.get("train", [])}:
@@ -687,7 +705,8 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
 
     values = {}
     for name, kind, units in (
-        ("cost_model", "cost_model", lambda r: r["steps"] * r["members"]),
+        # an ensemble's seconds are wall time over its processes: work per process-second
+        ("cost_model", "cost_model", lambda r: r["steps"] * r["members"] / r.get("processes", 1)),
         # an NMPC run's seconds are wall time over its processes: work per process-second
         (
             "nmpc",
@@ -702,7 +721,8 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
     for name, points in (
         ("rollout", [(r["episodes"], float(r["seconds"]) * 200 / r["steps"])
                      for r in by_kind.get("rollout", []) if r.get("within") is None]),
-        ("sweep", [(r["agents"] * r["settings"] * r["episodes"], float(r["seconds"]))
+        ("sweep", [(r["agents"] * r["settings"] * r["episodes"],
+                    float(r["seconds"]) * r.get("processes", 1))
                    for r in by_kind.get("sweep", [])]),
     ):  # fmt: skip
         if points:
@@ -882,14 +902,26 @@ def task_seconds(task: Task, rates: Rates) -> float:
     return 0.0
 
 
-def _nmpc_processes(task: Task, workers: int) -> int:
-    """The processes an NMPC task's episodes are solved in (1 for any other task): its wall
-    time is its work over them (:func:`~polycstr_lib.reactor.nmpc.nmpc_processes`)."""
-    if task.kind != "nmpc":
-        return 1
-    from polycstr_lib.reactor.nmpc import NMPCRun, nmpc_processes
+def _task_processes(task: Task, workers: int) -> int:
+    """The processes a task runs in: its wall time is its work over them. An NMPC run's
+    episodes (:func:`~polycstr_lib.reactor.nmpc.nmpc_processes`), a sweep's agents
+    (:func:`~polycstr_lib.correction.sweep.sweep_processes`) and an ensemble's members
+    (:func:`~polycstr_lib.correction.cost_models.ensemble.ensemble_processes`) spread over
+    the workers; any other task runs in one."""
+    if task.kind == "nmpc":
+        from polycstr_lib.reactor.nmpc import NMPCRun, nmpc_processes
 
-    return nmpc_processes(NMPCRun(task.scenario, task.episodes, steps=task.steps), workers)
+        return nmpc_processes(NMPCRun(task.scenario, task.episodes, steps=task.steps), workers)
+    if task.kind == "sweep":
+        from polycstr_lib.correction.sweep import sweep_processes
+
+        return sweep_processes(task.agents, task.agents * task.settings * task.episodes, workers)
+    if task.kind == "cost_model" and task.members > 1:
+        from polycstr_lib.correction.cost_models import CostModelConfig
+        from polycstr_lib.correction.cost_models.ensemble import ensemble_processes
+
+        return ensemble_processes(CostModelConfig(steps=task.steps), task.members, workers)
+    return 1
 
 
 def training_wall(tasks: Sequence[Task], rates: Rates, workers: int) -> float:
@@ -964,7 +996,7 @@ def build_plan(
         builder = PAGE_TASKS.get(run.notebook)
         made = builder(run.page, checked, store, context) if builder else []
         made = [
-            dataclasses.replace(t, seconds=task_seconds(t, rates) / _nmpc_processes(t, workers))
+            dataclasses.replace(t, seconds=task_seconds(t, rates) / _task_processes(t, workers))
             for t in made
         ]
         tasks += made

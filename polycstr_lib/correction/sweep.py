@@ -27,9 +27,11 @@ from polycstr_lib.correction.variants import DEFAULT_STEP_SIZES, DEFAULT_VARIANT
 from polycstr_lib.reactor.datasets import RUNAWAY_TEMPERATURE, episode_seeds
 from polycstr_lib.reactor.metrics import episode_metrics
 from polycstr_lib.reactor.rollout import rollout_side_by_side
+from polycstr_lib.toolkit import ledger
 from polycstr_lib.toolkit.cache import entry_path, invalidate, load_entry, write_entry
 from polycstr_lib.toolkit.ledger import ledger_task
 from polycstr_lib.toolkit.offline import require_training
+from polycstr_lib.toolkit.processes import worker_count
 from polycstr_lib.toolkit.stats import iqm
 
 #: Head of the per-episode score columns of a sweep (``score_0``, ``score_1``, …).
@@ -237,6 +239,52 @@ def _run_sweep(
     return rows
 
 
+#: A sweep of fewer corrected episodes stays in one process: starting one costs seconds.
+MIN_PARALLEL_EPISODES = 2000
+
+
+def sweep_processes(agents: int, corrected_episodes: int, processes: int | None = None) -> int:
+    """How many processes :func:`sweep_corrections` runs a sweep in.
+
+    An agent's rollouts (its base block and every corrected block) are one batch that does not
+    depend on the other agents, so the agents split over processes with the same scores to
+    the bit.
+
+    Args:
+        agents: base agents in the sweep.
+        corrected_episodes: agents × settings × episodes.
+        processes: the most processes (default: the machine's CPUs).
+
+    Raises:
+        ValueError: ``processes`` is not a positive int.
+    """
+    return worker_count(processes, agents, corrected_episodes >= MIN_PARALLEL_EPISODES)
+
+
+def _sweep_part(*args: Any) -> list[dict[str, Any]]:
+    """One process's agents of a sweep (:func:`_run_sweep`'s arguments); its rollouts are part
+    of the parent's sweep task."""
+    torch.set_num_threads(1)
+    ledger._STACK.append("sweep")
+    return _run_sweep(*args)
+
+
+def _run_sweep_in_processes(
+    agents: Mapping[tuple[str, int], Any], processes: int, *rest: Any
+) -> list[dict[str, Any]]:
+    """:func:`_run_sweep` with the agents split into ``processes`` contiguous parts, run at
+    once; the rows come back in the agents' order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    keys = list(agents)
+    parts = [[keys[i] for i in part] for part in np.array_split(np.arange(len(keys)), processes)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        futures = [pool.submit(_sweep_part, {k: agents[k] for k in part}, *rest) for part in parts]
+        return [row for future in futures for row in future.result()]
+
+
 def _add_base_columns(sweep: pd.DataFrame, tol: float) -> pd.DataFrame:
     base = sweep[sweep["variant"] == "none"].set_index(["algorithm", "seed"])
     out = sweep.join(
@@ -261,11 +309,13 @@ def sweep_corrections(
     cache: bool = True,
     cache_dir: str | Path | None = None,
     force: bool = False,
+    processes: int | None = None,
 ) -> pd.DataFrame:
     """Closed-loop normalised reward of every base agent, uncorrected and corrected.
 
     Every (agent, variant, step size) runs on the same ``episodes`` episodes of ``split`` in
-    one batched rollout (all step sizes of a variant in one batched correction).
+    one batched rollout per agent (all step sizes of a variant in one batched correction); the
+    agents are spread over :func:`sweep_processes` processes.
 
     Args:
         setup: the base agents (``(algorithm, seed) → agent`` with ``act(obs (B, 9)) →
@@ -282,6 +332,7 @@ def sweep_corrections(
             holding ``sweep.csv``, verified on load and recomputed when the check fails).
         cache_dir: cache root; default :func:`polycstr_lib.toolkit.store.artifact_dir`.
         force: recompute (and overwrite the cached entry) even if cached.
+        processes: the most processes to run the agents in (:func:`sweep_processes`).
 
     Returns:
         One row per (algorithm, seed, variant, step size), the base as variant ``'none'``
@@ -328,12 +379,14 @@ def sweep_corrections(
             return cached
     require_training("correction sweep", path or f"correction_sweeps/{scenario}_{split}")
     settings = 1 + sum(len(step_sizes[name]) for name in variants)
+    workers = sweep_processes(len(agents), len(agents) * settings * episodes, processes)
     fields = {"split": split, "agents": len(agents), "settings": settings, "episodes": episodes}
-    with ledger_task("sweep", scenario=scenario, **fields):
-        rows = _run_sweep(
-            agents, cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale,
-            split,
-        )  # fmt: skip
+    rest = (cost_models, scenario, variants, step_sizes, episodes, r_min, r_max, scale, split)
+    with ledger_task("sweep", scenario=scenario, **fields, processes=workers):
+        if workers == 1:
+            rows = _run_sweep(agents, *rest)
+        else:
+            rows = _run_sweep_in_processes(agents, workers, *rest)
     sweep = _add_base_columns(pd.DataFrame(rows), tol)
     if path is not None:
         write_entry(path, {"sweep.csv": sweep}, key)

@@ -28,7 +28,6 @@ next initial guess.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -63,6 +62,7 @@ from polycstr_lib.toolkit.cache import (
 )
 from polycstr_lib.toolkit.ledger import ledger_task
 from polycstr_lib.toolkit.offline import require_training
+from polycstr_lib.toolkit.processes import worker_count
 from polycstr_lib.toolkit.store import (
     config_to_dict,
 )
@@ -455,12 +455,7 @@ def nmpc_processes(run: NMPCRun, processes: int | None = None) -> int:
         run: the run.
         processes: the most processes (default: the machine's CPUs).
     """
-    most = (os.cpu_count() or 1) if processes is None else processes
-    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
-        raise ValueError(f"processes must be a positive int, got {processes!r}")
-    if run.episodes * run.steps < 2 * EPISODE_STEPS:
-        return 1
-    return min(most, run.episodes)
+    return worker_count(processes, run.episodes, run.episodes * run.steps >= 2 * EPISODE_STEPS)
 
 
 def _solve_episodes(

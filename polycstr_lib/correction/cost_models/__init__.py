@@ -12,8 +12,8 @@ One module per concept:
   windows
   for multi-step correction (:func:`action_windows`), episode split;
 * :mod:`~polycstr_lib.correction.cost_models.training`: :func:`train_cost_model` (cached artifact);
-* :mod:`~polycstr_lib.correction.cost_models.ensemble`: PICNN ensembles trained as one model
-  (:func:`train_cost_ensemble`) and their pessimistic convex cost;
+* :mod:`~polycstr_lib.correction.cost_models.ensemble`: PICNN ensembles, their members trained
+  in parallel (:func:`train_cost_ensemble`), and their pessimistic convex cost;
 * :mod:`~polycstr_lib.correction.cost_models.certificates`: :func:`convexity_certificate`;
 * :mod:`~polycstr_lib.correction.cost_models.diagnostics`: :func:`r2_score` and gradient-stability
   helpers

@@ -107,8 +107,10 @@ def finish_training(
     log: dict[str, Any],
     config: CostModelConfig,
     members: int,
+    processes: int = 1,
 ) -> None:
-    """Records a trained model (or ensemble of ``members``) in the task ledger, then caches it."""
+    """Records a trained model (or ensemble of ``members`` trained over ``processes``
+    processes) in the task ledger, then caches it."""
     record_task(
         "cost_model",
         log["seconds"],
@@ -117,6 +119,7 @@ def finish_training(
         target=config.target,
         steps=config.steps,
         members=members,
+        processes=processes,
     )
     save_cached(path, model, log)
 

@@ -230,6 +230,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     from polycstr_lib.book.bundle import VERIFY_DIR, import_bundle, verify_build
     from polycstr_lib.book.glue import build_provenance, glued_numbers
+    from polycstr_lib.book.profiles import page_group
 
     if args.bundle:
         report = import_bundle(args.bundle, args.sha256)
@@ -242,7 +243,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise ValueError(f"book/executed has pages of profiles {sorted(profiles)}")
         profile, against = next(iter(profiles)), "book/executed"
     executed = Path(args.executed) if args.executed else VERIFY_DIR
-    result = verify_build(expected, profile, executed, args.only)
+    only = page_group(args.group) if args.group else args.only
+    result = verify_build(expected, profile, executed, only)
     for page, name, want, got in result.differences:
         print(f"{page}\t{name}\t{want!r}\t{got!r}")
     left_out = f", {result.timings} timings not compared" if result.timings else ""
@@ -662,7 +664,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--executed", metavar="DIR", help="where the pages are executed (default: _build/verify)"
     )
-    verify.add_argument("--only", action="append", help="page stem (repeatable; default: all)")
+    pages = verify.add_mutually_exclusive_group()
+    pages.add_argument("--only", action="append", help="page stem (repeatable; default: all)")
+    pages.add_argument(
+        "--group",
+        choices=("chained", "independent"),
+        help="only the pages that read other executed pages (the curves page, the results "
+        "pages, chapter 08, the claims page), or only the others: two verifications that can "
+        "run at once, each with its own store and folder",
+    )
     verify.set_defaults(func=_cmd_verify)
     for p in (imp, verify):
         p.add_argument("--sha256", metavar="HEX", help="the archive's SHA-256 (needed for a URL)")

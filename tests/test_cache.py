@@ -346,11 +346,15 @@ def cost_ensemble(data, monkeypatch):
     return build, Path(first[1]["cache_path"]) / "model.pt", same
 
 
+#: one variant at one step size: the sweep's cache is the subject here, not its grid
+SWEEP = {"variants": {"plain": KW["variants"]["plain"]}, "step_sizes": {"plain": (1e-3,)}}
+
+
 def sweep(data, monkeypatch):
     from polycstr_lib.correction.sweep import sweep_corrections
 
     def build():
-        return sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **KW)
+        return sweep_corrections(CorrectionSetup(AGENTS, MODELS, TASK), 1, **SWEEP)
 
     def same(a, b) -> None:
         pd.testing.assert_frame_equal(a, b, check_exact=True)

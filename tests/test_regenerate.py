@@ -23,6 +23,7 @@ SLICE = {
     "cost_steps": 30,
     "test_episodes": 2,
     "nmpc_episodes": 1,
+    "nmpc_horizon": 2,
     "processes": 1,
     "correction_variants": ["plain", "trust region"],
     "validation_episodes": 1,

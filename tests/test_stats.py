@@ -21,6 +21,33 @@ def test_iqm_is_the_mean_of_the_middle_half() -> None:
     assert iqm(scores) == pytest.approx(np.mean([2, 3, 4, 5, 6, 7]))
 
 
+def test_iqm_has_the_bits_of_rliables_aggregate_iqm() -> None:
+    """Our IQM skips SciPy's wrapper, not its arithmetic: every value equals rliable's."""
+    from rliable import metrics
+
+    rng = np.random.default_rng(3)
+    for runs in (1, 2, 3, 5, 10, 23):
+        for tasks in (1, 2, 7, 50):
+            scores = rng.normal(0, 100, (runs, tasks))
+            scores[:, ::3] = np.round(scores[:, ::3])  # ties
+            assert iqm(scores) == float(metrics.aggregate_iqm(scores))
+            resample = scores[rng.integers(0, runs, runs)]  # a bootstrap replicate
+            assert iqm(resample) == float(metrics.aggregate_iqm(resample))
+
+
+def test_interval_estimates_equal_those_with_rliables_iqm(monkeypatch) -> None:
+    """The whole bootstrap table, to the bit, with rliable's own IQM in its place."""
+    from rliable import metrics
+
+    from polycstr_lib.toolkit import stats
+
+    rng = np.random.default_rng(4)
+    scores = {"a": rng.normal(50, 5, (10, 1)), "b": rng.normal(80, 9, (3, 50)), "c": [[7.0]]}
+    fast = interval_estimates(scores, reps=200, seed=2)
+    monkeypatch.setattr(stats, "_trimmed_iqm", metrics.aggregate_iqm)
+    assert fast.equals(interval_estimates(scores, reps=200, seed=2))
+
+
 def test_interval_estimates_bracket_the_point_and_are_seeded() -> None:
     rng = np.random.default_rng(0)
     scores = {"a": rng.normal(50, 5, (10, 1)), "b": rng.normal(80, 1, (12, 1))}

@@ -203,14 +203,37 @@ def test_make_test_runs_the_round_trip_after_the_site_is_built():
     test = _recipe(makefile, "test").splitlines()
     html = next(i for i, line in enumerate(test) if " html" in line)
     after = next(i for i, line in enumerate(test) if "roundtrip" in line)
-    assert html < after and "-j2" in test[after] and "checks" in test[after]
+    last = " ".join(test[after:])
+    assert html < after and "-j2" in last and "checks" in last
+    # both halves of the round trip: every page is verified
+    assert "roundtrip-chained" in last and "roundtrip-independent" in last
     assert "postbuild browser" in _recipe(makefile, "checks")
     exported = _recipe(makefile, "html")
     assert "bundle export $(BUNDLE_FILE) --record book/executed/bundle.md" in exported
-    roundtrip = _recipe(makefile, "roundtrip")
-    assert "POLYCSTR_ARTIFACTS=$(abspath $(ROUNDTRIP))/artifacts" in roundtrip
+    assert re.search(r"^roundtrip: roundtrip-chained roundtrip-independent$", makefile, re.M)
+    roundtrip = _recipe(makefile, "roundtrip-chained roundtrip-independent")
+    assert "POLYCSTR_ARTIFACTS=$(abspath $(ROUNDTRIP))/$*/artifacts" in roundtrip
     assert "verify" in roundtrip and "--bundle $(BUNDLE_FILE) --sha256" in roundtrip
-    assert "rm -rf $(ROUNDTRIP)" in roundtrip  # an empty store every time
+    assert "--group $*" in roundtrip
+    assert "rm -rf $(ROUNDTRIP)/$*" in roundtrip  # an empty store every time
+
+
+def test_the_two_verification_groups_hold_every_page_once_with_what_they_read():
+    chained, independent = profiles.page_group("chained"), profiles.page_group("independent")
+    pages = [run.page for run in profiles.RUNS]
+    assert sorted(chained + independent) == sorted(pages) and not set(chained) & set(independent)
+    stems = {run.page: run.notebook for run in profiles.RUNS}
+    for page in pages:
+        source = (profiles.NOTEBOOK_DIR / f"{stems[page]}.ipynb").read_text()
+        read = set(re.findall(r"(\d\d\w*)\.ipynb", source)) & set(pages)
+        # a page that reads another executed page is verified together with it
+        assert read <= set(chained), page
+        if read:
+            assert page in chained, page
+    for notebook in ("05_results", "08_correction_support"):  # budgets from the curves page
+        assert notebook in profiles.CHAINED_NOTEBOOKS
+    with pytest.raises(ValueError, match="chained, independent"):
+        profiles.page_group("odd")
 
 
 def test_the_book_workflow_publishes_the_bundle():
@@ -219,3 +242,14 @@ def test_the_book_workflow_publishes_the_bundle():
     uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     bundle = [s for s in uploads if s.get("with", {}).get("name") == "bundle"]
     assert bundle and "_build/bundle" in bundle[0]["with"]["path"]
+
+
+def test_verify_takes_a_page_group_or_pages_not_both(capsys):
+    from polycstr_lib.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["verify", "--group", "chained"]).group == "chained"
+    for argv in (["verify", "--group", "odd"], ["verify", "--group", "chained", "--only", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert "--group" in capsys.readouterr().err

@@ -447,10 +447,18 @@ def _extensions(checkpoints: Sequence[int], cap: int | None) -> list[int]:
 
 def _learning_curves(page: str, p: Any, store: _Store, context: dict) -> list[Task]:
     from polycstr_lib.analysis.curves import TRAINING_VARIANTS, curve_runs, variant_runs
+    from polycstr_lib.reactor.nmpc import NMPCConfig, NMPCRun
 
+    # each scenario's hold-to-oracle range: the oracle at its default horizon, on validation
+    tasks = []
+    for s in p.scenarios:
+        tasks.append(_nmpc_task(page, store, NMPCRun(s, p.range_episodes, split="validation",
+                                                     nmpc=NMPCConfig())))  # fmt: skip
+        what = "inputs held, on the range's validation episodes"
+        tasks.append(_evaluate(page, s, p.range_episodes, what))
     measure = {(a, s): sorted(set(p.checkpoints[a])) for a in p.algorithms for s in p.scenarios}
     configs, snapshots = curve_runs(measure, p.seeds, p.precision, p.algorithm_seeds)
-    tasks = _train_tasks(page, configs, store, snapshots)
+    tasks += _train_tasks(page, configs, store, snapshots)
     for (a, s), ks in measure.items():
         n = len(p.seeds_for(a)) * p.validation_episodes
         what = f"{a.upper()} at {len(ks)} checkpoints × {len(p.seeds_for(a))} seeds (validation)"

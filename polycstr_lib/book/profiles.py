@@ -38,6 +38,34 @@ RUNS: tuple[NotebookRun, ...] = (
 )
 
 
+#: Notebooks that read another page's executed copy (the results pages and chapter 08 take
+#: their budgets from the curves page, the claims page reads the results pages and the cost
+#: models page), with the pages they read: a verification executes them together, in book
+#: order. The other pages read only the store, so they can be verified apart, at once.
+CHAINED_NOTEBOOKS = (
+    "04_cost_models",
+    "04b_learning_curves",
+    "05_results",
+    "08_correction_support",
+    "07_claims",
+)
+#: The two groups of pages a verification may execute apart (:func:`page_group`).
+PAGE_GROUPS = ("chained", "independent")
+
+
+def page_group(group: str) -> list[str]:
+    """The pages of ``group`` in book order: ``"chained"`` (:data:`CHAINED_NOTEBOOKS`) or
+    ``"independent"`` (every other page).
+
+    Raises:
+        ValueError: an unknown group (the message lists the valid ones).
+    """
+    if group not in PAGE_GROUPS:
+        raise ValueError(f"unknown page group {group!r}; valid groups: {', '.join(PAGE_GROUPS)}")
+    chained = group == "chained"
+    return [run.page for run in RUNS if (run.notebook in CHAINED_NOTEBOOKS) == chained]
+
+
 #: The parameters the results pages (05) and the correction-support chapter (08) share, so
 #: that the chapter studies the correction the results pages deploy: the training seeds (and
 #: each algorithm's share of them, ``algorithm_seeds``), the variant set, K, the validation
@@ -100,6 +128,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             # 5,000 steps (BC, IQL) or 1,000 (CQL, whose step costs about 13 IQL steps)
             "extend_to": {"bc": 5000, "iql": 5000, "cql": 1000},
             "validation_episodes": 20,
+            "range_episodes": 2,
             "variant_scenarios": ["startup", "grade_up"],
             "variant_seeds": list(range(5)),
             # at a checkpoint of the curves, so the default variant's runs are theirs

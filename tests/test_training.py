@@ -260,8 +260,13 @@ def test_atomic_write_leaves_no_temp_file_on_error(tmp_path: Path, monkeypatch) 
 # --- two processes ---------------------------------------------------------------------------
 
 
-def test_train_many_on_a_two_worker_local_cluster(data) -> None:
+def test_train_many_on_a_two_worker_local_cluster(data, monkeypatch) -> None:
     """A small sweep on Dask's LocalCluster: two ensembles (bc seeds 0-1, iql seed 1)."""
+    from polycstr_lib.agents import sweeps
+
+    monkeypatch.setattr(
+        sweeps, "MIN_PARALLEL_SECONDS", 0.0
+    )  # tiny runs, on the cluster all the same
     configs = [
         tiny_config("bc", seed=0),
         tiny_config("iql", seed=1),
@@ -821,3 +826,22 @@ def test_a_dataset_is_read_once_per_process_until_its_files_change(minari_store,
     sidecar = next(p for p in dataset_path("grade_up").rglob("*.json"))
     os.utime(sidecar, ns=(sidecar.stat().st_atime_ns, sidecar.stat().st_mtime_ns + 10**9))
     assert agent_data.load_training_data("grade_up") is not first and reads["n"] == 2
+
+
+def test_training_too_small_to_repay_a_cluster_stays_in_this_process(data, monkeypatch) -> None:
+    from polycstr_lib.agents import sweeps
+
+    tasks = sweeps.plan_tasks(
+        [tiny_config("bc", seed=0).resolved(), tiny_config("iql", seed=1).resolved()],
+        {"startup": data}, 2, False, (),
+    )  # fmt: skip
+    assert len(tasks) == 2 and sweeps.training_processes(tasks, 2) == 1
+    monkeypatch.setattr(sweeps, "MIN_PARALLEL_SECONDS", 0.0)
+    assert sweeps.training_processes(tasks, 2) == 2 and sweeps.training_processes(tasks, 1) == 1
+    monkeypatch.setattr(sweeps, "_run_on_dask", lambda *a: pytest.fail("a cluster was started"))
+    monkeypatch.setattr(sweeps, "MIN_PARALLEL_SECONDS", 1e9)
+    results = sweeps.train_many(
+        [tiny_config("bc", seed=0), tiny_config("iql", seed=1)], processes=2,
+        data={"startup": data}, progress=False,
+    )  # fmt: skip
+    assert len(results) == 2 and not any(log.attrs["cached"] for _, log in results)

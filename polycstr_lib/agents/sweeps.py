@@ -38,6 +38,7 @@ from polycstr_lib.agents.runs import (
 )
 from polycstr_lib.toolkit.cache import is_complete
 from polycstr_lib.toolkit.deadline import DeadlineReached
+from polycstr_lib.toolkit.processes import worker_count
 from polycstr_lib.toolkit.store import (
     ARTIFACTS_ENV,
     artifact_dir,
@@ -206,6 +207,26 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+#: Seconds of one BC gradient step of one member in one process on this machine (266
+#: agent-steps/s per core, ``benchmarks/training.py``): the unit of ``_STEP_COST``.
+BC_STEP_SECONDS = 0.004
+#: The training a local Dask cluster must have to repay starting it: its two worker processes
+#: cost about 40 s of CPU to start and warm up (the quick curves page: 113 s of CPU with two
+#: workers, 74 s in this process, the same wall time), which on a machine whose other core
+#: runs other work (``make test``: the unit tests) is time lost.
+MIN_PARALLEL_SECONDS = 120.0
+
+
+def training_processes(tasks: Sequence[_Task], workers: int) -> int:
+    """How many local worker processes train ``tasks``: 1 (this process) when their estimated
+    single-process time (``_STEP_COST`` × :data:`BC_STEP_SECONDS`) is under
+    :data:`MIN_PARALLEL_SECONDS`, else at most ``workers`` and one per ensemble
+    (:func:`~polycstr_lib.toolkit.processes.worker_count`). Which process trains an ensemble
+    does not change its numbers."""
+    seconds = BC_STEP_SECONDS * sum(task.cost for task in tasks)
+    return worker_count(workers, len(tasks), seconds >= MIN_PARALLEL_SECONDS)
+
+
 def train_many(
     configs: Sequence[TrainConfig],
     processes: int | None = None,
@@ -223,7 +244,8 @@ def train_many(
     Args:
         configs: The runs.
         processes: Worker processes of the local Dask cluster (one thread each); None → one
-            per CPU core. With 1 (and no ``scheduler``), or a single ensemble to train, the
+            per CPU core. With 1 (and no ``scheduler``), a single ensemble to train, or too
+            little training to repay starting the cluster (:func:`training_processes`), the
             work runs in this process.
         data: Optional scenario → training data; other scenarios are loaded from their
             datasets here and sent to the workers (which need no dataset files).
@@ -256,6 +278,9 @@ def train_many(
     tasks = plan_tasks(
         resolved, given, 1 if scheduler is None and workers == 1 else workers, force, snapshot_steps
     )
+    if tasks and scheduler is None and workers > 1 and training_processes(tasks, workers) == 1:
+        tasks = plan_tasks(resolved, given, 1, force, snapshot_steps)  # whole ensembles, here
+        workers = 1
     if tasks:
         if scheduler is None and (workers == 1 or len(tasks) == 1):
             for task in tasks:

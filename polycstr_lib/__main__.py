@@ -460,6 +460,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from polycstr_lib.book.profiles import PAGE_GROUPS
+
     parser = _Parser(prog="python -m polycstr_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -668,10 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
     pages.add_argument("--only", action="append", help="page stem (repeatable; default: all)")
     pages.add_argument(
         "--group",
-        choices=("chained", "independent"),
-        help="only the pages that read other executed pages (the curves page, the results "
-        "pages, chapter 08, the claims page), or only the others: two verifications that can "
-        "run at once, each with its own store and folder",
+        choices=PAGE_GROUPS,
+        help="'chained': only the pages that read other executed pages, with the pages they "
+        "read; 'independent': only the others. Two verifications that can run at once, each "
+        "with its own store and folder",
     )
     verify.set_defaults(func=_cmd_verify)
     for p in (imp, verify):

@@ -257,3 +257,28 @@ def test_calibration_measures_every_rate_in_a_private_store(tmp_path, monkeypatc
 def test_calibration_refuses_a_scale_that_is_not_positive():
     with pytest.raises(ValueError, match="scale must be positive"):
         plan.calibrate(scale=0)
+
+
+def test_the_curves_pages_oracle_runs_are_planned_and_shared(tmp_path, monkeypatch):
+    """The curves page runs each scenario's oracle for its hold-to-oracle range: planned there,
+    and shared by the page that needs the same run later (quick: the startup results page's
+    decision scale; paper: the environment page's horizon study runs it first)."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+
+    def oracle_runs(profile: str) -> dict[str, list[tuple[str, str, str]]]:
+        built = plan.build_plan(profile, workers=2, executed_dir=tmp_path / profile,
+                                rates=plan.ASSUMED_RATES)  # fmt: skip
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for t in built.tasks:
+            if t.kind == "nmpc" and "validation" in t.what:
+                out.setdefault(t.page, []).append((t.scenario, t.status, t.shared_with))
+        return out
+
+    quick = oracle_runs("quick")
+    assert quick["04b_learning_curves"] == [("startup", "missing", "")]
+    assert ("startup", "shared", "04b_learning_curves") in quick["05_results_startup"]
+    paper = oracle_runs("paper")
+    assert {s for s, *_ in paper["04b_learning_curves"]} == {"startup", "grade_down", "grade_up"}
+    assert {(status, shared) for _, status, shared in paper["04b_learning_curves"]} == {
+        ("shared", "01_environment")
+    }

@@ -80,6 +80,59 @@ def test_training_rates_are_fitted_from_the_ledger(tmp_path, monkeypatch):
     assert plan.Rates.from_json(json.loads(json.dumps(rates.to_json()))) == rates
 
 
+def test_a_ledger_that_measures_every_algorithm_assumes_no_training(tmp_path, monkeypatch):
+    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "tasks.jsonl"))
+    for algo in ("bc", "iql"):
+        record_task("train", 1.0, algorithm=algo, scenario="startup", seeds=[0], steps=100,
+                    members=1)  # fmt: skip
+    partial = plan.rates_from_ledger(read_ledger(tmp_path / "tasks.jsonl"))
+    assert partial.sources["train"] == "assumed"  # CQL's rate is still the assumed one
+    record_task("train", 1.0, algorithm="cql", scenario="startup", seeds=[0], steps=10, members=1)
+    full = plan.rates_from_ledger(read_ledger(tmp_path / "tasks.jsonl"))
+    assert "train" not in full.sources
+    assert {f"train {a}" for a in ("bc", "iql", "cql")} <= set(full.sources)
+
+
+def test_the_matmul_speed_is_measured_and_bad_input_refused():
+    assert 1.0 < plan.matmul_gflops(0.05) < 10_000
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="seconds"):
+            plan.matmul_gflops(bad)
+        with pytest.raises(ValueError, match="factor"):
+            plan.scaled_rates(plan.ASSUMED_RATES, bad, "why")
+        with pytest.raises(ValueError, match="gflops"):
+            plan.machine_rates(gflops=bad)
+
+
+def test_assumed_rates_scale_with_this_machines_matmul_speed():
+    ref = plan.REFERENCE_MATMUL_GFLOPS
+    same = plan.machine_rates(gflops=ref)
+    faster = plan.machine_rates(gflops=2 * ref)
+    base = plan.ASSUMED_RATES
+    times = ("cost_model", "rollout", "sweep", "nmpc", "page", "rollout_call", "sweep_call")
+    for name in times:
+        assert getattr(same, name) == pytest.approx(getattr(base, name))
+        assert getattr(faster, name) == pytest.approx(getattr(base, name) / 2)
+    for algo, (a, b) in base.train.items():
+        assert faster.train[algo] == pytest.approx((a / 2, b / 2))
+    assert set(faster.sources) == set(base.sources)
+    assert all(v.startswith("assumed, × 0.50 (matmul") for v in faster.sources.values())
+
+
+def test_a_cold_plan_on_a_twice_as_fast_machine_estimates_half_the_time(tmp_path, monkeypatch):
+    """Nothing measured (an empty store, no build): the plan's rates are the assumed ones
+    scaled by this machine's matmul speed, so every page's estimate scales with it."""
+    monkeypatch.setenv("POLYCSTR_ARTIFACTS", str(tmp_path / "store"))
+    monkeypatch.setattr(plan, "matmul_gflops", lambda: 2 * plan.REFERENCE_MATMUL_GFLOPS)
+    cold = plan.build_plan("quick", executed_dir=tmp_path / "executed")
+    assumed = plan.build_plan("quick", executed_dir=tmp_path / "executed",
+                              rates=plan.ASSUMED_RATES)  # fmt: skip
+    assert cold.rates.nmpc == pytest.approx(plan.ASSUMED_RATES.nmpc / 2)
+    for page, seconds in assumed.page_seconds.items():
+        assert cold.page_seconds[page] == pytest.approx(seconds / 2)
+    assert "matmul" in plan.plan_text(cold)
+
+
 def test_training_spreads_over_workers():
     rates = plan.ASSUMED_RATES
     one = plan.Task("p", "train", "startup", "", algorithm="bc", seeds=(0, 1, 2, 3),

@@ -16,9 +16,10 @@ and the "+" rows of the results pages (counted as if every algorithm deployed a 
 Seconds come from :class:`Rates`: measured by the last build (its task ledger,
 :mod:`polycstr_lib.toolkit.ledger`, summarised in ``rates.json`` beside the executed pages),
 else read from the training times the artifact store keeps in its manifests, else the stated
-defaults of :data:`ASSUMED_RATES`. Training ensembles are spread over ``workers`` processes as
-:func:`~polycstr_lib.agents.sweeps.train_many` spreads them; everything else runs in the
-page's process.
+defaults of :data:`ASSUMED_RATES` scaled to this machine by its float32 matmul speed, measured
+in a fraction of a second (:func:`machine_rates`). Training ensembles are spread over
+``workers`` processes as :func:`~polycstr_lib.agents.sweeps.train_many` spreads them;
+everything else runs in the page's process.
 """
 
 from __future__ import annotations
@@ -119,6 +120,15 @@ ASSUMED_RATES = Rates(
     sweep_call=1.25,
     sources=dict.fromkeys(("train", "cost_model", "rollout", "sweep", "nmpc", "page"), "assumed"),
 )
+
+#: The float32 matmul speed (GFLOP/s per core, 256³ products, one thread per process) that
+#: ``benchmarks/training.py --roofline`` measured on the machine of :data:`ASSUMED_RATES`. Where
+#: nothing was measured, a plan scales those rates by it over this machine's speed, measured in
+#: a fraction of a second (:func:`machine_rates`): the same build took 1 h 51 min on a machine of
+#: 87 GFLOP/s and 49 min on one of 202, which the assumed rates alone planned as 1.9 h.
+REFERENCE_MATMUL_GFLOPS = 87.4
+
+MATMUL_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -702,6 +712,8 @@ def rates_from_ledger(records: Sequence[Mapping[str, Any]], base: Rates = ASSUME
         if points:
             train[algo] = _fit_train(points)
             sources[f"train {algo}"] = f"ledger ({len(points)} ensembles)"
+    if all(f"train {algo}" in sources for algo in train):
+        sources.pop("train", None)  # every algorithm measured: none of training is assumed
 
     def ratio(kind: str, units: Any) -> float | None:
         rows = by_kind.get(kind, [])
@@ -777,10 +789,74 @@ def _fit_train(points: Sequence[tuple[int, int, float]]) -> tuple[float, float]:
     return 0.0, b
 
 
-def rates_from_store(base: Rates = ASSUMED_RATES) -> Rates:
+def matmul_gflops(seconds: float = 0.3) -> float:
+    """This process's float32 matmul speed on one thread, GFLOP/s (256³ products).
+
+    Raises:
+        ValueError: ``seconds`` not positive.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the pages train: one thread per process
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=g) for _ in range(2))
+        out = torch.empty(MATMUL_SIZE, MATMUL_SIZE)
+        for _ in range(20):  # warm-up
+            torch.mm(a, b, out=out)
+        products, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(20):
+                torch.mm(a, b, out=out)
+            products += 20
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * MATMUL_SIZE**3 * products / elapsed / 1e9
+
+
+def scaled_rates(rates: Rates, factor: float, why: str) -> Rates:
+    """``rates`` with every time multiplied by ``factor``; each source says ``why``.
+
+    Raises:
+        ValueError: ``factor`` not positive.
+    """
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor!r}")
+    times = ("cost_model", "rollout", "sweep", "nmpc", "page", "rollout_call", "sweep_call")
+    return dataclasses.replace(
+        rates,
+        train={k: (a * factor, b * factor) for k, (a, b) in rates.train.items()},
+        **{name: getattr(rates, name) * factor for name in times},
+        sources={k: f"{v}, {why}" for k, v in rates.sources.items()},
+    )
+
+
+def machine_rates(gflops: float | None = None) -> Rates:
+    """:data:`ASSUMED_RATES` scaled to this machine: times × the reference machine's matmul
+    speed (:data:`REFERENCE_MATMUL_GFLOPS`) over this one's (``gflops``, measured now if
+    None). A first-order guess for a machine that has measured nothing yet; a build's ledger
+    or ``plan --calibrate`` replaces it."""
+    gflops = matmul_gflops() if gflops is None else float(gflops)
+    if not gflops > 0:
+        raise ValueError(f"gflops must be positive, got {gflops!r}")
+    factor = REFERENCE_MATMUL_GFLOPS / gflops
+    why = f"× {factor:.2f} (matmul {gflops:.0f} GFLOP/s here, {REFERENCE_MATMUL_GFLOPS:g} there)"
+    return scaled_rates(ASSUMED_RATES, factor, why)
+
+
+def rates_from_store(base: Rates | None = None) -> Rates:
     """Training and NMPC rates from the times the artifact store's manifests keep (the runs
-    of earlier builds, whatever their profile); the other rates from ``base``."""
+    of earlier builds, whatever their profile); the other rates from ``base`` (default
+    :func:`machine_rates`, the assumed rates scaled to this machine)."""
     from polycstr_lib.toolkit.cache import entries, entry_info
+
+    if base is None:
+        base = machine_rates()
 
     records = []
     seen = set()
@@ -1060,7 +1136,10 @@ def plan_text(plan: Plan) -> str:
     if plan.notes:
         lines += ["", "* counted although it may not run:"]
         lines += [f"  - {note}" for note in plan.notes]
-    lines += ["", "rates: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.rates.sources.items()))]
+    by_source: dict[str, list[str]] = {}
+    for name, source in sorted(plan.rates.sources.items()):
+        by_source.setdefault(source, []).append(name)  # one line per source, not per rate
+    lines += ["", "rates: " + "; ".join(f"{', '.join(k)}: {v}" for v, k in by_source.items())]
     return "\n".join(lines)
 
 
